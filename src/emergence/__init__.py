@@ -1,0 +1,50 @@
+"""emergence: when, in the text a multimodal LLM writes, does pixel-level grounding emerge?
+
+Public API (imported lazily, so ``import emergence`` and the CLI's ``--help`` stay fast)::
+
+    from emergence import Probe, ProbeRun
+    probe = Probe.from_pretrained("llava-hf/llava-1.5-7b-hf")
+    run = probe.generate("cat.jpg", "Describe the image.")
+    run.attention      # [T, L, H, V]
+    run.heatmap(3)     # [H, W] in original image pixels
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Probe": ("emergence.probe", "Probe"),
+    "ProbeRun": ("emergence.run", "ProbeRun"),
+    "AttentionCapture": ("emergence.capture", "AttentionCapture"),
+    "VisualLayout": ("emergence.layouts", "VisualLayout"),
+    "View": ("emergence.layouts", "View"),
+    "register_layout": ("emergence.layouts", "register_layout"),
+    "build_layout": ("emergence.layouts", "build_layout"),
+    "load_image": ("emergence.images", "load_image"),
+    "ProbeSpec": ("emergence.specs", "ProbeSpec"),
+    "load_spec": ("emergence.specs", "load_spec"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .capture import AttentionCapture
+    from .images import load_image
+    from .layouts import View, VisualLayout, build_layout, register_layout
+    from .probe import Probe
+    from .run import ProbeRun
+    from .specs import ProbeSpec, load_spec
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'emergence' has no attribute {name!r}")

@@ -1,0 +1,332 @@
+"""Exact, low-memory capture of language-model attention over visual tokens.
+
+How it works
+------------
+Every transformers model resolves its attention function at call time with
+``ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation, eager_attention_forward)``. Inside
+:class:`AttentionCapture` we register, under the model's *own* backend key (``"sdpa"``, ``"eager"``,
+``"flash_attention_2"``, ...), a wrapper that
+
+1. calls the real backend unchanged for the layer output (so generations are identical to plain ``generate``), and
+2. for the language-model attention modules only, recomputes ``softmax(q k^T * scale + mask)`` for the ONE query row
+   that is needed (the last position of the forward pass), over all keys, and keeps the slice at the visual key
+   positions.
+
+The model's mask creation is untouched (we do not switch ``config._attn_implementation``), so padding, sliding
+windows, bidirectional image prefixes and flash-attention kwargs are exactly those of the backend. The extra cost per
+layer and step is one ``q . K^T`` row product; the memory kept per step is ``layers x heads x visual_tokens``.
+
+The registration is scoped: on exit (normal or exception) the interface mapping is restored exactly.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..errors import CaptureError, UnsupportedModelError
+
+__all__ = ["AttentionCapture", "KeepMode", "language_model_attention_modules", "row_attention_probs"]
+
+KeepMode = Literal["heads", "layers", "mean"]
+_KEEP_MODES = ("heads", "layers", "mean")
+_MISSING = object()
+_REGISTRY_LOCK = threading.RLock()
+
+
+def language_model_attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The self-attention modules of ``model``'s language model, ordered by ``layer_idx``.
+
+    The language model is found with ``model.get_decoder()`` (transformers' own lookup); its attention modules are the
+    submodules that carry a ``layer_idx`` and whose class name ends in ``Attention``. Vision-tower attention is not
+    included.
+
+    Raises:
+        UnsupportedModelError: no language-model attention module was found.
+    """
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    found: dict[int, nn.Module] = {}
+    for module in decoder.modules():
+        name = type(module).__name__
+        if name.endswith("Attention") and isinstance(getattr(module, "layer_idx", None), int):
+            if "Cross" in name:
+                continue  # cross-attention layers read the image differently; not captured here
+            found.setdefault(module.layer_idx, module)
+    if not found:
+        raise UnsupportedModelError(
+            f"No language-model self-attention modules were found in {type(model).__name__} (looked for submodules "
+            f"of model.get_decoder() -> {type(decoder).__name__} whose class name ends in 'Attention' and that have "
+            "an integer `layer_idx`). This model cannot be captured by emergence."
+        )
+    return [found[i] for i in sorted(found)]
+
+
+def _lm_config(model: nn.Module) -> Any:
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    return getattr(decoder, "config", None) or model.config
+
+
+def row_attention_probs(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    rows: torch.Tensor,
+    columns: torch.Tensor,
+    kwargs: dict[str, Any],
+) -> torch.Tensor:
+    """Attention probabilities of some query rows, restricted to some key columns.
+
+    Computes ``softmax(q_rows . K^T * scale + mask)`` over ALL keys in float32 (the softmax needs every key), then
+    returns only ``columns``. Grouped-query attention is handled without repeating the key heads.
+
+    Args:
+        module: the attention module (for ``scaling`` and ``num_key_value_groups`` fallbacks).
+        query: ``[batch, heads, q_len, head_dim]``.
+        key: ``[batch, kv_heads, kv_len, head_dim]`` (cache included).
+        attention_mask: ``None`` (causal), boolean ``[batch, 1|heads, q_len, >=kv_len]`` (True = attend) or additive
+            float of the same shape.
+        rows: ``[R]`` long tensor of indices into ``q_len``.
+        columns: ``[V]`` long tensor of key positions to keep.
+        kwargs: the keyword arguments the model passed to its attention function (``scaling``, ``softcap``,
+            ``sliding_window``, ``s_aux``).
+
+    Returns:
+        ``[batch, heads, R, V]`` float32 probabilities.
+    """
+    batch, heads, q_len, dim = query.shape
+    kv_heads, kv_len = key.shape[1], key.shape[2]
+    if heads % kv_heads:
+        raise CaptureError(f"query heads ({heads}) is not a multiple of key/value heads ({kv_heads})")
+    scaling = kwargs.get("scaling")
+    if scaling is None:
+        scaling = getattr(module, "scaling", None) or dim**-0.5
+    n_rows = rows.numel()
+    q = query.index_select(2, rows).float().reshape(batch, kv_heads, heads // kv_heads, n_rows, dim)
+    logits = torch.einsum("bgrqd,bgsd->bgrqs", q, key.float()).reshape(batch, heads, n_rows, kv_len) * scaling
+    softcap = kwargs.get("softcap")
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+
+    if attention_mask is None:
+        # Causal without a materialised mask (sdpa's is_causal path, flash): the query sits at kv_len - q_len + row.
+        q_pos = (kv_len - q_len + rows)[:, None]  # [R, 1]
+        positions = torch.arange(kv_len, device=logits.device)[None, :]
+        blocked = positions > q_pos
+        window = kwargs.get("sliding_window")
+        if window:
+            blocked |= positions <= q_pos - window
+        if bool(blocked.any()):
+            logits = logits.masked_fill(blocked, float("-inf"))
+    elif isinstance(attention_mask, torch.Tensor) and attention_mask.ndim == 4:
+        mask_row = attention_mask[:, :, :, :kv_len].index_select(2, rows.to(attention_mask.device))
+        if mask_row.dtype == torch.bool:
+            logits = logits.masked_fill(~mask_row, float("-inf"))
+        else:
+            logits = logits + mask_row.float()
+    else:
+        raise CaptureError(
+            f"Unsupported attention mask for capture: {type(attention_mask).__name__} with shape "
+            f"{getattr(attention_mask, 'shape', None)}. Use attn_implementation='sdpa' or 'eager'."
+        )
+
+    sinks = kwargs.get("s_aux")
+    if sinks is not None:  # attention sinks (gpt-oss style): one extra logit per head in the denominator
+        sink_logits = sinks.float().reshape(1, heads, 1, 1).expand(batch, heads, n_rows, 1)
+        lse = torch.logsumexp(torch.cat([logits, sink_logits], dim=-1), dim=-1, keepdim=True)
+    else:
+        lse = torch.logsumexp(logits, dim=-1, keepdim=True)
+    return torch.exp(logits.index_select(-1, columns) - lse)
+
+
+def _model_eager_function(module: nn.Module) -> Callable[..., Any]:
+    """The ``eager_attention_forward`` defined next to ``module``'s class (what the model uses for 'eager')."""
+    for cls in type(module).__mro__:
+        fn = getattr(sys.modules.get(cls.__module__), "eager_attention_forward", None)
+        if fn is not None:
+            return fn
+    raise UnsupportedModelError(
+        f"{type(module).__name__} has no eager_attention_forward next to its class; capture it with "
+        "attn_implementation='sdpa' instead."
+    )
+
+
+class AttentionCapture:
+    """Context manager that records language-model attention over visual keys during forward passes.
+
+    Every forward pass of the model inside the context is one *step*. By default the recorded row of a step is the
+    last query position of that pass (during ``generate``: at step 0 the last prompt position, then each newly fed
+    token), which is the row that PREDICTS the next token. With ``query_positions`` set, every pass records the rows at
+    those absolute sequence positions instead (used for the "self" convention on one full forward). Per step, row
+    and captured layer, the probabilities over ``visual_positions`` are reduced according to ``keep`` and stored.
+
+    Args:
+        model: a loaded transformers model (any ``*ForConditionalGeneration`` / ``*ForImageTextToText``).
+        visual_positions: ``[V]`` sequence positions of the visual tokens (keys to keep).
+        keep: ``"heads"`` -> ``[rows, L, H, V]``; ``"layers"`` -> ``[rows, L, V]`` (head mean);
+            ``"mean"`` -> ``[rows, V]`` (layer and head mean). ``rows`` = steps x rows per step.
+        layers: language-model layer indices to capture (default: all).
+        storage_dtype: dtype of the stored maps (float16 by default; probabilities are computed in float32).
+        storage_device: where stored maps live (CPU by default; moved in chunks to avoid per-layer syncs).
+        flush_every: steps kept on the model's device before a chunk is moved to ``storage_device``.
+        query_positions: absolute positions of the query rows to record in every pass (default: the last one).
+
+    Example:
+        >>> with AttentionCapture(model, visual_positions) as cap:   # doctest: +SKIP
+        ...     model.generate(**inputs, max_new_tokens=8)
+        >>> cap.maps().shape                                          # doctest: +SKIP
+        torch.Size([8, 32, 32, 576])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        visual_positions: torch.Tensor | Sequence[int],
+        keep: KeepMode = "heads",
+        layers: Sequence[int] | None = None,
+        storage_dtype: torch.dtype = torch.float16,
+        storage_device: torch.device | str = "cpu",
+        flush_every: int = 32,
+        query_positions: torch.Tensor | Sequence[int] | None = None,
+    ) -> None:
+        if keep not in _KEEP_MODES:
+            raise ValueError(f"keep={keep!r} is not one of {_KEEP_MODES}")
+        self.model = model
+        self.keep: KeepMode = keep
+        modules = language_model_attention_modules(model)
+        all_layers = [m.layer_idx for m in modules]
+        if layers is None:
+            layers = all_layers
+        layers = [int(i) for i in layers]
+        bad = [i for i in layers if i not in all_layers]
+        if bad:
+            raise ValueError(f"layers={bad} are not language-model layers; valid are 0..{len(all_layers) - 1}")
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"layers={layers} contains duplicates")
+        self.layers: list[int] = layers
+        self._slot = {id(m): layers.index(m.layer_idx) for m in modules if m.layer_idx in layers}
+        positions = torch.as_tensor(visual_positions, dtype=torch.long).flatten()
+        if positions.numel() == 0:
+            raise CaptureError("visual_positions is empty: the inputs contain no visual tokens to attend to")
+        self.visual_positions = positions
+        self.storage_dtype = storage_dtype
+        self.storage_device = torch.device(storage_device)
+        self.flush_every = max(1, int(flush_every))
+        self.query_positions = (
+            None if query_positions is None else torch.as_tensor(query_positions, dtype=torch.long).flatten()
+        )
+        self.backend: str = getattr(_lm_config(model), "_attn_implementation", None) or "eager"
+        if self.backend.startswith("flex"):
+            raise UnsupportedModelError(
+                "attn_implementation='flex_attention' is not supported by the capture (its BlockMask cannot be read "
+                "row by row); load the model with attn_implementation='sdpa' or 'eager'."
+            )
+        self._columns: dict[torch.device, torch.Tensor] = {}
+        self._step: list[torch.Tensor | None] = [None] * len(layers)
+        self._filled = 0
+        self._pending: list[torch.Tensor] = []
+        self._chunks: list[torch.Tensor] = []
+        self._previous: Any = _MISSING
+        self._active = False
+
+    # ------------------------------------------------------------------ registration
+    def __enter__(self) -> AttentionCapture:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        with _REGISTRY_LOCK:
+            self._previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(self.backend, _MISSING)
+            inner = self._previous
+            if inner is _MISSING:
+                inner = ALL_ATTENTION_FUNCTIONS._global_mapping.get(self.backend, None)
+            backend_fn = inner
+
+            def capture_attention(module, query, key, value, attention_mask, *args, **kwargs):
+                fn = backend_fn if backend_fn is not None else _model_eager_function(module)
+                output = fn(module, query, key, value, attention_mask, *args, **kwargs)
+                slot = self._slot.get(id(module))
+                if slot is not None and self._active:
+                    self._record(slot, module, query, key, attention_mask, kwargs)
+                return output
+
+            capture_attention.__emergence_capture__ = True  # type: ignore[attr-defined]
+            ALL_ATTENTION_FUNCTIONS[self.backend] = capture_attention
+            self._active = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        with _REGISTRY_LOCK:
+            self._active = False
+            if self._previous is _MISSING:
+                ALL_ATTENTION_FUNCTIONS._local_mapping.pop(self.backend, None)
+            else:
+                ALL_ATTENTION_FUNCTIONS._local_mapping[self.backend] = self._previous
+        self._flush()
+
+    # ------------------------------------------------------------------ recording
+    def _record(self, slot: int, module, query, key, attention_mask, kwargs) -> None:
+        columns = self._columns.get(key.device)
+        if columns is None:
+            columns = self._columns[key.device] = self.visual_positions.to(key.device)
+        if int(columns.max()) >= key.shape[2]:
+            raise CaptureError(
+                f"visual position {int(columns.max())} is beyond the key length {key.shape[2]}; the inputs given to "
+                "the capture do not match the visual_positions"
+            )
+        q_len, kv_len = query.shape[2], key.shape[2]
+        if self.query_positions is None:
+            rows = torch.tensor([q_len - 1], device=query.device)
+        else:
+            rows = self.query_positions.to(query.device) - (kv_len - q_len)
+            if int(rows.min()) < 0 or int(rows.max()) >= q_len:
+                raise CaptureError(
+                    f"query_positions {self.query_positions.tolist()} are not all inside this forward pass "
+                    f"(positions {kv_len - q_len}..{kv_len - 1})"
+                )
+        probs = row_attention_probs(module, query, key, attention_mask, rows, columns, kwargs)  # [B, H, R, V]
+        probs = probs.transpose(1, 2)  # [B, R, H, V]
+        if self.keep != "heads":
+            probs = probs.mean(dim=2)  # [B, R, V]; "mean" also averages over layers once the step is complete
+        if self._step[slot] is None:
+            self._filled += 1
+        self._step[slot] = probs
+        if self._filled == len(self._step):
+            step = torch.stack(self._step, dim=2)  # [B, R, L, ...]
+            if self.keep == "mean":
+                step = step.mean(dim=2)
+            self._pending.append(step.to(self.storage_dtype))
+            self._step = [None] * len(self._step)
+            self._filled = 0
+            if len(self._pending) >= self.flush_every:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            chunk = torch.cat(self._pending, dim=1)  # [B, steps * R, ...]
+            self._chunks.append(chunk.to(self.storage_device, non_blocking=False))
+            self._pending = []
+
+    @property
+    def num_steps(self) -> int:
+        """Number of complete forward passes recorded so far."""
+        rows = sum(c.shape[1] for c in self._chunks) + sum(p.shape[1] for p in self._pending)
+        return rows if self.query_positions is None else rows // max(1, self.query_positions.numel())
+
+    def maps(self, batch_index: int = 0) -> torch.Tensor:
+        """The recorded maps of one batch element.
+
+        Returns:
+            ``[rows, L, H, V]`` (keep="heads"), ``[rows, L, V]`` (keep="layers") or ``[rows, V]`` (keep="mean"),
+            in ``storage_dtype`` on ``storage_device``; ``rows`` = steps x recorded rows per step, in order.
+            ``L`` follows ``self.layers``.
+        """
+        self._flush()
+        if not self._chunks:
+            raise CaptureError("no forward pass was recorded: run the model inside the `with AttentionCapture(...)` block")
+        return torch.cat(self._chunks, dim=1)[batch_index]

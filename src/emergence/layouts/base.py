@@ -1,0 +1,318 @@
+"""Where the visual tokens are: sequence positions, token grids, and the original-image pixels each token covers.
+
+A :class:`VisualLayout` is a list of :class:`View`\\ s. A view is one regular grid of visual tokens (the whole image
+for LLaVA-1.5, the base image or the unpadded tile mosaic for LLaVA-NeXT, the tile mosaic or the global image for
+Idefics3) together with the axis-aligned box, in ORIGINAL image pixels, that the full grid covers. Processors resize,
+pad, crop and tile with axis-aligned scalings and shifts only, so this box is exact: it may reach outside the image
+(padding) or stop inside it (centre crop). Tokens that belong to no grid (newline tokens, separators, a CLS token)
+keep their sequence position but are not rendered.
+
+Rendering a ``[V]`` vector: each view's grid of values is sampled bicubically (``align_corners=False``, the
+convention of image resizers) at the centres of the original pixels it covers. Where several views cover a pixel
+(a global image and a tile), the default fusion rule ``"mean"`` averages them with equal weight; ``"density"`` sums
+each view's value divided by its token area (attention mass per pixel, so the heatmap integrates to the total
+attention); ``"global"``/``"tiles"`` keep one kind of view (with the other as fallback where it covers nothing).
+Pixels that no view covers (cropped away) get ``fill`` (default: the minimum covered value, so an argmax never lands
+there and no NaN appears).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import LayoutError
+
+__all__ = ["View", "VisualLayout", "FuseRule"]
+
+FuseRule = Literal["mean", "density", "global", "tiles"]
+_FUSE_RULES = ("mean", "density", "global", "tiles")
+
+
+@dataclass(frozen=True)
+class View:
+    """One regular grid of visual tokens and the original-image box it covers.
+
+    Attributes:
+        name: e.g. ``"image"``, ``"base"``, ``"tiles"``, ``"global"``.
+        index: ``[rows, cols]`` int array; entry = index into the layout's ``[V]`` token order, ``-1`` = no token.
+        box: ``(x0, y0, x1, y1)`` in original-image pixels covered by the whole grid (float; may exceed the image).
+        kind: ``"global"`` for a view of the whole image at low resolution, ``"tiles"`` for high-resolution crops.
+    """
+
+    name: str
+    index: np.ndarray
+    box: tuple[float, float, float, float]
+    kind: Literal["global", "tiles"] = "global"
+
+    def __post_init__(self) -> None:
+        index = np.asarray(self.index)
+        if index.ndim != 2 or index.size == 0:
+            raise LayoutError(f"view {self.name!r}: index must be a non-empty 2-D grid, got shape {index.shape}")
+        x0, y0, x1, y1 = self.box
+        if not (x1 > x0 and y1 > y0):
+            raise LayoutError(f"view {self.name!r}: empty box {self.box}")
+        object.__setattr__(self, "index", index.astype(np.int64))
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """``(rows, cols)`` of the token grid."""
+        return int(self.index.shape[0]), int(self.index.shape[1])
+
+    @property
+    def cell_size(self) -> tuple[float, float]:
+        """``(width, height)`` of one token cell in original pixels."""
+        rows, cols = self.grid
+        x0, y0, x1, y1 = self.box
+        return (x1 - x0) / cols, (y1 - y0) / rows
+
+
+@dataclass
+class VisualLayout:
+    """Visual tokens of one image in one prompt.
+
+    Attributes:
+        positions: ``[V]`` sequence positions of the visual tokens (keys that the capture keeps), ascending.
+        image_size: ``(height, width)`` of the ORIGINAL image.
+        views: the token grids (see module docstring).
+        family: the layout family that built it (``"llava"``, ``"llava_next"``, ``"qwen2_vl"``, ``"idefics3"``...).
+        token_kind: ``[V]`` strings, ``"patch"`` for grid tokens, otherwise e.g. ``"newline"``, ``"cls"``.
+        meta: family-specific facts (tile grid, canvas size...), JSON-serialisable.
+    """
+
+    positions: np.ndarray
+    image_size: tuple[int, int]
+    views: list[View]
+    family: str
+    token_kind: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.positions = np.asarray(self.positions, dtype=np.int64).reshape(-1)
+        self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
+        if self.image_size[0] <= 0 or self.image_size[1] <= 0:
+            raise LayoutError(f"image_size must be positive (height, width), got {self.image_size}")
+        n = len(self.positions)
+        if n == 0:
+            raise LayoutError("a layout needs at least one visual token")
+        if np.any(np.diff(self.positions) <= 0):
+            raise LayoutError("visual positions must be strictly increasing")
+        covered = np.zeros(n, dtype=bool)
+        for view in self.views:
+            idx = view.index[view.index >= 0]
+            if idx.size and (idx.max() >= n):
+                raise LayoutError(f"view {view.name!r} refers to token {int(idx.max())} but the layout has {n}")
+            if np.any(covered[idx]):
+                raise LayoutError(f"view {view.name!r} reuses tokens of another view")
+            covered[idx] = True
+        if self.token_kind is None:
+            self.token_kind = np.where(covered, "patch", "other")
+        self.token_kind = np.asarray(self.token_kind, dtype=object)
+        if len(self.token_kind) != n:
+            raise LayoutError(f"token_kind has {len(self.token_kind)} entries for {n} visual tokens")
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def num_tokens(self) -> int:
+        """``V``, the number of visual tokens (grid tokens and separators)."""
+        return int(len(self.positions))
+
+    @property
+    def patch_mask(self) -> np.ndarray:
+        """``[V]`` bool, True for tokens that sit in a view's grid."""
+        return np.asarray(self.token_kind == "patch")
+
+    def token_boxes(self) -> np.ndarray:
+        """``[V, 4]`` float ``(x0, y0, x1, y1)`` of each token's cell in original pixels, clipped to the image;
+        NaN for tokens outside every grid (newlines, CLS)."""
+        boxes = np.full((self.num_tokens, 4), np.nan)
+        h, w = self.image_size
+        for view in self.views:
+            cw, ch = view.cell_size
+            rows, cols = np.nonzero(view.index >= 0)
+            idx = view.index[rows, cols]
+            x0 = view.box[0] + cols * cw
+            y0 = view.box[1] + rows * ch
+            boxes[idx] = np.stack([x0, y0, x0 + cw, y0 + ch], axis=1)
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w)
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, h)
+        return boxes
+
+    def token_grid(self, values: torch.Tensor | np.ndarray, view: int | str = 0) -> np.ndarray:
+        """Arrange a ``[V]`` vector on one view's grid: ``[rows, cols]`` float, NaN where the grid has no token."""
+        vec = _as_vector(values, self.num_tokens)
+        v = self._view(view)
+        out = np.full(v.grid, np.nan)
+        ok = v.index >= 0
+        out[ok] = vec[v.index[ok]]
+        return out
+
+    def _view(self, view: int | str) -> View:
+        if isinstance(view, str):
+            for v in self.views:
+                if v.name == view:
+                    return v
+            raise KeyError(f"no view named {view!r}; views are {[v.name for v in self.views]}")
+        return self.views[view]
+
+    # ------------------------------------------------------------------ rendering
+    def render(
+        self,
+        values: torch.Tensor | np.ndarray | Sequence[float],
+        fuse: FuseRule = "mean",
+        mode: Literal["bicubic", "bilinear", "nearest"] = "bicubic",
+        fill: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> np.ndarray:
+        """Render per-token values as a heatmap over the ORIGINAL image.
+
+        Args:
+            values: ``[V]`` (one value per visual token) or ``[N, V]`` (rendered independently, batched).
+            fuse: how overlapping views combine (module docstring).
+            mode: interpolation of the token grid.
+            fill: value of pixels no view covers; default the minimum covered value.
+            size: ``(height, width)`` of the output; default the original image size. The view boxes are scaled.
+
+        Returns:
+            ``[H, W]`` float32 (or ``[N, H, W]``), never NaN.
+        """
+        if fuse not in _FUSE_RULES:
+            raise ValueError(f"fuse={fuse!r} is not one of {_FUSE_RULES}")
+        arr = values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
+        single = arr.ndim == 1
+        arr = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
+        if arr.shape[-1] != self.num_tokens:
+            raise LayoutError(f"values have {arr.shape[-1]} entries per map but the layout has {self.num_tokens} tokens")
+        if not np.all(np.isfinite(arr)):
+            raise LayoutError("values contain NaN or infinity; clean them before rendering")
+        out_h, out_w = size or self.image_size
+        sy, sx = out_h / self.image_size[0], out_w / self.image_size[1]
+        vec = torch.from_numpy(arr).float()
+        n = vec.shape[0]
+
+        kinds = {v.kind for v in self.views}
+        chosen = self.views
+        if fuse in ("global", "tiles") and fuse in kinds:
+            chosen = [v for v in self.views if v.kind == fuse]
+        total = torch.zeros(n, out_h, out_w)
+        weight = torch.zeros(out_h, out_w)
+        for view in chosen:
+            value, covered = _render_view(vec, view, out_h, out_w, sx, sy, mode)
+            if fuse == "density":
+                cw, ch = view.cell_size
+                value = value / (cw * ch * sx * sy)
+            total += value * covered
+            weight += covered
+        if fuse in ("global", "tiles") and len(chosen) < len(self.views):
+            # fallback to the other views where the chosen kind covers nothing
+            for view in self.views:
+                if view in chosen:
+                    continue
+                value, covered = _render_view(vec, view, out_h, out_w, sx, sy, mode)
+                fallback = covered * (weight == 0)
+                total += value * fallback
+                weight += fallback
+        covered_any = weight > 0
+        if fuse == "density":
+            heat = total
+        else:
+            heat = total / weight.clamp(min=1)
+        if not bool(covered_any.all()):
+            if fill is None:
+                if bool(covered_any.any()):
+                    fills = heat[:, covered_any].min(dim=1).values
+                else:
+                    fills = torch.zeros(n)
+            else:
+                fills = torch.full((n,), float(fill))
+            heat = torch.where(covered_any, heat, fills[:, None, None])
+        result = heat.numpy().astype(np.float32)
+        return result[0] if single else result
+
+    def coverage(self) -> np.ndarray:
+        """``[H, W]`` bool: original pixels covered by at least one view (False where the processor cropped)."""
+        h, w = self.image_size
+        covered = np.zeros((h, w), bool)
+        for view in self.views:
+            x0, y0, x1, y1 = view.box
+            xs = np.arange(w) + 0.5
+            ys = np.arange(h) + 0.5
+            covered |= ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
+        return covered
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description (round-trips through :meth:`from_dict`)."""
+        return {
+            "positions": self.positions.tolist(),
+            "image_size": list(self.image_size),
+            "family": self.family,
+            "token_kind": [str(k) for k in self.token_kind],
+            "meta": self.meta,
+            "views": [
+                {"name": v.name, "index": v.index.tolist(), "box": list(v.box), "kind": v.kind} for v in self.views
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VisualLayout:
+        """Inverse of :meth:`to_dict`."""
+        views = [View(v["name"], np.asarray(v["index"]), tuple(v["box"]), v.get("kind", "global")) for v in data["views"]]
+        return cls(
+            positions=np.asarray(data["positions"]),
+            image_size=tuple(data["image_size"]),
+            views=views,
+            family=data["family"],
+            token_kind=np.asarray(data["token_kind"], dtype=object),
+            meta=data.get("meta", {}),
+        )
+
+    def __repr__(self) -> str:
+        grids = ", ".join(f"{v.name}:{v.grid[0]}x{v.grid[1]}" for v in self.views)
+        return (
+            f"VisualLayout(family={self.family!r}, tokens={self.num_tokens}, "
+            f"positions={int(self.positions[0])}..{int(self.positions[-1])}, image_hw={self.image_size}, views=[{grids}])"
+        )
+
+
+def _as_vector(values: torch.Tensor | np.ndarray | Sequence[float], n: int) -> np.ndarray:
+    arr = values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
+    arr = arr.reshape(-1)
+    if arr.shape[0] != n:
+        raise LayoutError(f"expected {n} values (one per visual token), got {arr.shape[0]}")
+    return arr
+
+
+def _render_view(
+    vec: torch.Tensor, view: View, out_h: int, out_w: int, sx: float, sy: float, mode: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample one view's grid at output pixel centres. Returns values ``[N, H, W]`` and coverage ``[H, W]`` (0/1)."""
+    rows, cols = view.grid
+    index = torch.from_numpy(view.index)
+    grid_vals = torch.zeros(vec.shape[0], rows, cols)
+    ok = index >= 0
+    grid_vals[:, ok] = vec[:, index[ok]]
+    if not bool(ok.all()):
+        # holes (no token): fill with the view's mean so interpolation does not invent structure
+        means = grid_vals[:, ok].mean(dim=1)
+        grid_vals[:, ~ok] = means[:, None]
+    x0, y0, x1, y1 = view.box
+    xs = (torch.arange(out_w, dtype=torch.float64) + 0.5) / sx  # original-pixel x of each output column centre
+    ys = (torch.arange(out_h, dtype=torch.float64) + 0.5) / sy
+    gx = ((xs - x0) / (x1 - x0)) * 2 - 1  # normalised grid coords, align_corners=False
+    gy = ((ys - y0) / (y1 - y0)) * 2 - 1
+    covered = ((gy >= -1) & (gy < 1))[:, None] & ((gx >= -1) & (gx < 1))[None, :]
+    sample = torch.stack(torch.meshgrid(gy.float(), gx.float(), indexing="ij")[::-1], dim=-1)  # [H, W, 2] (x, y)
+    sample = sample.unsqueeze(0).expand(vec.shape[0], -1, -1, -1)
+    if rows == 1 and cols == 1:
+        value = grid_vals[:, 0, 0][:, None, None].expand(-1, out_h, out_w).clone()
+    else:
+        value = F.grid_sample(
+            grid_vals.unsqueeze(1), sample, mode=mode, padding_mode="border", align_corners=False
+        ).squeeze(1)
+    return value, covered.float()

@@ -1,0 +1,312 @@
+"""``Probe``: wrap any HuggingFace image-text-to-text model and generate with attention capture."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from .capture.engine import AttentionCapture, KeepMode, language_model_attention_modules
+from .errors import CaptureError, UnsupportedModelError
+from .images import ImageLike, load_image
+from .layouts.base import VisualLayout
+from .layouts.registry import build_layout, find_builder
+from .run import ProbeRun
+
+__all__ = ["Probe"]
+
+_CONVENTIONS = ("predicting", "self")
+
+
+def _is_vision_language(model: Any) -> bool:
+    cfg = getattr(model, "config", None)
+    return getattr(cfg, "vision_config", None) is not None or any(
+        isinstance(getattr(cfg, k, None), int) for k in ("image_token_id", "image_token_index")
+    )
+
+
+class Probe:
+    """A vision-language model and its processor, ready to generate with attention capture.
+
+    Args:
+        model: a loaded transformers image-text-to-text model (e.g. ``LlavaForConditionalGeneration``).
+        processor: its processor (``AutoProcessor``); ``None`` when you pass already-processed ``inputs`` and a
+            ``tokenizer``.
+        tokenizer: defaults to ``processor.tokenizer``.
+
+    Raises:
+        UnsupportedModelError: the model reads no image (text-only), or its layout family is unknown and not a
+            contiguous block of image tokens (the error says how to register a layout).
+
+    Example:
+        >>> probe = Probe.from_pretrained("llava-hf/llava-1.5-7b-hf", dtype=torch.bfloat16)  # doctest: +SKIP
+        >>> run = probe.generate("cat.jpg", "Describe the image.", max_new_tokens=64)           # doctest: +SKIP
+        >>> run.heatmap(3).shape                                                               # doctest: +SKIP
+        (480, 640)
+    """
+
+    def __init__(self, model: Any, processor: Any = None, tokenizer: Any = None) -> None:
+        if not _is_vision_language(model):
+            raise UnsupportedModelError(
+                f"{type(model).__name__} is a text-only model (its config has no vision_config and no image token). "
+                "emergence probes models that read an image; load one with "
+                "AutoModelForImageTextToText.from_pretrained(...) or Probe.from_pretrained(...)."
+            )
+        self.model = model
+        self.processor = processor
+        self.tokenizer = tokenizer if tokenizer is not None else getattr(processor, "tokenizer", None)
+        if self.tokenizer is None and processor is not None and hasattr(processor, "convert_ids_to_tokens"):
+            self.tokenizer = processor
+        self.attention_modules = language_model_attention_modules(model)
+        self.architecture, self._builder = find_builder(model, model.config)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | os.PathLike,
+        dtype: torch.dtype | str | None = None,
+        device: torch.device | str | None = None,
+        attn_implementation: str = "sdpa",
+        **model_kwargs: Any,
+    ) -> Probe:
+        """Load ``AutoProcessor`` + ``AutoModelForImageTextToText`` from a hub id or a local folder.
+
+        Args:
+            path_or_id: hub id (needs network or a filled cache) or local directory.
+            dtype: model dtype (e.g. ``torch.bfloat16`` or ``"bfloat16"``); default: the checkpoint's.
+            device: where to put the model; default CPU (or ``model_kwargs['device_map']``).
+            attn_implementation: backend used for generation (``"sdpa"``, ``"eager"``, ``"flash_attention_2"``).
+        """
+        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        try:
+            config = AutoConfig.from_pretrained(path_or_id)
+        except OSError as exc:
+            raise OSError(
+                f"could not load a model config from {str(path_or_id)!r}: {exc}\nOn an offline machine pass a local "
+                "folder that holds config.json, the weights and the processor files."
+            ) from exc
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(
+                path_or_id, dtype=dtype, attn_implementation=attn_implementation, **model_kwargs
+            )
+        except ValueError as exc:
+            if "Unrecognized configuration class" in str(exc):
+                raise UnsupportedModelError(
+                    f"{str(path_or_id)!r} ({type(config).__name__}) is not an image-text-to-text model: "
+                    "AutoModelForImageTextToText has no class for it. emergence probes models that read an image."
+                ) from exc
+            raise
+        if device is not None:
+            model = model.to(device)
+        processor = AutoProcessor.from_pretrained(path_or_id)
+        probe = cls(model.eval(), processor)
+        probe.name = str(path_or_id)
+        return probe
+
+    name: str = ""
+
+    @property
+    def num_layers(self) -> int:
+        """Number of language-model layers."""
+        return len(self.attention_modules)
+
+    # ------------------------------------------------------------------ inputs
+    def build_prompt(self, prompt: str) -> str:
+        """The text fed to the processor: the chat template (user turn with one image, generation prompt) when the
+        processor has one, else the prompt prefixed with the image token if it has none."""
+        proc = self.processor
+        if getattr(proc, "chat_template", None):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            return proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        image_token = getattr(proc, "image_token", None) or "<image>"
+        return prompt if image_token in prompt else f"{image_token}\n{prompt}"
+
+    def prepare(self, image: ImageLike, prompt: str) -> Mapping[str, Any]:
+        """Processor outputs (batch of one) for an image and a user prompt, on the model's device."""
+        if self.processor is None:
+            raise ValueError("this Probe has no processor: pass already-processed inputs=... to generate()")
+        pil = load_image(image)
+        inputs = self.processor(images=pil, text=self.build_prompt(prompt), return_tensors="pt")
+        return inputs
+
+    def layout(self, inputs: Mapping[str, Any], image_size: tuple[int, int]) -> VisualLayout:
+        """The visual-token layout of these inputs (``image_size`` = original ``(height, width)``)."""
+        return build_layout(self.model, inputs["input_ids"], image_size, inputs, self.processor)
+
+    # ------------------------------------------------------------------ generation
+    def generate(
+        self,
+        image: ImageLike | None = None,
+        prompt: str | None = None,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        max_new_tokens: int = 128,
+        keep: KeepMode = "heads",
+        convention: str = "predicting",
+        layers: Sequence[int] | None = None,
+        storage_dtype: torch.dtype = torch.float16,
+        **generate_kwargs: Any,
+    ) -> ProbeRun:
+        """Generate an answer while recording attention over the visual tokens.
+
+        Args:
+            image: path, PIL image or array. With ``inputs``, the original image (needed for its size and plots).
+            prompt: the user's question; wrapped in the processor's chat template when it has one.
+            inputs: already-processed inputs (``input_ids``, ``pixel_values``...); batch of one.
+            max_new_tokens: generation length limit.
+            keep: ``"heads"`` -> attention ``[T, L, H, V]``; ``"layers"`` -> ``[T, L, V]``; ``"mean"`` -> ``[T, V]``.
+            convention: ``"predicting"`` (row that predicts token t: the last position at step t) or ``"self"``
+                (row at token t's own position; computed in one extra full forward over prompt + answer).
+            layers: language-model layers to capture (default all).
+            storage_dtype: dtype of the stored maps (float16 default; computed in float32).
+            **generate_kwargs: passed to ``model.generate`` (greedy ``do_sample=False`` by default).
+
+        Returns:
+            A :class:`ProbeRun`.
+
+        Raises:
+            ValueError: no image; batch larger than one; beam search.
+        """
+        if convention not in _CONVENTIONS:
+            raise ValueError(f"convention={convention!r} is not one of {_CONVENTIONS}")
+        if generate_kwargs.get("num_beams", 1) != 1:
+            raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
+        if inputs is None:
+            if image is None:
+                raise ValueError(
+                    "probe.generate needs an image: pass image=... (a file path, PIL image or array) with a prompt, "
+                    "or already-processed inputs=... together with the original image"
+                )
+            if prompt is None:
+                raise ValueError("probe.generate needs a prompt (the user's question about the image)")
+            pil = load_image(image)
+            inputs = self.prepare(pil, prompt)
+        else:
+            if image is None:
+                raise ValueError(
+                    "with inputs=..., also pass image=... (the original image) so the layout knows its size"
+                )
+            pil = load_image(image)
+            if "pixel_values" not in inputs:
+                raise ValueError("inputs hold no pixel_values: the prompt has no image. Process it with an image.")
+        input_ids = inputs["input_ids"]
+        if input_ids.ndim != 2 or input_ids.shape[0] != 1:
+            raise ValueError(f"one sample at a time: input_ids must be [1, S], got {tuple(input_ids.shape)}")
+        image_size = (pil.height, pil.width)
+        layout = self.layout(inputs, image_size)
+
+        device = next(self.model.parameters()).device
+        model_inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+        if "pixel_values" in model_inputs and model_inputs["pixel_values"].is_floating_point():
+            model_inputs["pixel_values"] = model_inputs["pixel_values"].to(self.model.dtype)
+        generate_kwargs.setdefault("do_sample", False)
+        pad_id = getattr(self.tokenizer, "pad_token_id", None)
+        if pad_id is not None:
+            generate_kwargs.setdefault("pad_token_id", pad_id)
+
+        prompt_len = input_ids.shape[1]
+        if convention == "predicting":
+            with AttentionCapture(self.model, layout.positions, keep=keep, layers=layers, storage_dtype=storage_dtype) as cap, torch.no_grad():
+                sequences = self.model.generate(**model_inputs, max_new_tokens=max_new_tokens, **generate_kwargs)
+            new_ids = sequences[0, prompt_len:].cpu()
+            attention = cap.maps()
+            if attention.shape[0] != len(new_ids):
+                raise CaptureError(
+                    f"recorded {attention.shape[0]} steps for {len(new_ids)} generated tokens; the model's generate "
+                    "ran extra or fewer forward passes than tokens (speculative or assisted decoding is unsupported)"
+                )
+        else:
+            with torch.no_grad():
+                sequences = self.model.generate(**model_inputs, max_new_tokens=max_new_tokens, **generate_kwargs)
+            new_ids = sequences[0, prompt_len:].cpu()
+            full = _extend_inputs(model_inputs, sequences)
+            positions = torch.arange(prompt_len, sequences.shape[1])
+            with AttentionCapture(
+                self.model, layout.positions, keep=keep, layers=layers, storage_dtype=storage_dtype,
+                query_positions=positions,
+            ) as cap, torch.no_grad():
+                self.model(**full, use_cache=False)
+            attention = cap.maps()
+
+        text, tokens, offsets = self._decode(new_ids)
+        meta = {
+            "model": self.name or type(self.model).__name__,
+            "architecture": type(self.model).__name__,
+            "backend": cap.backend,
+            "dtype": str(self.model.dtype).replace("torch.", ""),
+            "max_new_tokens": max_new_tokens,
+            "generate_kwargs": {k: v for k, v in generate_kwargs.items() if isinstance(v, (int, float, str, bool))},
+            "versions": _versions(),
+        }
+        return ProbeRun(
+            text=text,
+            token_ids=new_ids,
+            tokens=tokens,
+            token_offsets=offsets,
+            attention=attention,
+            layout=layout,
+            layers=cap.layers,
+            keep=keep,
+            convention=convention,
+            prompt=prompt or "",
+            prompt_ids=input_ids[0].cpu(),
+            image=pil,
+            meta=meta,
+        )
+
+    def _decode(self, ids: torch.Tensor) -> tuple[str, list[str], torch.Tensor]:
+        """Answer text, per-token strings and ``[T, 2]`` char offsets, by incremental decoding (exact substrings)."""
+        tok = self.tokenizer
+        if tok is None:
+            strings = [str(int(i)) for i in ids]
+            text = " ".join(strings)
+        else:
+            prev = ""
+            strings = []
+            for k in range(len(ids)):
+                cur = tok.decode(ids[: k + 1], skip_special_tokens=True)
+                strings.append(cur[len(prev):] if cur.startswith(prev) else tok.decode(ids[k : k + 1], skip_special_tokens=True))
+                prev = cur
+            text = tok.decode(ids, skip_special_tokens=True)
+        offsets, cursor = [], 0
+        for s in strings:
+            start = text.find(s, cursor) if s else cursor
+            start = cursor if start < 0 else start
+            offsets.append((start, start + len(s)))
+            cursor = start + len(s)
+        return text, strings, torch.tensor(offsets, dtype=torch.long).reshape(-1, 2)
+
+    def __repr__(self) -> str:
+        return (
+            f"Probe({self.name or type(self.model).__name__!r}, layers={self.num_layers}, "
+            f"backend={self.model.config.get_text_config()._attn_implementation!r})"
+        )
+
+
+def _extend_inputs(inputs: Mapping[str, Any], sequences: torch.Tensor) -> dict[str, Any]:
+    """Inputs for one forward over prompt + answer: per-token tensors of the prompt are extended to the answer
+    (``attention_mask`` with ones, token-type ids such as ``mm_token_type_ids`` with zeros = text)."""
+    prompt_len = inputs["input_ids"].shape[1]
+    extra = sequences.shape[1] - prompt_len
+    full = dict(inputs)
+    full["input_ids"] = sequences
+    for name, value in inputs.items():
+        if name == "input_ids" or not isinstance(value, torch.Tensor) or tuple(value.shape) != (1, prompt_len):
+            continue
+        pad = torch.ones if name == "attention_mask" else torch.zeros
+        full[name] = torch.cat([value, pad((1, extra), dtype=value.dtype, device=value.device)], dim=1)
+    return full
+
+
+def _versions() -> dict[str, str]:
+    import transformers
+
+    from . import __version__
+
+    return {"emergence": __version__, "torch": torch.__version__, "transformers": transformers.__version__}

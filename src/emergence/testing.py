@@ -1,0 +1,305 @@
+"""Tiny random-config models of the real transformers classes, with real tokenizers and processors.
+
+Used by the test suite, the capture benchmark and the offline demo: no download, seconds on a CPU. Every factory
+returns ``(model, processor)`` where ``processor`` is the real HF processor class of the family, except Qwen2-VL
+whose ``Qwen2VLProcessor`` needs torchvision (its video processor): there ``processor`` is a
+:class:`HandBuiltProcessor` that expands ``<|image_pad|>`` from ``image_grid_thw`` like the real one.
+
+``local_vision=True`` makes the vision features of a visual token depend only on the pixels of its own patch (the
+vision tower's embedding output is used, or the tower has no layers), so tests can tell exactly which tokens see a
+marker drawn in the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+__all__ = [
+    "make_tokenizer",
+    "tiny_llava",
+    "tiny_llava_next",
+    "tiny_qwen2_vl",
+    "tiny_idefics3",
+    "HandBuiltProcessor",
+    "TINY_FAMILIES",
+]
+
+WORDS = (
+    "a an the is are of in on at to and with left right top bottom above below next red green blue yellow purple "
+    "orange white black gray circle square triangle star house roof flag pole mug handle small large big tiny "
+    "shape object image picture scene background plain striped dotted there it this that what where which describe "
+    "color colour shape segment show find identify one two three open closed full empty . , ? ! : ;"
+).split()
+
+LLAVA_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}USER: {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }}{% endif %}{% endfor %} "
+    "{% else %}ASSISTANT: {% for c in m['content'] %}{{ c['text'] }}{% endfor %} </s> {% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def make_tokenizer(extra_special: Sequence[str] = (), words: Sequence[str] = WORDS) -> Any:
+    """A word-level ``PreTrainedTokenizerFast`` (whitespace + punctuation split) with ``<s>``, ``</s>``, ``<pad>``,
+    ``<unk>``, ``<image>`` and ``extra_special`` as special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER", "ASSISTANT", *extra_special]
+    vocab: dict[str, int] = {}
+    for token in [*specials, *words]:
+        vocab.setdefault(token, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+    fast.add_special_tokens({"additional_special_tokens": [s for s in specials if s not in ("<pad>", "<s>", "</s>", "<unk>")]})
+    return fast
+
+
+def _llama_text(vocab: int, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2, **kw) -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        max_position_embeddings=2048,
+        **kw,
+    )
+
+
+def _clip_vision(image_size: int, patch: int, local: bool) -> Any:
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1 if local else 2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch,
+        projection_dim=32,
+    )
+
+
+def _init(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.5 if p.ndim > 1 else 0.1)
+    return model.eval()
+
+
+def tiny_llava(
+    seed: int = 0,
+    image_size: int = 32,
+    patch: int = 8,
+    local_vision: bool = False,
+    attn_implementation: str = "sdpa",
+    text_layers: int = 2,
+    do_pad: bool = False,
+    crop: bool = True,
+    text_backbone: str = "llama",
+) -> tuple[Any, Any]:
+    """LLaVA-1.5 shape: CLIP tower, one contiguous block of ``(image_size/patch)^2`` image tokens.
+
+    ``do_pad`` pads to a square first (LLaVA's own image processor); ``crop=False`` resizes straight to a square
+    instead of shortest-edge resize + centre crop; ``text_backbone='qwen2'`` swaps the decoder class."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    tokenizer = make_tokenizer()
+    if text_backbone == "llama":
+        text = _llama_text(len(tokenizer), layers=text_layers)
+    else:
+        from transformers import Qwen2Config
+
+        text = Qwen2Config(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=text_layers,
+            num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=2048,
+        )
+    config = LlavaConfig(
+        vision_config=_clip_vision(image_size, patch, local_vision),
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,  # with a 1-layer tower (local_vision) this is the patch-embedding output
+        vision_feature_select_strategy="default",
+    )
+    config._attn_implementation = attn_implementation
+    model = _init(LlavaForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    if crop:
+        ip = LlavaImageProcessorPil(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+            do_center_crop=True, do_pad=do_pad,
+        )
+    else:
+        ip = LlavaImageProcessorPil(size={"height": image_size, "width": image_size}, do_center_crop=False, do_pad=do_pad)
+    processor = LlavaProcessor(
+        image_processor=ip, tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default",
+        chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
+    )
+    return model, processor
+
+
+def tiny_llava_next(
+    seed: int = 0, tile: int = 32, patch: int = 8, local_vision: bool = False, attn_implementation: str = "sdpa"
+) -> tuple[Any, Any]:
+    """LLaVA-NeXT shape: base image + anyres tiles (pinpoints up to 2x3 tiles), newline token per row."""
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+    from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
+
+    tokenizer = make_tokenizer()
+    pinpoints = [[tile, 2 * tile], [2 * tile, tile], [2 * tile, 2 * tile], [tile, 3 * tile], [3 * tile, tile]]
+    config = LlavaNextConfig(
+        vision_config=_clip_vision(tile, patch, local_vision),
+        text_config=_llama_text(len(tokenizer)),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-2,  # with a 1-layer tower (local_vision) this is the patch-embedding output
+        vision_feature_select_strategy="default",
+    )
+    model = _init(LlavaNextForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = LlavaNextImageProcessorPil(
+        size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile}, image_grid_pinpoints=pinpoints
+    )
+    processor = LlavaNextProcessor(
+        image_processor=ip, tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default",
+        chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
+    )
+    return model, processor
+
+
+class HandBuiltProcessor:
+    """A stand-in for processors that cannot be constructed without torchvision (Qwen2-VL).
+
+    Calls the real image processor, then writes the prompt with ``<|vision_start|>``, one ``<|image_pad|>`` per merged
+    visual token (``prod(image_grid_thw) // merge**2``) and ``<|vision_end|>``, exactly as ``Qwen2VLProcessor`` does.
+    """
+
+    def __init__(self, image_processor: Any, tokenizer: Any, merge_size: int = 2) -> None:
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.merge_size = merge_size
+        self.image_token = "<|image_pad|>"
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+
+    def __call__(self, images: Any = None, text: str | None = None, return_tensors: str = "pt", **_: Any) -> Any:
+        from transformers import BatchFeature
+
+        if images is None:
+            raise ValueError("HandBuiltProcessor needs an image")
+        image_inputs = self.image_processor(images=images, return_tensors="pt")
+        n = int(image_inputs["image_grid_thw"][0].prod()) // self.merge_size**2
+        block = "<|vision_start|>" + self.image_token * n + "<|vision_end|>"
+        text = text or ""
+        if self.image_token in text:  # like Qwen2VLProcessor: one placeholder becomes n tokens
+            prompt = text.replace(self.image_token, block, 1)
+        elif "<image>" in text:
+            prompt = text.replace("<image>", block, 1)
+        else:
+            prompt = block + text
+        enc = self.tokenizer(prompt, return_tensors="pt")
+        mm_types = (enc["input_ids"] == self.image_token_id).long()  # 1 marks image tokens, as the real processor
+        return BatchFeature({**enc, "mm_token_type_ids": mm_types, **image_inputs})
+
+    def batch_decode(self, *args: Any, **kwargs: Any) -> Any:
+        return self.tokenizer.batch_decode(*args, **kwargs)
+
+
+def tiny_qwen2_vl(
+    seed: int = 0, local_vision: bool = False, attn_implementation: str = "sdpa", version: str = "2"
+) -> tuple[Any, Any]:
+    """Qwen2-VL (``version='2'``) or Qwen2.5-VL (``'2.5'``): patch 4, 2x2 merge, smart resize to multiples of 8."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    tokenizer = make_tokenizer(extra_special=["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")}
+    text = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+    )
+    vision = dict(depth=0 if local_vision else 1, embed_dim=32, hidden_size=64, num_heads=2, patch_size=4,
+                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
+    tokens = dict(image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                  vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    if version == "2":
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+        config = Qwen2VLConfig(text_config=text, vision_config=vision, **tokens)
+        model_cls = Qwen2VLForConditionalGeneration
+    else:
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+        vision.update(intermediate_size=64, out_hidden_size=64, window_size=16, fullatt_block_indexes=[0])
+        vision.pop("embed_dim")
+        vision["hidden_size"] = 32
+        config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **tokens)
+        model_cls = Qwen2_5_VLForConditionalGeneration
+    model = _init(model_cls(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=16 * 16, max_pixels=96 * 96)
+    return model, HandBuiltProcessor(ip, tokenizer, merge_size=2)
+
+
+def tiny_idefics3(
+    seed: int = 0, tile: int = 32, patch: int = 4, local_vision: bool = False, attn_implementation: str = "sdpa",
+    smolvlm: bool = False,
+) -> tuple[Any, Any]:
+    """Idefics3 (or SmolVLM) shape: up to 2x2 tiles of ``tile`` px + a global image, pixel shuffle 2."""
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    markers = ["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
+    markers += [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
+    tokenizer = make_tokenizer(extra_special=markers)
+    scale = 2
+    seq_len = (tile // patch) ** 2 // scale**2
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=0 if local_vision else 1,
+                  num_attention_heads=4, image_size=tile, patch_size=patch)
+    cfg_kwargs = dict(
+        vision_config=vision, text_config=_llama_text(len(tokenizer)).to_dict(), scale_factor=scale,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    if smolvlm:
+        from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration
+
+        config = SmolVLMConfig(**cfg_kwargs)
+        model_cls = SmolVLMForConditionalGeneration
+    else:
+        config = Idefics3Config(**cfg_kwargs)
+        model_cls = Idefics3ForConditionalGeneration
+    model = _init(model_cls(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = Idefics3ImageProcessorPil(size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile})
+    template = (
+        "{% for m in messages %}{{ m['role'] | capitalize }}:{% for c in m['content'] %}"
+        "{% if c['type'] == 'image' %}<image>{% else %} {{ c['text'] }}{% endif %}{% endfor %}<end_of_utterance> "
+        "{% endfor %}{% if add_generation_prompt %}Assistant:{% endif %}"
+    )
+    processor = Idefics3Processor(image_processor=ip, tokenizer=tokenizer, image_seq_len=seq_len, chat_template=template)
+    return model, processor
+
+
+TINY_FAMILIES = {
+    "llava": tiny_llava,
+    "llava_next": tiny_llava_next,
+    "qwen2_vl": tiny_qwen2_vl,
+    "idefics3": tiny_idefics3,
+}
