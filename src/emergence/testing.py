@@ -23,6 +23,7 @@ __all__ = [
     "tiny_llava_next",
     "tiny_qwen2_vl",
     "tiny_idefics3",
+    "tiny_paligemma",
     "HandBuiltProcessor",
     "TINY_FAMILIES",
 ]
@@ -99,7 +100,7 @@ def _clip_vision(image_size: int, patch: int, local: bool) -> Any:
 def _init(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     for p in model.parameters():
-        torch.nn.init.normal_(p, std=0.5 if p.ndim > 1 else 0.1)
+        torch.nn.init.normal_(p, std=0.2 if p.ndim > 1 else 0.02)
     return model.eval()
 
 
@@ -117,20 +118,28 @@ def tiny_llava(
     """LLaVA-1.5 shape: CLIP tower, one contiguous block of ``(image_size/patch)^2`` image tokens.
 
     ``do_pad`` pads to a square first (LLaVA's own image processor); ``crop=False`` resizes straight to a square
-    instead of shortest-edge resize + centre crop; ``text_backbone='qwen2'`` swaps the decoder class."""
+    instead of shortest-edge resize + centre crop; ``text_backbone`` swaps the decoder class (``'qwen2'``: one
+    key/value head; ``'mistral'``: sliding window of 12)."""
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
     tokenizer = make_tokenizer()
+    common = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=text_layers,
+        num_attention_heads=4, max_position_embeddings=2048,
+    )
     if text_backbone == "llama":
         text = _llama_text(len(tokenizer), layers=text_layers)
-    else:
+    elif text_backbone == "qwen2":
         from transformers import Qwen2Config
 
-        text = Qwen2Config(
-            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=text_layers,
-            num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=2048,
-        )
+        text = Qwen2Config(num_key_value_heads=1, **common)
+    elif text_backbone == "mistral":  # sliding window 12: decode steps see fewer and fewer image keys
+        from transformers import MistralConfig
+
+        text = MistralConfig(num_key_value_heads=2, sliding_window=12, **common)
+    else:
+        raise ValueError(f"text_backbone={text_backbone!r} is not one of ('llama', 'qwen2', 'mistral')")
     config = LlavaConfig(
         vision_config=_clip_vision(image_size, patch, local_vision),
         text_config=text,
@@ -295,6 +304,32 @@ def tiny_idefics3(
     )
     processor = Idefics3Processor(image_processor=ip, tokenizer=tokenizer, image_seq_len=seq_len, chat_template=template)
     return model, processor
+
+
+def tiny_paligemma(seed: int = 0, image_size: int = 32, patch: int = 8, local_vision: bool = False,
+                   attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """PaliGemma shape (SigLIP tower without CLS, Gemma decoder, image prefix with bidirectional attention). Not in
+    emergence's layout registry: it exercises the contiguous-block fallback."""
+    from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+
+    tokenizer = make_tokenizer()
+    config = PaliGemmaConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=1 if local_vision else 2, num_attention_heads=4,
+                           image_size=image_size, patch_size=patch),
+        text_config=dict(model_type="gemma", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        projection_dim=64,
+    )
+    model = _init(PaliGemmaForConditionalGeneration(config), seed)
+    if local_vision:  # SigLIP has no pre-encoder norm: drop the encoder layers so features stay per patch
+        model.model.vision_tower.encoder.layers = torch.nn.ModuleList()
+    model.set_attn_implementation(attn_implementation)
+    ip = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
+    ip.image_seq_length = (image_size // patch) ** 2
+    return model, PaliGemmaProcessor(image_processor=ip, tokenizer=tokenizer)
 
 
 TINY_FAMILIES = {

@@ -227,6 +227,7 @@ class AttentionCapture:
                 "row by row); load the model with attn_implementation='sdpa' or 'eager'."
             )
         self._columns: dict[torch.device, torch.Tensor] = {}
+        self._abs_end: dict[int, int] = {}
         self._step: list[torch.Tensor | None] = [None] * len(layers)
         self._filled = 0
         self._pending: list[torch.Tensor] = []
@@ -271,25 +272,38 @@ class AttentionCapture:
 
     # ------------------------------------------------------------------ recording
     def _record(self, slot: int, module, query, key, attention_mask, kwargs) -> None:
+        q_len, kv_len = query.shape[2], key.shape[2]
+        # Absolute position after this pass. A pass over a fresh sequence returns keys for exactly its queries;
+        # afterwards each pass extends the sequence by q_len. Sliding-window caches return only the last keys, so
+        # key index i is absolute position (end - kv_len + i); for full caches end == kv_len.
+        end = q_len if kv_len == q_len else self._abs_end.get(slot, kv_len - q_len) + q_len
+        self._abs_end[slot] = end
+        offset = end - kv_len
         columns = self._columns.get(key.device)
         if columns is None:
             columns = self._columns[key.device] = self.visual_positions.to(key.device)
-        if int(columns.max()) >= key.shape[2]:
+        if int(columns.max()) >= end:
             raise CaptureError(
-                f"visual position {int(columns.max())} is beyond the key length {key.shape[2]}; the inputs given to "
-                "the capture do not match the visual_positions"
+                f"visual position {int(columns.max())} is beyond the sequence length {end}; the inputs given to "
+                "the model do not match the visual_positions"
             )
-        q_len, kv_len = query.shape[2], key.shape[2]
         if self.query_positions is None:
             rows = torch.tensor([q_len - 1], device=query.device)
         else:
-            rows = self.query_positions.to(query.device) - (kv_len - q_len)
+            rows = self.query_positions.to(query.device) - (end - q_len)
             if int(rows.min()) < 0 or int(rows.max()) >= q_len:
                 raise CaptureError(
                     f"query_positions {self.query_positions.tolist()} are not all inside this forward pass "
-                    f"(positions {kv_len - q_len}..{kv_len - 1})"
+                    f"(positions {end - q_len}..{end - 1})"
                 )
-        probs = row_attention_probs(module, query, key, attention_mask, rows, columns, kwargs)  # [B, H, R, V]
+        if offset == 0:
+            probs = row_attention_probs(module, query, key, attention_mask, rows, columns, kwargs)  # [B, H, R, V]
+        else:  # visual keys that left a sliding window get probability 0 (they are masked for this query)
+            local = columns - offset
+            inside = local >= 0
+            probs = query.new_zeros((query.shape[0], query.shape[1], rows.numel(), columns.numel()), dtype=torch.float32)
+            if bool(inside.any()):
+                probs[..., inside] = row_attention_probs(module, query, key, attention_mask, rows, local[inside], kwargs)
         probs = probs.transpose(1, 2)  # [B, R, H, V]
         if self.keep != "heads":
             probs = probs.mean(dim=2)  # [B, R, V]; "mean" also averages over layers once the step is complete

@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny random-config models of every supported family (real transformers classes)."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from emergence import testing as tiny
+
+warnings.filterwarnings("ignore", message=".*requires torchvision.*")
+
+# name -> factory(**kwargs) -> (model, processor)
+FAMILIES = {
+    "llava": tiny.tiny_llava,
+    "llava_pad": functools.partial(tiny.tiny_llava, do_pad=True),
+    "llava_resize": functools.partial(tiny.tiny_llava, crop=False),
+    "llava_next": tiny.tiny_llava_next,
+    "qwen2_vl": tiny.tiny_qwen2_vl,
+    "qwen2_5_vl": functools.partial(tiny.tiny_qwen2_vl, version="2.5"),
+    "idefics3": tiny.tiny_idefics3,
+    "smolvlm": functools.partial(tiny.tiny_idefics3, smolvlm=True),
+    "paligemma_fallback": tiny.tiny_paligemma,
+}
+
+# capture exactness also over decoder variants: grouped-query (1 kv head), sliding window
+CAPTURE_CASES = {
+    **FAMILIES,
+    "llava_qwen2_gqa": functools.partial(tiny.tiny_llava, text_backbone="qwen2"),
+    "llava_mistral_sliding": functools.partial(tiny.tiny_llava, text_backbone="mistral"),
+}
+
+
+def noise_image(width: int = 160, height: int = 100, seed: int = 0) -> Image.Image:
+    """A non-square RGB noise image (width != height on purpose)."""
+    rng = np.random.RandomState(seed)
+    return Image.fromarray((rng.rand(height, width, 3) * 255).astype(np.uint8))
+
+
+@pytest.fixture
+def image() -> Image.Image:
+    return noise_image()
+
+
+@pytest.fixture(autouse=True)
+def _no_capture_left_registered():
+    """Every test must leave transformers' attention registry exactly as it found it."""
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    before = dict(ALL_ATTENTION_FUNCTIONS._local_mapping)
+    torch.manual_seed(0)
+    yield
+    assert dict(ALL_ATTENTION_FUNCTIONS._local_mapping) == before, "a capture stayed registered"

@@ -1,0 +1,240 @@
+"""Layouts against the REAL processors and models: token counts, and where each token's pixels come from.
+
+The geometry test is not circular: with ``local_vision=True`` each visual token's embedding depends only on the
+pixels of its own patch, so drawing a marker into the original image and diffing the language model's input
+embeddings tells which tokens see the marker, according to the real processor (resize, pad, crop, tiles) and the real
+model (feature packing, unpad, newlines, pixel shuffle). The layout's boxes for exactly those tokens must sit on the
+marker, and a one-hot vector on such a token must render there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAMILIES, noise_image
+from PIL import Image
+from transformers import LlavaForConditionalGeneration
+
+from emergence import Probe
+from emergence.errors import LayoutError, UnsupportedModelError
+from emergence.layouts import View, VisualLayout, build_layout, register_layout, registered_layouts
+from emergence.layouts.registry import _BUILDERS
+
+W, H = 160, 100  # non-square on purpose
+
+# (x0, y0, x1, y1) marker rectangles in original pixels: off-centre, near corners, inside the crop band
+MARKERS = [(20, 14, 44, 34), (112, 60, 136, 84), (66, 40, 86, 58)]
+
+
+def _lm_input_embeddings(model, inputs) -> torch.Tensor:
+    captured = {}
+
+    def hook(_module, _args, kwargs):
+        captured["emb"] = kwargs["inputs_embeds"].detach().clone()
+
+    handle = model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        handle.remove()
+    return captured["emb"][0]
+
+
+def _changed_tokens(model, probe, layout, base_img, marked_img) -> np.ndarray:
+    a = _lm_input_embeddings(model, probe.prepare(base_img, "describe"))
+    b = _lm_input_embeddings(model, probe.prepare(marked_img, "describe"))
+    diff = (a - b).abs().sum(-1)[torch.as_tensor(layout.positions)]
+    return np.nonzero(diff.numpy() > 1e-5)[0]
+
+
+def _distance_to_rect(box, rect) -> float:
+    """Gap between two boxes (0 if they overlap)."""
+    dx = max(rect[0] - box[2], box[0] - rect[2], 0)
+    dy = max(rect[1] - box[3], box[1] - rect[3], 0)
+    return float(max(dx, dy))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_token_count_equals_image_tokens_and_model_features(family):
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    img = noise_image(W, H)
+    inputs = probe.prepare(img, "describe")
+    layout = probe.layout(inputs, (H, W))
+    n_image_tokens = int((inputs["input_ids"][0] == model.config.image_token_id).sum())
+    assert layout.num_tokens == n_image_tokens
+    # the model accepts exactly this many visual features (it raises on a mismatch) and the grids cover them
+    with torch.no_grad():
+        model(**inputs)
+    grid_tokens = sum(int((v.index >= 0).sum()) for v in layout.views)
+    assert grid_tokens == int(layout.patch_mask.sum())
+    assert grid_tokens + int((~layout.patch_mask).sum()) == n_image_tokens
+
+
+@pytest.mark.parametrize("marker", MARKERS)
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_marker_lands_on_the_tokens_whose_boxes_cover_it(family, marker):
+    model, processor = FAMILIES[family](local_vision=True)
+    probe = Probe(model, processor)
+    base = noise_image(W, H, seed=1)
+    arr = np.array(base)
+    x0, y0, x1, y1 = marker
+    arr[y0:y1, x0:x1] = [255, 0, 255]
+    marked = Image.fromarray(arr)
+    layout = probe.layout(probe.prepare(base, "describe"), (H, W))
+    changed = _changed_tokens(model, probe, layout, base, marked)
+    assert len(changed) > 0, "the marker changed no visual token"
+    boxes = layout.token_boxes()
+    assert layout.patch_mask[changed].all(), "a non-grid token (newline/CLS) changed"
+    # every token that sees the marker has its box on (or within half a cell of) the marker: resize kernels bleed
+    for v in changed:
+        cell = max(boxes[v, 2] - boxes[v, 0], boxes[v, 3] - boxes[v, 1])
+        assert _distance_to_rect(boxes[v], marker) <= 0.5 * cell + 1, (v, boxes[v], marker)
+    # every token whose box lies well inside the marker sees it
+    inside = [
+        v for v in np.nonzero(layout.patch_mask)[0]
+        if boxes[v, 0] >= x0 + 2 and boxes[v, 2] <= x1 - 2 and boxes[v, 1] >= y0 + 2 and boxes[v, 3] <= y1 - 2
+    ]
+    assert set(inside) <= set(changed.tolist())
+    # a one-hot vector on a changed token renders with its peak inside that token's box, near the marker
+    for v in changed[:4]:
+        one_hot = np.zeros(layout.num_tokens)
+        one_hot[v] = 1.0
+        heat = layout.render(one_hot)
+        assert heat.shape == (H, W)
+        py, px = np.unravel_index(np.argmax(heat), heat.shape)
+        b = boxes[v]
+        assert b[0] - 1 <= px + 0.5 <= b[2] + 1 and b[1] - 1 <= py + 0.5 <= b[3] + 1
+
+
+def test_llava_crop_geometry_matches_hand_computation():
+    # 160x100 -> shortest edge 32 -> 51x32 (int(32*160/100)=51) -> centre crop 32: left = (51-32)//2 = 9
+    model, processor = FAMILIES["llava"]()
+    layout = Probe(model, processor).layout(processor(images=noise_image(W, H), text="<image>", return_tensors="pt"), (H, W))
+    scale = 32 / 100
+    expected = (9 / scale * 1.0, 0.0, (9 + 32) / (51 / 160), 100.0)
+    x0, y0, x1, y1 = layout.views[0].box
+    assert x0 == pytest.approx(9 / (51 / 160)) and x1 == pytest.approx(expected[2]) and (y0, y1) == (0.0, 100.0)
+    coverage = layout.coverage()
+    assert not coverage[:, 0].any() and coverage[:, W // 2].all()  # the crop removed the sides
+
+
+def test_unregistered_contiguous_model_uses_fallback_without_new_code():
+    model, processor = FAMILIES["paligemma_fallback"]()
+    assert "PaliGemmaForConditionalGeneration" not in registered_layouts()
+    run = Probe(model, processor).generate(noise_image(W, H), "describe", max_new_tokens=2)
+    assert "fallback" in run.layout.meta and run.layout.num_tokens == 16
+
+
+def test_llava_subclass_and_other_backbones_work_without_new_code():
+    class MyLlava(LlavaForConditionalGeneration):
+        pass
+
+    model, processor = FAMILIES["llava"](text_backbone="qwen2")
+    model.__class__ = MyLlava
+    run = Probe(model, processor).generate(noise_image(W, H), "describe", max_new_tokens=2)
+    assert run.layout.views[0].grid == (4, 4)
+
+
+class _UnknownVLM:
+    """A model whose image tokens are not one contiguous block and whose class is not registered."""
+
+    def __init__(self, config):
+        self.config = config
+
+
+def test_unsupported_architecture_error_names_class_and_how_to_register():
+    model, processor = FAMILIES["idefics3"]()
+    inputs = processor(images=noise_image(W, H), text="<image>describe", return_tensors="pt")
+    with pytest.raises(UnsupportedModelError) as err:
+        build_layout(_UnknownVLM(model.config), inputs["input_ids"], (H, W), inputs, processor)
+    assert "_UnknownVLM" in str(err.value) and "register_layout" in str(err.value)
+
+
+def test_register_layout_for_a_custom_model():
+    model, processor = FAMILIES["idefics3"]()
+    inputs = processor(images=noise_image(W, H), text="<image>describe", return_tensors="pt")
+
+    def my_layout(ctx):
+        positions = ctx.image_positions()
+        return VisualLayout(positions, ctx.image_size, [View("all", np.arange(len(positions))[None], (0, 0, W, H))],
+                            family="mine")
+
+    register_layout(_UnknownVLM, my_layout)
+    try:
+        layout = build_layout(_UnknownVLM(model.config), inputs["input_ids"], (H, W), inputs, processor)
+        assert layout.family == "mine" and layout.num_tokens == 80
+        with pytest.raises(ValueError, match="already registered"):
+            register_layout("_UnknownVLM", lambda ctx: None)
+    finally:
+        _BUILDERS.pop("_UnknownVLM", None)
+
+
+def test_text_only_model_is_rejected():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2))
+    with pytest.raises(UnsupportedModelError, match="text-only"):
+        Probe(model, None)
+
+
+def test_layout_count_mismatch_is_a_clear_error():
+    model, processor = FAMILIES["llava_next"]()
+    inputs = processor(images=noise_image(W, H), text="<image>describe", return_tensors="pt")
+    with pytest.raises(LayoutError, match="image tokens"):
+        build_layout(model, inputs["input_ids"][:, 5:], (H, W), inputs, processor)
+
+
+# ---------------------------------------------------------------------------------------------------- rendering
+def _toy_layout() -> VisualLayout:
+    views = [
+        View("global", np.arange(4).reshape(2, 2), (0, 0, 40, 20), kind="global"),
+        View("tiles", np.arange(4, 12).reshape(2, 4), (0, 0, 40, 20), kind="tiles"),
+    ]
+    return VisualLayout(np.arange(10, 22), (20, 40), views, family="toy")
+
+
+def test_render_constant_is_constant_and_never_nan():
+    layout = _toy_layout()
+    for fuse in ("mean", "global", "tiles"):
+        heat = layout.render(np.full(12, 0.25), fuse=fuse)
+        assert np.allclose(heat, 0.25, atol=1e-6)
+    assert np.isfinite(layout.render(np.zeros(12))).all()
+
+
+def test_render_fusion_rules():
+    layout = _toy_layout()
+    vec = np.zeros(12)
+    vec[:4] = 1.0  # global view only
+    assert np.allclose(layout.render(vec, fuse="mean"), 0.5, atol=1e-6)
+    assert np.allclose(layout.render(vec, fuse="global"), 1.0, atol=1e-6)
+    assert np.allclose(layout.render(vec, fuse="tiles"), 0.0, atol=1e-6)
+    # density: attention mass per pixel, so the map integrates to the total mass (4 tokens of mass 1)
+    assert layout.render(vec, fuse="density").sum() == pytest.approx(4.0, rel=1e-4)
+
+
+def test_render_fills_uncovered_pixels_with_the_minimum():
+    layout = VisualLayout(np.arange(4), (10, 30), [View("image", np.arange(4).reshape(2, 2), (10, 0, 20, 10))],
+                          family="toy")
+    heat = layout.render(np.array([1.0, 2.0, 3.0, 4.0]), mode="nearest")
+    assert heat[:, :10].max() == heat[:, 10:20].min() == 1.0
+    assert heat[0, 10] == 1.0 and heat[9, 19] == 4.0
+    assert np.all(layout.render(np.arange(4.0), fill=-5.0)[:, 25] == -5.0)
+
+
+def test_render_rejects_wrong_length_and_nan():
+    layout = _toy_layout()
+    with pytest.raises(LayoutError, match="12 tokens"):
+        layout.render(np.zeros(5))
+    with pytest.raises(LayoutError, match="NaN"):
+        layout.render(np.full(12, np.nan))
+
+
+def test_layout_dict_round_trip():
+    layout = _toy_layout()
+    again = VisualLayout.from_dict(layout.to_dict())
+    assert again.to_dict() == layout.to_dict()
+    assert np.array_equal(again.render(np.arange(12.0)), layout.render(np.arange(12.0)))
