@@ -1,0 +1,77 @@
+"""Figures. Every function returns ``(fig, axes)`` and never calls ``show()``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .run import ProbeRun
+
+__all__ = ["plot_token_heatmaps", "overlay"]
+
+
+def overlay(
+    ax: Any, image: Any, heat: np.ndarray, alpha: float = 0.55, cmap: str = "jet", covered: np.ndarray | None = None
+) -> None:
+    """Draw ``heat`` ([H, W], any range; min-max scaled for display) over ``image`` on ``ax``; pixels outside
+    ``covered`` ([H, W] bool, e.g. ``layout.coverage()``: cropped away by the processor) stay unpainted."""
+    if image is not None:
+        ax.imshow(image)
+    lo, hi = float(np.min(heat)), float(np.max(heat))
+    scaled = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
+    if covered is not None:
+        scaled = np.where(covered, scaled, np.nan)
+    ax.imshow(scaled, cmap=cmap, alpha=alpha if image is not None else 1.0, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_token_heatmaps(
+    run: ProbeRun,
+    tokens: Sequence[int] | None = None,
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    mean_subtract: bool = True,
+    cols: int = 5,
+    panel_size: float = 2.4,
+) -> tuple[Any, np.ndarray]:
+    """The image, then one attention heatmap per generated token (overlaid).
+
+    Args:
+        run: a :class:`ProbeRun` with its image.
+        tokens: token indices to show (default: every token with visible text, at most 24).
+        layers, heads: reduction (mean) over these; default all captured.
+        mean_subtract: subtract the mean map over all output tokens first (the references' normalisation against
+            attention sinks and text-independent attention).
+
+    Returns:
+        ``(fig, axes)``; axes is a flat array, ``axes[0]`` shows the image.
+    """
+    import matplotlib.pyplot as plt
+
+    maps = run.token_map(None, layers, heads)  # [T, V]
+    if mean_subtract:
+        maps = maps - maps.mean(0, keepdim=True)
+    if tokens is None:
+        tokens = [t for t, s in enumerate(run.tokens) if s.strip()][:24]
+    tokens = list(tokens)
+    n = len(tokens) + 1
+    cols = max(1, min(cols, n))
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_size, rows * panel_size * 0.9), squeeze=False)
+    axes = axes.ravel()
+    axes[0].imshow(run.image) if run.image is not None else None
+    axes[0].set_title("image", fontsize=9)
+    axes[0].set_xticks([])
+    axes[0].set_yticks([])
+    covered = run.layout.coverage()
+    for ax, t in zip(axes[1:], tokens):
+        overlay(ax, run.image, run.layout.render(maps[t]), covered=covered)
+        ax.set_title(f"{t}: {run.tokens[t].strip()!r}", fontsize=9)
+    for ax in axes[n:]:
+        ax.axis("off")
+    fig.suptitle(run.text if len(run.text) < 90 else run.text[:87] + "...", fontsize=9)
+    fig.tight_layout()
+    return fig, axes

@@ -1,0 +1,84 @@
+"""The `emergence` command: fast help, specs, `run` and `demo` end to end (offline, real files)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import noise_image
+
+from emergence import ProbeRun
+from emergence.cli import main
+from emergence.specs import ProbeSpec, list_specs, load_spec
+
+
+def test_help_does_not_import_heavy_modules():
+    code = (
+        "import sys, contextlib, io\n"
+        "from emergence.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try: main(['--help'])\n"
+        "    except SystemExit: pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'matplotlib', 'numpy') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_every_shipped_spec_is_valid_and_names_a_registered_family():
+    from emergence.layouts import registered_layouts
+
+    specs = list_specs()
+    assert {"llava-1.5-7b", "llava-next-mistral-7b", "qwen2-vl-7b", "idefics3-8b", "tiny-random-llava"} <= set(specs)
+    for spec in specs.values():
+        assert spec.architecture in registered_layouts(), spec.name
+
+
+def test_spec_errors(tmp_path):
+    with pytest.raises(KeyError, match="Available"):
+        load_spec("no-such-model")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nhf_id = "y"\ncolour = "red"\n')
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_spec(bad)
+    with pytest.raises(ValueError, match="dtype"):
+        ProbeSpec(name="x", hf_id="y", dtype="int8")
+
+
+def test_run_command_on_a_local_model_folder(tmp_path):
+    from emergence.testing import tiny_llava
+
+    model, processor = tiny_llava()
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    noise_image().save(tmp_path / "img.png")
+    spec = tmp_path / "mine.toml"
+    spec.write_text('name = "mine"\nhf_id = "nowhere/none"\nprompt_template = "please {prompt}"\nmax_new_tokens = 4\n'
+                    'keep = "layers"\n')
+    rc = main(["run", "--probe", str(spec), "--local-model", str(tmp_path / "model"), "--image",
+               str(tmp_path / "img.png"), "--prompt", "describe the image", "--out", str(tmp_path / "out"), "--figure"])
+    assert rc == 0
+    run = ProbeRun.load(tmp_path / "out")
+    assert run.prompt == "please describe the image" and run.keep == "layers" and len(run) == 4
+    assert run.attention.shape == (4, 2, 16)
+    assert (tmp_path / "out" / "figure.png").stat().st_size > 1000
+    assert "answer:" in (tmp_path / "out" / "summary.txt").read_text()
+
+
+def test_run_command_reports_bad_image_in_one_line(tmp_path, capsys):
+    rc = main(["run", "--probe", "tiny-random-llava", "--image", str(tmp_path / "missing.jpg"), "--prompt", "x",
+               "--out", str(tmp_path / "o")])
+    assert rc == 2
+    assert "image file not found" in capsys.readouterr().err
+
+
+def test_demo_offline_writes_figure_and_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["demo", "--out", str(tmp_path), "--max-new-tokens", "4"]) == 0
+    assert (tmp_path / "figure.png").stat().st_size > 5000
+    run = ProbeRun.load(tmp_path / "run")
+    assert len(run) == 4 and torch.isfinite(run.attention.float()).all()
+    assert "RANDOM-WEIGHT" in (tmp_path / "summary.txt").read_text()

@@ -1,0 +1,179 @@
+"""Probe / ProbeRun public API: inputs, heatmaps, persistence, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAMILIES, noise_image
+
+from emergence import Probe, ProbeRun
+from emergence.errors import ImageLoadError, UnsupportedModelError
+
+
+@pytest.fixture(scope="module")
+def llava():
+    return FAMILIES["llava"](text_layers=3)
+
+
+@pytest.fixture(scope="module")
+def run(llava):
+    model, processor = llava
+    return Probe(model, processor).generate(noise_image(), "describe the image", max_new_tokens=5, min_new_tokens=5)
+
+
+def test_run_fields_and_shapes(run, llava):
+    model, processor = llava
+    assert run.attention.shape == (5, 3, 4, 16)
+    assert len(run.tokens) == len(run.token_ids) == 5
+    assert "".join(run.tokens) == run.text
+    for tok, (a, b) in zip(run.tokens, run.token_offsets.tolist()):
+        assert run.text[a:b] == tok
+    assert run.text == processor.tokenizer.decode(run.token_ids, skip_special_tokens=True)
+    assert run.layout.image_size == (100, 160)
+    # attention rows are probabilities: visual mass is in [0, 1]
+    mass = run.attention.float().sum(-1)
+    assert (mass >= 0).all() and (mass <= 1.0 + 1e-3).all()
+
+
+def test_chat_template_is_used(llava):
+    model, processor = llava
+    probe = Probe(model, processor)
+    text = probe.build_prompt("what colour is the roof?")
+    assert text.startswith("USER: <image>") and text.endswith("ASSISTANT:")
+
+
+def test_inputs_path_equals_image_path(llava):
+    model, processor = llava
+    probe = Probe(model, processor)
+    img = noise_image()
+    a = probe.generate(img, "describe", max_new_tokens=4)
+    b = probe.generate(inputs=probe.prepare(img, "describe"), image=img, max_new_tokens=4)
+    assert a.token_ids.tolist() == b.token_ids.tolist()
+    assert torch.equal(a.attention, b.attention)
+
+
+def test_heatmap_is_layer_head_mean_rendered(run):
+    heat = run.heatmap(2, layers=[1], heads=[0, 3])
+    expected = run.layout.render(run.attention[2, 1, [0, 3]].float().mean(0))
+    assert heat.shape == (100, 160) and heat.dtype == np.float32
+    np.testing.assert_allclose(heat, expected, atol=1e-6)
+    np.testing.assert_allclose(run.heatmap(-1), run.heatmap(4), atol=0)
+
+
+def test_out_of_range_token_and_bad_selections(run):
+    with pytest.raises(IndexError, match="out of range for a run of 5"):
+        run.heatmap(5)
+    with pytest.raises(ValueError, match="were not captured"):
+        run.heatmap(0, layers=[9])
+    with pytest.raises(IndexError, match="head indices"):
+        run.heatmap(0, heads=[4])
+
+
+def test_save_load_round_trip_is_lossless(run, tmp_path):
+    path = run.save(tmp_path / "run")
+    again = ProbeRun.load(path)
+    assert torch.equal(again.attention, run.attention) and again.attention.dtype == run.attention.dtype
+    assert again.token_ids.tolist() == run.token_ids.tolist()
+    assert again.tokens == run.tokens and again.text == run.text
+    assert torch.equal(again.token_offsets, run.token_offsets) and torch.equal(again.prompt_ids, run.prompt_ids)
+    assert again.layout.to_dict() == run.layout.to_dict()
+    assert np.array_equal(np.array(again.image), np.array(run.image))
+    assert again.meta == run.meta and again.layers == run.layers
+    np.testing.assert_array_equal(again.heatmap(1), run.heatmap(1))
+    # saving again over the same folder replaces it atomically and leaves no temporary folders behind
+    run.save(tmp_path / "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_load_rejects_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a saved ProbeRun"):
+        ProbeRun.load(tmp_path)
+
+
+def test_run_validates_shapes(run):
+    with pytest.raises(Exception, match="must agree"):
+        ProbeRun(run.text, run.token_ids[:3], run.tokens, run.token_offsets, run.attention, run.layout, run.layers)
+    with pytest.raises(Exception, match="visual tokens"):
+        ProbeRun(run.text, run.token_ids, run.tokens, run.token_offsets, run.attention[..., :8], run.layout,
+                 run.layers)
+
+
+def test_repr_is_informative(run):
+    text = repr(run)
+    assert "tokens=5" in text and "5x3x4x16" in text and "contiguous:16" in text
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+def test_missing_image_file(llava, tmp_path):
+    probe = Probe(*llava)
+    with pytest.raises(ImageLoadError, match="not found"):
+        probe.generate(tmp_path / "nope.jpg", "describe")
+
+
+def test_corrupt_image_file(llava, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    with pytest.raises(ImageLoadError, match="broken.png"):
+        Probe(*llava).generate(bad, "describe")
+
+
+def test_truncated_jpeg(llava, tmp_path):
+    good = tmp_path / "img.jpg"
+    noise_image().save(good)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ImageLoadError, match="cut.jpg"):
+        Probe(*llava).generate(cut, "describe")
+
+
+def test_prompt_without_image(llava):
+    probe = Probe(*llava)
+    with pytest.raises(ValueError, match="needs an image"):
+        probe.generate(prompt="describe")
+    inputs = llava[1].tokenizer("USER: describe ASSISTANT:", return_tensors="pt")
+    with pytest.raises(ValueError, match="no pixel_values"):
+        probe.generate(inputs=inputs, image=noise_image())
+
+
+def test_bad_array_image(llava):
+    with pytest.raises(ImageLoadError, match="shape"):
+        Probe(*llava).generate(np.zeros((5, 7, 2)), "describe")
+
+
+def test_batch_and_beams_rejected(llava):
+    probe = Probe(*llava)
+    inputs = probe.prepare(noise_image(), "describe")
+    batch = {k: torch.cat([v, v]) for k, v in inputs.items()}
+    with pytest.raises(ValueError, match="one sample at a time"):
+        probe.generate(inputs=batch, image=noise_image())
+    with pytest.raises(ValueError, match="beam search"):
+        probe.generate(noise_image(), "describe", num_beams=2)
+
+
+def test_from_pretrained_local_folder_round_trip(llava, tmp_path):
+    model, processor = llava
+    model.save_pretrained(tmp_path / "m")
+    processor.save_pretrained(tmp_path / "m")
+    loaded = Probe.from_pretrained(tmp_path / "m", dtype="float32")
+    img = noise_image()
+    a = Probe(model, processor).generate(img, "describe", max_new_tokens=4)
+    b = loaded.generate(img, "describe", max_new_tokens=4)
+    assert a.token_ids.tolist() == b.token_ids.tolist()
+    assert torch.equal(a.attention, b.attention)
+    assert b.meta["model"] == str(tmp_path / "m")
+
+
+def test_from_pretrained_text_only_folder(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=2)).save_pretrained(tmp_path / "llama")
+    with pytest.raises(UnsupportedModelError, match="not an image-text-to-text model"):
+        Probe.from_pretrained(tmp_path / "llama")
+
+
+def test_from_pretrained_missing_folder_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="local folder"):
+        Probe.from_pretrained(tmp_path / "does-not-exist")
