@@ -177,3 +177,11 @@ def test_from_pretrained_missing_folder_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="local folder"):
         Probe.from_pretrained(tmp_path / "does-not-exist")
+
+
+def test_missing_optional_dependency_names_the_extra():
+    from emergence.errors import MissingDependencyError, require
+
+    with pytest.raises(MissingDependencyError, match=r"pip install 'emergence\[nlp\]'"):
+        require("surely_not_installed_module_xyz", "nlp", "Noun-phrase grouping")
+    assert require("json", "dev", "JSON").dumps([1]) == "[1]"

@@ -76,8 +76,8 @@ def row_attention_probs(
     query: torch.Tensor,
     key: torch.Tensor,
     attention_mask: torch.Tensor | None,
-    rows: torch.Tensor,
-    columns: torch.Tensor,
+    rows: torch.Tensor | None,
+    columns: torch.Tensor | slice,
     kwargs: dict[str, Any],
 ) -> torch.Tensor:
     """Attention probabilities of some query rows, restricted to some key columns.
@@ -91,8 +91,8 @@ def row_attention_probs(
         key: ``[batch, kv_heads, kv_len, head_dim]`` (cache included).
         attention_mask: ``None`` (causal), boolean ``[batch, 1|heads, q_len, >=kv_len]`` (True = attend) or additive
             float of the same shape.
-        rows: ``[R]`` long tensor of indices into ``q_len``.
-        columns: ``[V]`` long tensor of key positions to keep.
+        rows: ``[R]`` long tensor of indices into ``q_len``; ``None`` = the last row only (the fast path of decoding).
+        columns: ``[V]`` long tensor of key positions to keep, or a ``slice`` of them (contiguous block, no copy).
         kwargs: the keyword arguments the model passed to its attention function (``scaling``, ``softcap``,
             ``sliding_window``, ``s_aux``).
 
@@ -106,29 +106,36 @@ def row_attention_probs(
     scaling = kwargs.get("scaling")
     if scaling is None:
         scaling = getattr(module, "scaling", None) or dim**-0.5
-    n_rows = rows.numel()
-    q = query.index_select(2, rows).float().reshape(batch, kv_heads, heads // kv_heads, n_rows, dim)
-    logits = torch.einsum("bgrqd,bgsd->bgrqs", q, key.float()).reshape(batch, heads, n_rows, kv_len) * scaling
+    q = query[:, :, -1:] if rows is None else query.index_select(2, rows)
+    n_rows = q.shape[2]
+    q = q.float() * scaling
+    # [B, KVH, rep * R, D] @ [B, KVH, D, S]: query heads of one key/value group share its keys (no repeat_kv)
+    q = q.reshape(batch, kv_heads, (heads // kv_heads) * n_rows, dim)
+    logits = torch.matmul(q, key.float().transpose(-1, -2)).view(batch, heads, n_rows, kv_len)
     softcap = kwargs.get("softcap")
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
 
     if attention_mask is None:
-        # Causal without a materialised mask (sdpa's is_causal path, flash): the query sits at kv_len - q_len + row.
-        q_pos = (kv_len - q_len + rows)[:, None]  # [R, 1]
-        positions = torch.arange(kv_len, device=logits.device)[None, :]
-        blocked = positions > q_pos
+        # Causal without a materialised mask (sdpa's is_causal path, flash): row r sits at kv_len - q_len + r.
+        # The last row of a pass sees every key unless a sliding window cuts it.
         window = kwargs.get("sliding_window")
-        if window:
-            blocked |= positions <= q_pos - window
-        if bool(blocked.any()):
+        if rows is not None or (window and kv_len > window):
+            row_idx = torch.tensor([q_len - 1], device=logits.device) if rows is None else rows
+            q_pos = (kv_len - q_len + row_idx)[:, None]  # [R, 1]
+            positions = torch.arange(kv_len, device=logits.device)[None, :]
+            blocked = positions > q_pos
+            if window:
+                blocked |= positions <= q_pos - window
             logits = logits.masked_fill(blocked, float("-inf"))
     elif isinstance(attention_mask, torch.Tensor) and attention_mask.ndim == 4:
-        mask_row = attention_mask[:, :, :, :kv_len].index_select(2, rows.to(attention_mask.device))
-        if mask_row.dtype == torch.bool:
-            logits = logits.masked_fill(~mask_row, float("-inf"))
+        mask = attention_mask[:, :, -1:, :kv_len] if rows is None else attention_mask[:, :, :, :kv_len].index_select(
+            2, rows.to(attention_mask.device)
+        )
+        if mask.dtype == torch.bool:
+            logits = logits.masked_fill(~mask, float("-inf"))
         else:
-            logits = logits + mask_row.float()
+            logits = logits + mask.float()
     else:
         raise CaptureError(
             f"Unsupported attention mask for capture: {type(attention_mask).__name__} with shape "
@@ -139,9 +146,12 @@ def row_attention_probs(
     if sinks is not None:  # attention sinks (gpt-oss style): one extra logit per head in the denominator
         sink_logits = sinks.float().reshape(1, heads, 1, 1).expand(batch, heads, n_rows, 1)
         lse = torch.logsumexp(torch.cat([logits, sink_logits], dim=-1), dim=-1, keepdim=True)
-    else:
-        lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-    return torch.exp(logits.index_select(-1, columns) - lse)
+        return torch.exp(_take(logits, columns) - lse)
+    return _take(torch.softmax(logits, dim=-1), columns)
+
+
+def _take(x: torch.Tensor, columns: torch.Tensor | slice) -> torch.Tensor:
+    return x[..., columns] if isinstance(columns, slice) else x.index_select(-1, columns)
 
 
 def _model_eager_function(module: nn.Module) -> Callable[..., Any]:
@@ -214,6 +224,10 @@ class AttentionCapture:
         if positions.numel() == 0:
             raise CaptureError("visual_positions is empty: the inputs contain no visual tokens to attend to")
         self.visual_positions = positions
+        self._max_position = int(positions.max())
+        first = int(positions[0])
+        contiguous = bool(torch.equal(positions, torch.arange(first, first + positions.numel())))
+        self._block: slice | None = slice(first, first + positions.numel()) if contiguous else None
         self.storage_dtype = storage_dtype
         self.storage_device = torch.device(storage_device)
         self.flush_every = max(1, int(flush_every))
@@ -226,7 +240,7 @@ class AttentionCapture:
                 "attn_implementation='flex_attention' is not supported by the capture (its BlockMask cannot be read "
                 "row by row); load the model with attn_implementation='sdpa' or 'eager'."
             )
-        self._columns: dict[torch.device, torch.Tensor] = {}
+        self._columns: dict[torch.device, torch.Tensor | slice] = {}
         self._abs_end: dict[int, int] = {}
         self._step: list[torch.Tensor | None] = [None] * len(layers)
         self._filled = 0
@@ -282,14 +296,15 @@ class AttentionCapture:
         columns = self._columns.get(key.device)
         if columns is None:
             columns = self._columns[key.device] = self.visual_positions.to(key.device)
-        if int(columns.max()) >= end:
+        if offset == 0 and self._block is not None:
+            columns = self._block  # contiguous visual block: a view instead of a gather
+        if self._max_position >= end:
             raise CaptureError(
-                f"visual position {int(columns.max())} is beyond the sequence length {end}; the inputs given to "
+                f"visual position {self._max_position} is beyond the sequence length {end}; the inputs given to "
                 "the model do not match the visual_positions"
             )
-        if self.query_positions is None:
-            rows = torch.tensor([q_len - 1], device=query.device)
-        else:
+        rows: torch.Tensor | None = None  # the last row
+        if self.query_positions is not None:
             rows = self.query_positions.to(query.device) - (end - q_len)
             if int(rows.min()) < 0 or int(rows.max()) >= q_len:
                 raise CaptureError(
@@ -301,7 +316,8 @@ class AttentionCapture:
         else:  # visual keys that left a sliding window get probability 0 (they are masked for this query)
             local = columns - offset
             inside = local >= 0
-            probs = query.new_zeros((query.shape[0], query.shape[1], rows.numel(), columns.numel()), dtype=torch.float32)
+            n_rows = 1 if rows is None else rows.numel()
+            probs = query.new_zeros((query.shape[0], query.shape[1], n_rows, columns.numel()), dtype=torch.float32)
             if bool(inside.any()):
                 probs[..., inside] = row_attention_probs(module, query, key, attention_mask, rows, local[inside], kwargs)
         probs = probs.transpose(1, 2)  # [B, R, H, V]
