@@ -29,9 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"emergence {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    demo = sub.add_parser("demo", help="offline demo on a bundled model: generate with capture, write a figure")
+    demo = sub.add_parser("demo", help="offline demo on the bundled model organism: caption a scene, write a figure")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    demo.add_argument("--max-new-tokens", type=int, default=10)
+    demo.add_argument("--max-new-tokens", type=int, default=64)
+    demo.add_argument("--seed", type=int, default=2024, help="shapes-world seed of the demo scene")
+    demo.add_argument("--index", type=int, default=0, help="scene index in that world")
 
     run = sub.add_parser("run", help="generate for one image and prompt with attention capture; save the run")
     src = run.add_mutually_exclusive_group(required=True)
@@ -50,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--figure", action="store_true", help="also write figure.png with per-token heatmaps")
 
     sub.add_parser("probes", help="list the probe specs (supported checkpoint families)")
+
+    org = sub.add_parser("organism", help="the model organism: evaluate or train it")
+    org_sub = org.add_subparsers(dest="organism_command", metavar="ACTION", required=True)
+    ev = org_sub.add_parser("eval", help="exact captions and attention pointing per concept category")
+    ev.add_argument("--seed", type=int, default=7, help="world seed of the held-out scenes (training used 1000)")
+    ev.add_argument("--n", type=int, default=500, help="number of scenes")
+    ev.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
+    ev.add_argument("--out", default=None, help="write the results as JSON here")
+    ev.add_argument("--no-per-head", action="store_true", help="skip the per layer x head table")
+    tr = org_sub.add_parser("train", help="train an organism (same as python -m emergence.organism.train)")
+    tr.add_argument("args", nargs=argparse.REMAINDER, help="arguments for emergence.organism.train")
     return parser
 
 
@@ -66,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_demo(args)
         if args.command == "run":
             return _cmd_run(args, parser)
+        if args.command == "organism":
+            return _cmd_organism(args)
     except Exception as exc:  # one clear line for known errors; tracebacks for bugs
         from .errors import EmergenceError
 
@@ -149,6 +164,23 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _cmd_organism(args: argparse.Namespace) -> int:
+    if args.organism_command == "train":
+        from .organism.train import main as train_main
+
+        return train_main(args.args)
+    from .organism.evaluate import evaluate, format_table, save
+    from .organism.model import ORGANISM_DIR
+    from .probe import Probe
+
+    probe = Probe.from_pretrained(args.model or ORGANISM_DIR, dtype="float32")
+    result = evaluate(probe, seed=args.seed, n=args.n, per_head=not args.no_per_head)
+    print(format_table(result))
+    if args.out:
+        print(f"wrote {save(result, args.out)}")
+    return 0
+
+
 def _demo_image():
     from PIL import Image, ImageDraw
 
@@ -159,28 +191,69 @@ def _demo_image():
     return img
 
 
+def _organism_pointing(run, scene) -> list[str]:
+    """Per caption word: its category and whether the mean-subtracted attention peak lies on its referent."""
+    import difflib
+
+    import numpy as np
+
+    maps = run.token_map(None)
+    maps = maps - maps.mean(0, keepdim=True)
+    token_idx = [t for t, s in enumerate(run.tokens) if s.strip()]
+    words = [run.tokens[t].strip() for t in token_idx]
+    reference = scene.word_referents()
+    lines = ["", f"reference caption: {scene.caption}", f"exact: {words == [w for w, _, _ in reference]}", "",
+             "word | category | attention peak on the word's referent?"]
+    matcher = difflib.SequenceMatcher(None, words, [w for w, _, _ in reference], autojunk=False)
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            word, mask, category = reference[block.b + k]
+            if mask is None:
+                continue
+            heat = run.layout.render(maps[token_idx[block.a + k]])
+            y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+            lines.append(f"{word:>10} | {category:<10} | {'yes' if mask[y, x] else 'no'}")
+    return lines
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import time
 
-    from .specs import load_spec
+    from .organism.model import ORGANISM_DIR, PROMPT
 
     start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    spec = load_spec(DEMO_PROBE)
-    probe = spec.load()
-    image = _demo_image()
+    scene = None
+    if (ORGANISM_DIR / "config.json").exists():
+        from .organism import ShapesWorld
+        from .probe import Probe
+
+        probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
+        scene = ShapesWorld(args.seed).scene(args.index)
+        image, prompt, gen_kwargs = scene.image, PROMPT, {}
+        note = (
+            "The model organism: a 2.3M-parameter LLaVA trained here on shapes-world captions only (no grounding\n"
+            "supervision). Heatmaps: attention of the row that predicts each word, layer and head mean, minus the\n"
+            "mean over the answer's tokens.\n\n"
+        )
+    else:
+        from .specs import load_spec
+
+        probe = load_spec(DEMO_PROBE).load()
+        image, prompt = _demo_image(), "describe the image"
+        gen_kwargs = {"min_new_tokens": args.max_new_tokens}
+        note = (
+            "NOTE: no organism weights found; this demo runs a RANDOM-WEIGHT tiny LLaVA (real transformers classes,\n"
+            "built in-process): it shows the pipeline end to end; its heatmaps carry no learned grounding.\n\n"
+        )
     image.save(out / "image.png")
-    run = probe.generate(image, "describe the image", max_new_tokens=args.max_new_tokens,
-                         min_new_tokens=args.max_new_tokens)
+    run = probe.generate(image, prompt, max_new_tokens=args.max_new_tokens, **gen_kwargs)
     run.save(out / "run")
     _save_figure(run, out / "figure.png")
-    note = (
-        "NOTE: this demo runs a RANDOM-WEIGHT tiny LLaVA (real transformers classes, built in-process, no download):\n"
-        "it shows the capture, layout and rendering pipeline end to end; its heatmaps carry no learned grounding.\n"
-        "The trained model organism replaces it as the demo's default.\n\n"
-    )
     summary = note + _summary(run)
+    if scene is not None:
+        summary += "\n".join(_organism_pointing(run, scene)) + "\n"
     (out / "summary.txt").write_text(summary, encoding="utf-8")
     print(summary)
     print(f"wrote {out / 'figure.png'}, {out / 'summary.txt'} and {out / 'run'}/ in {time.perf_counter() - start:.1f}s")

@@ -255,10 +255,10 @@ class AttentionCapture:
 
         with _REGISTRY_LOCK:
             self._previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(self.backend, _MISSING)
-            inner = self._previous
-            if inner is _MISSING:
-                inner = ALL_ATTENTION_FUNCTIONS._global_mapping.get(self.backend, None)
-            backend_fn = inner
+            # what the model would call without us ("eager" is not in the mapping: the model's own function)
+            backend_fn = self._previous
+            if backend_fn is _MISSING:
+                backend_fn = ALL_ATTENTION_FUNCTIONS._global_mapping.get(self.backend, None)
 
             def capture_attention(module, query, key, value, attention_mask, *args, **kwargs):
                 fn = backend_fn if backend_fn is not None else _model_eager_function(module)
@@ -268,7 +268,6 @@ class AttentionCapture:
                     self._record(slot, module, query, key, attention_mask, kwargs)
                 return output
 
-            capture_attention.__emergence_capture__ = True  # type: ignore[attr-defined]
             ALL_ATTENTION_FUNCTIONS[self.backend] = capture_attention
             self._active = True
         return self

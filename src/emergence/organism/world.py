@@ -1,7 +1,8 @@
 """The shapes world: procedural scenes with exact masks, captions and per-word referents.
 
 Every scene is a pure function of ``(seed, index)``. A scene holds 1-3 objects placed in a 2 x 3 grid of slots (so
-objects never overlap and their location words are exact), on a plain, striped or dotted background. Objects have a
+their location words are exact; large neighbours may touch, and masks hold the visible pixels only), on a plain,
+striped or dotted background. Objects have a
 colour, a shape, a size, optionally a state (``hollow``: drawn as an outline) and, for three shapes, a part of another
 colour (a house's roof, a flag's pole, a mug's handle).
 
@@ -104,7 +105,8 @@ class ShapeObject:
         words += [(self.colour, self.body, "appearance"), (self.shape, whole, "entity")]
         if self.part:
             pm = self.parts[self.part]
-            words += [("with", None, None), ("a", None, None), (self.part_colour, pm, "appearance"),
+            article = "an" if self.part_colour[0] in "aeiou" else "a"
+            words += [("with", None, None), (article, None, None), (self.part_colour, pm, "appearance"),
                       (self.part, pm, "part")]
         words += [("at", None, None), ("the", None, None), (self.row, whole, "location"), (self.col, whole, "location")]
         return words
@@ -231,6 +233,13 @@ class ShapesWorld:
             obj = _render_object(draw, shape, colour, part_colour, size, hollow, row, col, rng)
             obj.row, obj.col = ROWS[row], COLS[col]
             objects.append(obj)
+        # large neighbours may touch: masks keep only the visible pixels (later objects are drawn on top)
+        covered = np.zeros((IMAGE_SIZE, IMAGE_SIZE), bool)
+        for obj in reversed(objects):
+            obj.body &= ~covered
+            for name in obj.parts:
+                obj.parts[name] &= ~covered
+            covered |= obj.mask
         return Scene(image=image, objects=objects, background=background, index=index, seed=self.seed)
 
 
@@ -245,14 +254,6 @@ def _draw_background(draw: ImageDraw.ImageDraw, kind: str, rng: np.random.Random
             for x in range(off, IMAGE_SIZE, 5):
                 draw.point((x, y), fill=_BG_ALT)
                 draw.point((x + 1, y), fill=_BG_ALT)
-
-
-def _mask_of(primitives) -> np.ndarray:
-    img = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
-    d = ImageDraw.Draw(img)
-    for kind, args, kwargs in primitives:
-        getattr(d, kind)(*args, **{**kwargs, "fill": 255} if "fill" in kwargs or kind != "line" else {**kwargs, "fill": 255})
-    return np.asarray(img) > 0
 
 
 def _render_object(draw, shape, colour, part_colour, size, hollow, row, col, rng) -> ShapeObject:

@@ -1,0 +1,137 @@
+"""Evaluate the organism on held-out scenes: exact captions and attention pointing per concept category.
+
+Pointing (the attend-and-segment / PixFoundation reading of attention): for each generated word that matches a
+reference caption word with a referent, take the attention row that predicts that word, average it over all layers
+and heads, subtract the mean map over the answer's tokens, render it on the image and check whether its argmax pixel
+falls inside the word's referent mask. The random baseline is the probability that a uniformly random pixel does
+(the mask's area fraction). The same is computed for every single layer x head.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .world import CATEGORIES, ShapesWorld
+
+__all__ = ["OrganismEval", "evaluate", "format_table"]
+
+
+@dataclass
+class OrganismEval:
+    """Results of :func:`evaluate`.
+
+    Attributes:
+        seed, n: world seed and number of scenes.
+        exact_caption: fraction of scenes whose generated caption equals the reference exactly.
+        categories: per category: ``n`` words scored, ``accuracy`` (pointing hit rate), ``baseline`` (random pixel),
+            ``ratio`` = accuracy / baseline.
+        per_head: per category, ``[L, H]`` pointing accuracy of each single layer x head map.
+        examples: a few (reference, generated) caption pairs.
+    """
+
+    seed: int
+    n: int
+    exact_caption: float
+    categories: dict[str, dict[str, float]]
+    per_head: dict[str, list[list[float]]] = field(default_factory=dict)
+    examples: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed, "n": self.n, "exact_caption": self.exact_caption, "categories": self.categories,
+            "per_head": self.per_head, "examples": self.examples, "seconds": self.seconds,
+        }
+
+
+def _hit(heat: np.ndarray, mask: np.ndarray) -> bool:
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    return bool(mask[y, x])
+
+
+def evaluate(probe: Any, seed: int, n: int, max_new_tokens: int = 64, per_head: bool = True) -> OrganismEval:
+    """Caption ``n`` scenes of ``ShapesWorld(seed)`` with ``probe`` and score them (see module docstring)."""
+    from .model import PROMPT
+
+    world = ShapesWorld(seed)
+    start = time.perf_counter()
+    exact = 0
+    hits: dict[str, list[float]] = {c: [] for c in CATEGORIES}
+    base: dict[str, list[float]] = {c: [] for c in CATEGORIES}
+    head_hits: dict[str, list[np.ndarray]] = {c: [] for c in CATEGORIES}
+    examples = []
+    for i in range(n):
+        scene = world.scene(i)
+        run = probe.generate(scene.image, PROMPT, max_new_tokens=max_new_tokens, keep="heads")
+        reference = scene.word_referents()
+        ref_words = [w for w, _, _ in reference]
+        token_idx = [t for t, s in enumerate(run.tokens) if s.strip()]
+        gen_words = [run.tokens[t].strip() for t in token_idx]
+        exact += gen_words == ref_words
+        if len(examples) < 5:
+            examples.append((scene.caption, run.text.strip()))
+        maps = run.token_map(None)  # [T, V], layer and head mean
+        maps = maps - maps.mean(0, keepdim=True)
+        attn = run.attention.float()  # [T, L, H, V]
+        attn = attn - attn.mean(0, keepdim=True)
+        matcher = difflib.SequenceMatcher(None, gen_words, ref_words, autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                word, mask, category = reference[block.b + k]
+                if mask is None or category is None or not mask.any():
+                    continue
+                t = token_idx[block.a + k]
+                hits[category].append(float(_hit(run.layout.render(maps[t]), mask)))
+                base[category].append(float(mask.mean()))
+                if per_head:
+                    layers, heads = attn.shape[1], attn.shape[2]
+                    heats = run.layout.render(attn[t].reshape(layers * heads, -1))
+                    flat = heats.reshape(layers * heads, -1).argmax(1)
+                    head_hits[category].append(mask.reshape(-1)[flat].reshape(layers, heads).astype(float))
+    categories = {}
+    for c in CATEGORIES:
+        if hits[c]:
+            acc, bl = float(np.mean(hits[c])), float(np.mean(base[c]))
+            categories[c] = {"n": len(hits[c]), "accuracy": acc, "baseline": bl, "ratio": acc / bl if bl else 0.0}
+    per_head_out = {c: np.mean(v, axis=0).round(4).tolist() for c, v in head_hits.items() if v}
+    return OrganismEval(seed=seed, n=n, exact_caption=exact / max(n, 1), categories=categories,
+                        per_head=per_head_out, examples=examples, seconds=time.perf_counter() - start)
+
+
+def format_table(result: OrganismEval) -> str:
+    """A plain-text report: exact captions, pointing per category vs baseline, best single heads."""
+    lines = [
+        f"organism eval: world seed {result.seed}, {result.n} scenes, {result.seconds:.0f} s",
+        f"exact caption: {result.exact_caption:.3f}",
+        "",
+        f"{'category':<12} {'words':>6} {'pointing':>9} {'random':>7} {'x random':>9}",
+    ]
+    for c in CATEGORIES:
+        r = result.categories.get(c)
+        if r:
+            lines.append(f"{c:<12} {r['n']:>6d} {r['accuracy']:>9.3f} {r['baseline']:>7.3f} {r['ratio']:>9.1f}")
+    if result.per_head:
+        lines += ["", "best single layer x head per category (pointing accuracy):"]
+        for c, grid in result.per_head.items():
+            arr = np.asarray(grid)
+            l, h = np.unravel_index(int(arr.argmax()), arr.shape)
+            lines.append(f"  {c:<12} layer {l} head {h}: {arr[l, h]:.3f}   (mean over heads {arr.mean():.3f})")
+    return "\n".join(lines)
+
+
+def save(result: OrganismEval, path: str | os.PathLike) -> Path:
+    """Write the result as JSON (atomically)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result.to_dict(), indent=1))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,159 @@
+"""Train the model organism on shapes-world captions only (no grounding supervision).
+
+    python -m emergence.organism.train --out OUT [--steps N] [--batch-size B] [--seed S]
+
+Reproducible from the seed on CPU (the shipped weights: `--seed 0` with the defaults). Checkpoints every
+``--save-every`` steps (atomic) so a killed run resumes with ``--resume``. Logs one JSON line per logged step to
+``OUT/train_log.jsonl``; prints a progress line with loss, rate and ETA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["train", "main"]
+
+TRAIN_WORLD_SEED = 1_000  # evaluation uses other seeds
+
+
+def _prompt(processor: Any) -> str:
+    from .model import PROMPT
+
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def make_batch(processor: Any, scenes: list, prompt: str) -> dict[str, Any]:
+    """Inputs and caption-only labels for a list of scenes."""
+    texts = [f"{prompt} {s.caption} </s>" for s in scenes]
+    batch = processor(images=[s.image for s in scenes], text=texts, padding=True, return_tensors="pt")
+    prompt_len = len(processor(images=scenes[0].image, text=prompt, return_tensors="pt")["input_ids"][0])
+    labels = batch["input_ids"].clone()
+    labels[:, :prompt_len] = -100
+    labels[batch["attention_mask"] == 0] = -100
+    batch["labels"] = labels
+    return batch
+
+
+def train(
+    out: str | os.PathLike,
+    steps: int = 2400,
+    batch_size: int = 48,
+    lr: float = 1.5e-3,
+    seed: int = 0,
+    save_every: int = 250,
+    log_every: int = 10,
+    resume: bool = False,
+    threads: int | None = None,
+    quiet: bool = False,
+) -> list[dict[str, float]]:
+    """Train and save the organism to ``out``. Returns the logged records (step, loss, lr, elapsed)."""
+    import torch
+
+    from .model import build_model, build_processor
+    from .world import ShapesWorld
+
+    if threads:
+        torch.set_num_threads(threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = out / "checkpoint.pt"
+    processor = build_processor()
+    model = build_model(processor, seed=seed)
+    model.train()
+    optim = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+    warmup = max(1, min(200, steps // 10))
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    start_step, records = 0, []
+    log_path = out / "train_log.jsonl"
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        torch.set_rng_state(state["rng"])
+        start_step, records = state["step"], state["records"]
+        log_path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    elif log_path.exists():
+        log_path.unlink()
+    world = ShapesWorld(seed=TRAIN_WORLD_SEED + seed)
+    prompt = _prompt(processor)
+    t0 = time.perf_counter()
+    running = None
+    for step in range(start_step, steps):
+        scenes = [world.scene(step * batch_size + i) for i in range(batch_size)]
+        batch = make_batch(processor, scenes, prompt)
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(**batch).loss
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        value = float(loss)
+        running = value if running is None else 0.9 * running + 0.1 * value
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            elapsed = time.perf_counter() - t0
+            record = {"step": step + 1, "loss": value, "smoothed": running, "lr": lr_at(step), "elapsed_s": elapsed}
+            records.append(record)
+            with open(log_path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+            if not quiet:
+                rate = (step + 1 - start_step) / elapsed
+                eta = (steps - step - 1) / max(rate, 1e-9)
+                bar = "#" * int(30 * (step + 1) / steps)
+                print(f"\r[{bar:<30}] {step + 1}/{steps} loss {running:.4f} {rate:.2f} it/s ETA {eta / 60:.1f} min",
+                      end="", file=sys.stderr, flush=True)
+        if (step + 1) % save_every == 0 and step + 1 < steps:
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": torch.get_rng_state(),
+                        "step": step + 1, "records": records}, tmp)
+            os.replace(tmp, ckpt)
+    if not quiet:
+        print(file=sys.stderr)
+    model.eval()
+    staging = out.with_name(out.name + ".saving")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    processor.save_pretrained(staging)
+    for item in staging.iterdir():
+        os.replace(item, out / item.name)
+    staging.rmdir()
+    ckpt.unlink(missing_ok=True)
+    (out / "training_args.json").write_text(json.dumps(
+        {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "world_seed": TRAIN_WORLD_SEED + seed},
+        indent=1))
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--batch-size", type=int, default=48)
+    parser.add_argument("--lr", type=float, default=1.5e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save-every", type=int, default=250)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    train(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+          save_every=args.save_every, resume=args.resume, threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

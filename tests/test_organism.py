@@ -1,0 +1,169 @@
+"""The model organism: shapes world invariants, training mechanics, and the shipped model's learned behaviour."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from emergence import Probe
+from emergence.organism import CATEGORIES, COLOURS, PARTS, ShapesWorld
+from emergence.organism.model import ORGANISM_DIR, PROMPT, VOCABULARY, build_processor
+
+HAVE_WEIGHTS = (ORGANISM_DIR / "config.json").exists()
+needs_weights = pytest.mark.skipif(not HAVE_WEIGHTS, reason=f"no shipped organism weights in {ORGANISM_DIR}")
+
+
+# ---------------------------------------------------------------------------------------------------- world
+def test_scenes_are_deterministic_per_seed_and_index():
+    a, b = ShapesWorld(3).scene(5), ShapesWorld(3).scene(5)
+    assert a.caption == b.caption and np.array_equal(np.array(a.image), np.array(b.image))
+    assert ShapesWorld(4).scene(5).caption != a.caption or not np.array_equal(
+        np.array(ShapesWorld(4).scene(5).image), np.array(a.image))
+
+
+def test_masks_are_consistent_with_the_image_and_each_other():
+    world = ShapesWorld(11)
+    for i in range(40):
+        scene = world.scene(i)
+        img = np.array(scene.image)
+        union = np.zeros((64, 64), bool)
+        for obj in scene.objects:
+            assert obj.body.any() and not (obj.mask & union).any(), "objects overlap"
+            union |= obj.mask
+            # every body pixel has the object's colour; every part pixel the part's colour
+            assert (img[obj.body] == COLOURS[obj.colour]).all()
+            for name, m in obj.parts.items():
+                assert name == PARTS[obj.shape] and m.any() and not (m & obj.body).any()
+                assert (img[m] == COLOURS[obj.part_colour]).all()
+        assert np.array_equal(scene.background_mask, ~union)
+
+
+def test_word_referents_follow_the_caption_and_categories():
+    world = ShapesWorld(2)
+    seen = set()
+    for i in range(60):
+        scene = world.scene(i)
+        words = scene.word_referents()
+        assert " ".join(w for w, _, _ in words) == scene.caption
+        for word, mask, category in words:
+            assert (mask is None) == (category is None)
+            if mask is not None:
+                assert category in CATEGORIES and mask.shape == (64, 64) and mask.any()
+                seen.add(category)
+            assert word in VOCABULARY
+        for obj in scene.objects:  # the entity noun covers body and part; the part noun only the part
+            entity = [m for w, m, c in words if c == "entity" and w == obj.shape and m[obj.body].all()]
+            assert entity and np.array_equal(entity[0], obj.mask)
+    assert seen == set(CATEGORIES)
+
+
+def test_referring_expressions_and_questions():
+    scene = ShapesWorld(5).scene(3)
+    refs = scene.referring_expressions()
+    assert len(refs) >= len(scene.objects)
+    for r in refs:
+        assert r.mask.any() and r.category in ("entity", "part")
+    for q in scene.questions():
+        assert q.answer in q.options and len(set(q.options)) == 2 and q.mask.any()
+
+
+def test_processor_tokenizes_every_caption_word_to_one_known_token():
+    processor = build_processor()
+    tok = processor.tokenizer
+    caption = ShapesWorld(0).scene(1).caption
+    ids = tok(caption)["input_ids"]
+    assert tok.unk_token_id not in ids and len(ids) == len(caption.split())
+    assert tok.decode(ids) == caption
+
+
+# ---------------------------------------------------------------------------------------------------- training
+def test_short_training_run_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
+    from emergence.organism.train import train
+
+    records = train(tmp_path / "org", steps=40, batch_size=8, lr=3e-3, log_every=5, save_every=1000, quiet=True)
+    first, last = records[0]["loss"], records[-1]["loss"]
+    assert last < 0.6 * first, (first, last)
+    lines = (tmp_path / "org" / "train_log.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["step"] == 40
+    probe = Probe.from_pretrained(tmp_path / "org", dtype="float32")
+    run = probe.generate(ShapesWorld(9).scene(0).image, PROMPT, max_new_tokens=6)
+    assert run.layout.num_tokens == 64 and run.attention.shape[1:] == (4, 6, 64)
+
+
+def test_training_resumes_from_a_checkpoint(tmp_path, monkeypatch):
+    from emergence.organism import train as train_module
+
+    kw = dict(steps=6, batch_size=4, log_every=1, save_every=3, quiet=True)
+    full = train_module.train(tmp_path / "a", **kw)
+    assert not (tmp_path / "a" / "checkpoint.pt").exists()  # a finished run removes its checkpoint
+    original = train_module.make_batch
+    calls = {"n": 0}
+
+    def killed_during_step_five(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "make_batch", killed_during_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        train_module.train(tmp_path / "b", **kw)
+    assert (tmp_path / "b" / "checkpoint.pt").exists()
+    monkeypatch.setattr(train_module, "make_batch", original)
+    resumed = train_module.train(tmp_path / "b", resume=True, **kw)
+    assert [r["step"] for r in resumed] == [r["step"] for r in full] == [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose([r["loss"] for r in resumed], [r["loss"] for r in full], rtol=1e-4)
+    logged = [json.loads(line)["step"] for line in (tmp_path / "b" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5, 6]
+
+
+# ---------------------------------------------------------------------------------------------------- shipped model
+@pytest.fixture(scope="module")
+def organism_probe():
+    return Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
+
+
+@needs_weights
+def test_shipped_organism_is_a_normal_hf_folder(organism_probe):
+    from emergence.organism import load_organism
+
+    model, processor = load_organism()
+    assert type(model).__name__ == "LlavaForConditionalGeneration"
+    assert type(processor.tokenizer).__name__ == "PreTrainedTokenizerFast"
+    assert processor.chat_template
+    size = sum(p.stat().st_size for p in ORGANISM_DIR.glob("*.safetensors"))
+    assert size <= 20 * 2**20
+    assert "describe the image" in organism_probe.build_prompt(PROMPT)
+
+
+@needs_weights
+def test_shipped_organism_captions_and_grounds_unseen_scenes(organism_probe):
+    """A 60-scene check on a seed never used in training (the full 500-scene figures: README / `organism eval`)."""
+    from emergence.organism.evaluate import evaluate
+
+    result = evaluate(organism_probe, seed=31337, n=60, per_head=False)
+    assert result.exact_caption >= 0.80, result.examples
+    cats = result.categories
+    assert cats["appearance"]["accuracy"] >= 0.75 and cats["appearance"]["ratio"] >= 5
+    assert cats["entity"]["accuracy"] >= 0.60 and cats["entity"]["ratio"] >= 5
+    assert cats["part"]["accuracy"] >= 0.55 and cats["part"]["ratio"] >= 5
+
+
+@pytest.mark.slow
+@needs_weights
+def test_full_retraining_reproduces_the_shipped_eval(tmp_path, organism_probe):
+    """~45 min on 2 CPU cores: retrain from the seed and compare held-out figures with the shipped model."""
+    from emergence.organism.evaluate import evaluate
+    from emergence.organism.train import train
+
+    args = json.loads((ORGANISM_DIR / "training_args.json").read_text())
+    train(tmp_path / "again", steps=args["steps"], batch_size=args["batch_size"], lr=args["lr"], seed=args["seed"],
+          quiet=True)
+    fresh = evaluate(Probe.from_pretrained(tmp_path / "again", dtype="float32"), seed=4242, n=200, per_head=False)
+    shipped = evaluate(organism_probe, seed=4242, n=200, per_head=False)
+    assert abs(fresh.exact_caption - shipped.exact_caption) <= 0.03
+    for c in ("appearance", "entity", "part"):
+        assert abs(fresh.categories[c]["accuracy"] - shipped.categories[c]["accuracy"]) <= 0.03
