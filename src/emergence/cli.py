@@ -233,7 +233,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         scene = ShapesWorld(args.seed).scene(args.index)
         image, prompt, gen_kwargs = scene.image, PROMPT, {}
         note = (
-            "The model organism: a 2.3M-parameter LLaVA trained here on shapes-world captions only (no grounding\n"
+            "The model organism: a 2.5M-parameter LLaVA trained here on shapes-world captions only (no grounding\n"
             "supervision). Heatmaps: attention of the row that predicts each word, layer and head mean, minus the\n"
             "mean over the answer's tokens.\n\n"
         )

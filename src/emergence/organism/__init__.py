@@ -1,11 +1,29 @@
-"""The model organism: a procedural shapes world and a tiny LLaVA trained on its captions only."""
+"""The model organism: a procedural shapes world and a tiny LLaVA trained on its captions only.
 
-from .world import BACKGROUNDS, CATEGORIES, COLOURS, PARTS, SHAPES, Question, ReferringExpression, Scene, ShapeObject, ShapesWorld
+    from emergence.organism import ShapesWorld, load_organism
+    model, processor = load_organism()          # the shipped weights (an ordinary HF model folder)
+    scene = ShapesWorld(seed=7).scene(0)        # image, caption, masks, word referents
+"""
+
+from .model import ORGANISM_DIR, load_organism
+from .world import (
+    BACKGROUNDS,
+    CATEGORIES,
+    COLOURS,
+    PARTS,
+    SHAPES,
+    Question,
+    ReferringExpression,
+    Scene,
+    ShapeObject,
+    ShapesWorld,
+)
 
 __all__ = [
     "BACKGROUNDS",
     "CATEGORIES",
     "COLOURS",
+    "ORGANISM_DIR",
     "PARTS",
     "SHAPES",
     "Question",
@@ -13,4 +31,5 @@ __all__ = [
     "Scene",
     "ShapeObject",
     "ShapesWorld",
+    "load_organism",
 ]
