@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from emergence import Probe
 from emergence.organism import CATEGORIES, COLOURS, PARTS, ShapesWorld

@@ -103,7 +103,7 @@ def train(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
-        value = float(loss)
+        value = float(loss.detach())
         running = value if running is None else 0.9 * running + 0.1 * value
         if (step + 1) % log_every == 0 or step + 1 == steps:
             elapsed = time.perf_counter() - t0

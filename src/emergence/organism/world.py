@@ -283,8 +283,6 @@ def _render_object(draw, shape, colour, part_colour, size, hollow, row, col, rng
         hw = max(3, s // 3)
         body_prims.append(("rectangle", ([x0, y0 + 1, x1 - hw, y1],), {}))
         part_prims.append(("rectangle", ([x1 - hw + 1, y0 + s // 4, x1, y1 - s // 4],), {}))
-    if hollow:
-        body_prims = [(kind, args, {"outline": 255, "width": 2}) for kind, args, _ in body_prims]
     body = _draw_prims(draw, body_prims, rgb, hollow)
     parts = {}
     if part_prims:
@@ -298,7 +296,7 @@ def _render_object(draw, shape, colour, part_colour, size, hollow, row, col, rng
 def _draw_prims(draw: ImageDraw.ImageDraw, prims, rgb, hollow: bool) -> np.ndarray:
     mask_img = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
     md = ImageDraw.Draw(mask_img)
-    for kind, args, kwargs in prims:
+    for kind, args, _ in prims:
         if hollow:
             getattr(draw, kind)(*args, outline=rgb, width=2)
             getattr(md, kind)(*args, outline=255, width=2)
