@@ -49,7 +49,7 @@ def test_capture_equals_eager_and_ids_equal_plain_generate(case, backend, image)
     assert run.token_ids.tolist() == plain[0, prompt_len:].tolist()
     assert run.meta["backend"] == backend
 
-    reference, eager_ids = _eager_reference(model, inputs, run.layout.positions, prompt_len)
+    reference, _ = _eager_reference(model, inputs, run.layout.positions, prompt_len)
     assert run.attention.shape == reference.shape == (N_NEW, len(run.layers), run.num_heads, run.layout.num_tokens)
     assert (run.attention - reference).abs().max().item() <= 1e-5
     # the reference is not degenerate: visual tokens do receive attention

@@ -113,10 +113,9 @@ def test_llava_crop_geometry_matches_hand_computation():
     # 160x100 -> shortest edge 32 -> 51x32 (int(32*160/100)=51) -> centre crop 32: left = (51-32)//2 = 9
     model, processor = FAMILIES["llava"]()
     layout = Probe(model, processor).layout(processor(images=noise_image(W, H), text="<image>", return_tensors="pt"), (H, W))
-    scale = 32 / 100
-    expected = (9 / scale * 1.0, 0.0, (9 + 32) / (51 / 160), 100.0)
+    scale_x = 51 / 160  # canvas pixels per original pixel along x
     x0, y0, x1, y1 = layout.views[0].box
-    assert x0 == pytest.approx(9 / (51 / 160)) and x1 == pytest.approx(expected[2]) and (y0, y1) == (0.0, 100.0)
+    assert x0 == pytest.approx(9 / scale_x) and x1 == pytest.approx((9 + 32) / scale_x) and (y0, y1) == (0.0, 100.0)
     coverage = layout.coverage()
     assert not coverage[:, 0].any() and coverage[:, W // 2].all()  # the crop removed the sides
 

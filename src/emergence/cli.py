@@ -193,26 +193,12 @@ def _demo_image():
 
 def _organism_pointing(run, scene) -> list[str]:
     """Per caption word: its category and whether the mean-subtracted attention peak lies on its referent."""
-    import difflib
+    from .organism.evaluate import caption_words, word_pointing
 
-    import numpy as np
-
-    maps = run.token_map(None)
-    maps = maps - maps.mean(0, keepdim=True)
-    token_idx = [t for t, s in enumerate(run.tokens) if s.strip()]
-    words = [run.tokens[t].strip() for t in token_idx]
-    reference = scene.word_referents()
-    lines = ["", f"reference caption: {scene.caption}", f"exact: {words == [w for w, _, _ in reference]}", "",
+    exact = caption_words(run)[1] == [w for w, _, _ in scene.word_referents()]
+    lines = ["", f"reference caption: {scene.caption}", f"exact: {exact}", "",
              "word | category | attention peak on the word's referent?"]
-    matcher = difflib.SequenceMatcher(None, words, [w for w, _, _ in reference], autojunk=False)
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            word, mask, category = reference[block.b + k]
-            if mask is None:
-                continue
-            heat = run.layout.render(maps[token_idx[block.a + k]])
-            y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
-            lines.append(f"{word:>10} | {category:<10} | {'yes' if mask[y, x] else 'no'}")
+    lines += [f"{wp.word:>10} | {wp.category:<10} | {'yes' if wp.hit else 'no'}" for wp in word_pointing(run, scene)]
     return lines
 
 

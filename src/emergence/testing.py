@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from .wordlevel import word_level_tokenizer
+
 __all__ = [
     "make_tokenizer",
     "tiny_llava",
@@ -44,28 +46,8 @@ LLAVA_TEMPLATE = (
 
 
 def make_tokenizer(extra_special: Sequence[str] = (), words: Sequence[str] = WORDS) -> Any:
-    """A word-level ``PreTrainedTokenizerFast`` (whitespace + punctuation split) with ``<s>``, ``</s>``, ``<pad>``,
-    ``<unk>``, ``<image>`` and ``extra_special`` as special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER", "ASSISTANT", *extra_special]
-    vocab: dict[str, int] = {}
-    for token in [*specials, *words]:
-        vocab.setdefault(token, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        extra_special_tokens={"image_token": "<image>"},
-    )
-    fast.add_special_tokens({"additional_special_tokens": [s for s in specials if s not in ("<pad>", "<s>", "</s>", "<unk>")]})
-    return fast
+    """The test vocabulary as a word-level tokenizer (see :func:`emergence.wordlevel.word_level_tokenizer`)."""
+    return word_level_tokenizer(words, extra_special)
 
 
 def _llama_text(vocab: int, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2, **kw) -> Any:
@@ -225,9 +207,6 @@ class HandBuiltProcessor:
         enc = self.tokenizer(prompt, return_tensors="pt")
         mm_types = (enc["input_ids"] == self.image_token_id).long()  # 1 marks image tokens, as the real processor
         return BatchFeature({**enc, "mm_token_type_ids": mm_types, **image_inputs})
-
-    def batch_decode(self, *args: Any, **kwargs: Any) -> Any:
-        return self.tokenizer.batch_decode(*args, **kwargs)
 
 
 def tiny_qwen2_vl(

@@ -21,7 +21,7 @@ import numpy as np
 
 from .world import CATEGORIES, ShapesWorld
 
-__all__ = ["OrganismEval", "evaluate", "format_table"]
+__all__ = ["OrganismEval", "WordPointing", "caption_words", "evaluate", "format_table", "word_pointing"]
 
 
 @dataclass
@@ -57,6 +57,42 @@ def _hit(heat: np.ndarray, mask: np.ndarray) -> bool:
     return bool(mask[y, x])
 
 
+@dataclass
+class WordPointing:
+    """One generated word matched to a reference caption word that has a referent."""
+
+    word: str
+    category: str
+    token: int  # index of the generated token
+    mask: np.ndarray  # the referent, [H, W] bool
+    hit: bool  # argmax of the layer/head-mean, mean-subtracted map lies inside the mask
+
+
+def caption_words(run: Any) -> tuple[list[int], list[str]]:
+    """Indices and stripped text of the generated tokens that carry a word (the organism's tokens are words)."""
+    token_idx = [t for t, s in enumerate(run.tokens) if s.strip()]
+    return token_idx, [run.tokens[t].strip() for t in token_idx]
+
+
+def word_pointing(run: Any, scene: Any) -> list[WordPointing]:
+    """Align the generated words with ``scene``'s reference words (longest matching blocks) and score pointing
+    for every matched word that has a referent."""
+    maps = run.token_map(None)  # [T, V], layer and head mean
+    maps = maps - maps.mean(0, keepdim=True)
+    reference = scene.word_referents()
+    token_idx, words = caption_words(run)
+    matcher = difflib.SequenceMatcher(None, words, [w for w, _, _ in reference], autojunk=False)
+    out = []
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            word, mask, category = reference[block.b + k]
+            if mask is None or category is None or not mask.any():
+                continue
+            t = token_idx[block.a + k]
+            out.append(WordPointing(word, category, t, mask, _hit(run.layout.render(maps[t]), mask)))
+    return out
+
+
 def evaluate(probe: Any, seed: int, n: int, max_new_tokens: int = 64, per_head: bool = True) -> OrganismEval:
     """Caption ``n`` scenes of ``ShapesWorld(seed)`` with ``probe`` and score them (see module docstring)."""
     from .model import PROMPT
@@ -71,31 +107,21 @@ def evaluate(probe: Any, seed: int, n: int, max_new_tokens: int = 64, per_head: 
     for i in range(n):
         scene = world.scene(i)
         run = probe.generate(scene.image, PROMPT, max_new_tokens=max_new_tokens, keep="heads")
-        reference = scene.word_referents()
-        ref_words = [w for w, _, _ in reference]
-        token_idx = [t for t, s in enumerate(run.tokens) if s.strip()]
-        gen_words = [run.tokens[t].strip() for t in token_idx]
-        exact += gen_words == ref_words
+        gen_words = caption_words(run)[1]
+        exact += gen_words == [w for w, _, _ in scene.word_referents()]
         if len(examples) < 5:
             examples.append((scene.caption, run.text.strip()))
-        maps = run.token_map(None)  # [T, V], layer and head mean
-        maps = maps - maps.mean(0, keepdim=True)
-        attn = run.attention.float()  # [T, L, H, V]
-        attn = attn - attn.mean(0, keepdim=True)
-        matcher = difflib.SequenceMatcher(None, gen_words, ref_words, autojunk=False)
-        for block in matcher.get_matching_blocks():
-            for k in range(block.size):
-                word, mask, category = reference[block.b + k]
-                if mask is None or category is None or not mask.any():
-                    continue
-                t = token_idx[block.a + k]
-                hits[category].append(float(_hit(run.layout.render(maps[t]), mask)))
-                base[category].append(float(mask.mean()))
-                if per_head:
-                    layers, heads = attn.shape[1], attn.shape[2]
-                    heats = run.layout.render(attn[t].reshape(layers * heads, -1))
-                    flat = heats.reshape(layers * heads, -1).argmax(1)
-                    head_hits[category].append(mask.reshape(-1)[flat].reshape(layers, heads).astype(float))
+        if per_head:
+            attn = run.attention.float()  # [T, L, H, V], each layer x head centred over the answer
+            attn = attn - attn.mean(0, keepdim=True)
+            layers, heads = attn.shape[1], attn.shape[2]
+        for wp in word_pointing(run, scene):
+            hits[wp.category].append(float(wp.hit))
+            base[wp.category].append(float(wp.mask.mean()))
+            if per_head:
+                heats = run.layout.render(attn[wp.token].reshape(layers * heads, -1))
+                flat = heats.reshape(layers * heads, -1).argmax(1)
+                head_hits[wp.category].append(wp.mask.reshape(-1)[flat].reshape(layers, heads).astype(float))
     categories = {}
     for c in CATEGORIES:
         if hits[c]:

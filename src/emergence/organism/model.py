@@ -34,9 +34,9 @@ def build_processor() -> Any:
     from transformers import LlavaProcessor
     from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
-    from ..testing import make_tokenizer
+    from ..wordlevel import word_level_tokenizer
 
-    tokenizer = make_tokenizer(words=VOCABULARY)
+    tokenizer = word_level_tokenizer(VOCABULARY)
     image_processor = LlavaImageProcessorPil(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}, do_center_crop=False, do_pad=False,
     )
