@@ -26,6 +26,8 @@ _LAZY = {
     "load_image": ("emergence.images", "load_image"),
     "ProbeSpec": ("emergence.specs", "ProbeSpec"),
     "load_spec": ("emergence.specs", "load_spec"),
+    "analyze": ("emergence.analysis", "analyze"),
+    "EmergenceReport": ("emergence.analysis", "EmergenceReport"),
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -36,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .layouts import View, VisualLayout, build_layout, register_layout
     from .probe import Probe
     from .run import ProbeRun
+    from .analysis import EmergenceReport, analyze
     from .specs import ProbeSpec, load_spec
 
 

@@ -1,0 +1,322 @@
+"""``analyze``: one generation's maps -> point prompts -> a mask per token/word/phrase -> scores and emergence.
+
+Definitions (DESIGN.md, pipeline steps 3-8):
+
+* a unit's map is the mean of its tokens' normalised maps; its prompt comes from the rendered map
+  (:mod:`emergence.analysis.prompts`); the segmenter returns ``K`` masks and scores per prompt;
+* ``iou_k`` is mask k's IoU with the ground truth (union of instances; an empty ground truth means an absent object,
+  :mod:`emergence.analysis.metrics`); ``iou_chosen`` is the IoU of the mask the segmenter scores highest;
+  ``iou`` = max over the ``K`` masks (the oracle over multimask outputs);
+* the **best** unit has the highest ``iou`` (the oracle unit); the **emergence** unit is the first unit, in answer
+  order, with ``iou >= tau``; its position is character offset / answer length (PixFoundation) in 10% bins, and its
+  **emergence layer** is the first captured layer whose single-layer map gives ``iou >= tau`` for that unit;
+* without ground truth, :attr:`EmergenceReport.automatic` holds the score-based choice (SAM score x map peakiness)
+  and, when a judge MLLM is given, its choice (:mod:`emergence.analysis.select`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import EmergenceError
+from ..images import load_image
+from .concepts import Judge, LexiconJudge
+from .grouping import Unit, UnitKind, units as make_units
+from .maps import MapOptions, Normalise, peakiness, render_maps, token_maps
+from .metrics import BIN_LABELS, map_mass_inside, mask_ious, pointing_hit, position_bin
+from .prompts import PointPrompt, PromptOptions, make_prompt
+from .segmenters import Segmenter, build_segmenter, segment_prompts
+
+__all__ = ["analyze", "EmergenceReport", "ground_truth_mask"]
+
+
+def ground_truth_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:
+    """Validate a ground truth: ``[H, W]`` (bool, 0/1 or 0/255 numbers, a PIL image or a path to a mask image), or
+    ``[N, H, W]`` instances (their union is used). ``size`` = the image's ``(H, W)``.
+
+    Raises:
+        EmergenceError: wrong size or shape, naming both and the fix.
+    """
+    from PIL import Image
+
+    if isinstance(mask, (str, bytes)) or hasattr(mask, "__fspath__"):
+        from pathlib import Path
+
+        path = Path(mask)
+        if not path.exists():
+            raise EmergenceError(f"ground-truth mask file not found: {str(path)!r}")
+        try:
+            with Image.open(path) as im:
+                mask = np.asarray(im.convert("L"))
+        except OSError as exc:
+            raise EmergenceError(f"cannot read ground-truth mask {str(path)!r}: {exc}") from exc
+    elif isinstance(mask, Image.Image):
+        mask = np.asarray(mask.convert("L"))
+    elif isinstance(mask, torch.Tensor):
+        mask = mask.detach().cpu().numpy()
+    arr = np.asarray(mask)
+    if arr.ndim == 3:
+        arr = arr.any(0) if arr.dtype == bool else (arr > (127 if arr.max() > 1 else 0)).any(0)
+    elif arr.ndim == 2 and arr.dtype != bool:
+        arr = arr > (127 if arr.max() > 1 else 0)
+    if arr.ndim != 2:
+        raise EmergenceError(f"a ground-truth mask must be [H, W] or [N, H, W], got shape {np.asarray(mask).shape}")
+    if arr.shape != tuple(size):
+        raise EmergenceError(
+            f"the ground-truth mask is {arr.shape[1]}x{arr.shape[0]} (WxH) but the image is {size[1]}x{size[0]}; "
+            "give the mask at the ORIGINAL image's size (resize it with nearest-neighbour sampling)"
+        )
+    return arr.astype(bool)
+
+
+@dataclass
+class EmergenceReport:
+    """Everything :func:`analyze` computed for one sample.
+
+    Attributes:
+        table: one row per unit (pandas DataFrame; columns in :func:`analyze`'s docstring).
+        units: the units, in answer order.
+        unit_kind: ``"tokens"``, ``"words"`` or ``"phrases"`` (what was used; phrases may fall back to words).
+        heat: ``[U, H, W]`` float32 rendered maps.
+        masks: ``[U, K, H, W]`` bool segmenter outputs.
+        scores: ``[U, K]`` float32 segmenter scores.
+        prompts: one :class:`PointPrompt` per unit.
+        gt: ``[H, W]`` bool ground truth, or ``None``.
+        tau: emergence threshold.
+        layer_ious: ``{layer: iou}`` of the emergence unit (of the best unit when none emerges) per single layer.
+        automatic: ``{"score": row index, "mllm": row index or None}`` choices made without ground truth.
+    """
+
+    run: Any
+    image: Any
+    units: list[Unit]
+    unit_kind: str
+    table: Any
+    heat: np.ndarray
+    masks: np.ndarray
+    scores: np.ndarray
+    prompts: list[PointPrompt]
+    gt: np.ndarray | None
+    tau: float
+    layer_ious: dict[int, float] = field(default_factory=dict)
+    automatic: dict[str, int | None] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ headline numbers
+    @property
+    def best(self) -> Any:
+        """The oracle unit's row (highest IoU), or ``None`` without ground truth or units."""
+        if self.gt is None or self.table.empty:
+            return None
+        return self.table.loc[int(self.table["iou"].to_numpy().argmax())]
+
+    @property
+    def emergence(self) -> Any:
+        """The first unit (answer order) with IoU >= tau, or ``None``."""
+        if self.gt is None or self.table.empty:
+            return None
+        hits = np.nonzero(self.table["iou"].to_numpy() >= self.tau)[0]
+        return self.table.loc[int(hits[0])] if len(hits) else None
+
+    @property
+    def emergence_layer(self) -> int | None:
+        """First layer whose single-layer map of the emergence unit reaches tau (``None`` if no unit emerges)."""
+        if self.emergence is None:
+            return None
+        for layer, value in sorted(self.layer_ious.items()):
+            if value >= self.tau:
+                return layer
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        """One flat record per sample (what a sweep writes)."""
+        best, emerged, auto = self.best, self.emergence, self.automatic.get("score")
+        out: dict[str, Any] = {
+            "answer": self.run.text, "units": len(self.units), "unit_kind": self.unit_kind, "tau": self.tau,
+            "absent": bool(self.gt is not None and not self.gt.any()),
+            "oracle_iou": float(best["iou"]) if best is not None else float("nan"),
+            "best_text": best["text"] if best is not None else None,
+            "best_category": best["category"] if best is not None else None,
+            "best_position": float(best["position"]) if best is not None else float("nan"),
+            "emerged": emerged is not None,
+            "emergence_text": emerged["text"] if emerged is not None else None,
+            "emergence_token": int(emerged["token_start"]) if emerged is not None else -1,
+            "emergence_position": float(emerged["position"]) if emerged is not None else float("nan"),
+            "emergence_bin": int(emerged["position_bin"]) if emerged is not None else -1,
+            "emergence_layer": self.emergence_layer if self.emergence_layer is not None else -1,
+            "auto_score_text": self.table.loc[auto, "text"] if auto is not None else None,
+            "auto_score_iou": float(self.table.loc[auto, "iou_chosen"]) if auto is not None and self.gt is not None
+            else float("nan"),
+        }
+        mllm = self.automatic.get("mllm")
+        out["auto_mllm_iou"] = (float(self.table.loc[mllm, "iou_chosen"]) if mllm is not None and self.gt is not None
+                                else float("nan"))
+        return out
+
+    def __repr__(self) -> str:
+        best, emerged = self.best, self.emergence
+        parts = [f"EmergenceReport({len(self.units)} {self.unit_kind}"]
+        if best is not None:
+            parts.append(f"best={best['text']!r} IoU {best['iou']:.3f} ({best['category']})")
+        if emerged is not None:
+            parts.append(f"emerges at {emerged['text']!r} ({BIN_LABELS[int(emerged['position_bin'])]}, "
+                         f"layer {self.emergence_layer})")
+        elif self.gt is not None:
+            parts.append(f"no unit reaches IoU {self.tau}")
+        return ", ".join(parts) + ")"
+
+    # ------------------------------------------------------------------ figures
+    def plot(self, max_units: int = 6, panel_size: float = 2.6) -> tuple[Any, np.ndarray]:
+        """Figure: the image (with the ground truth), the best, emergence and automatic units and the first others
+        (map, chosen mask, point), and the IoU along the answer. Returns ``(fig, axes)``."""
+        from .plotting import plot_report
+
+        return plot_report(self, max_units=max_units, panel_size=panel_size)
+
+
+def _unit_maps(maps: torch.Tensor, units: Sequence[Unit]) -> torch.Tensor:
+    return torch.stack([maps[list(u.tokens)].mean(0) for u in units]) if units else maps[:0]
+
+
+def analyze(
+    run: Any,
+    gt_mask: Any = None,
+    segmenter: str | Segmenter | None = "sam2",
+    units: UnitKind = "words",
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | Sequence[tuple[int, int]] | None = None,
+    tau: float = 0.5,
+    normalise: Normalise = "mean_subtract",
+    sink_z: float | None = None,
+    remove_corners: bool = False,
+    prompt: PromptOptions | None = None,
+    judge: Judge | None = None,
+    layer_emergence: bool = True,
+    mllm_judge: Any = None,
+    expression: str | None = None,
+    image: Any = None,
+    nlp: Any = None,
+) -> EmergenceReport:
+    """Locate where grounding emerges in ``run``'s answer.
+
+    Args:
+        run: a :class:`~emergence.ProbeRun` (keep="heads" for head selection and per-layer emergence).
+        gt_mask: ground truth at the ORIGINAL image size: ``[H, W]`` / ``[N, H, W]`` array, PIL image or mask file;
+            empty = absent object; ``None`` = no scoring (automatic selection only).
+        segmenter: ``"sam2"`` (default), ``"sam2:<id or folder>"``, ``"sam2-official"``, ``"classical"`` or an
+            object with ``set_image``/``predict``.
+        units: ``"tokens"``, ``"words"`` or ``"phrases"``.
+        layers, heads: which attention to average (see :class:`MapOptions`).
+        tau: IoU threshold of emergence.
+        normalise, sink_z, remove_corners: map normalisation (:mod:`emergence.analysis.maps`).
+        prompt: point/box prompt options (default: the argmax point).
+        judge: concept classifier ``(unit_text, answer) -> category`` (default: offline lexicon).
+        layer_emergence: also segment single-layer maps of the emergence unit to find the emergence layer.
+        mllm_judge: a :class:`~emergence.Probe` (usually the probed model) asked to pick the best candidate mask
+            for ``expression`` without ground truth.
+        expression: the referring expression (for ``mllm_judge``).
+        image: the image (default ``run.image``).
+        nlp: a spaCy pipeline for phrases.
+
+    Returns:
+        :class:`EmergenceReport`. ``report.table`` columns: ``text, kind, token_start, token_end, char_start,
+        char_end, position, position_bin, category, point_x, point_y, score_k, chosen, peakiness`` and, with ground
+        truth, ``iou_k, iou_chosen, iou, hit, mass_inside`` (k = 0..K-1).
+    """
+    import pandas as pd
+
+    if image is None:
+        image = run.image
+    if image is None:
+        raise EmergenceError("this run holds no image; pass image=... (the image the answer was generated for)")
+    image = load_image(image)
+    size = (image.height, image.width)
+    if tuple(run.layout.image_size) != size:
+        raise EmergenceError(f"the run's layout is for a {run.layout.image_size[1]}x{run.layout.image_size[0]} image "
+                             f"but the image given is {size[1]}x{size[0]}")
+    gt = ground_truth_mask(gt_mask, size) if gt_mask is not None else None
+    if not 0 < tau <= 1:
+        raise ValueError(f"tau must lie in (0, 1], got {tau}")
+    map_options = MapOptions(layers=layers, heads=heads, normalise=normalise, sink_z=sink_z,
+                             remove_corners=remove_corners)
+    prompt = prompt or PromptOptions()
+    judge = judge or LexiconJudge()
+    unit_list, kind_used = make_units(run, units, nlp=nlp)
+    maps = token_maps(run, map_options)  # [T, V]
+    heat = render_maps(run.layout, _unit_maps(maps, unit_list)).reshape(len(unit_list), *size)
+    prompts = [make_prompt(h, prompt) for h in heat]
+    seg = build_segmenter(segmenter)
+    seg.set_image(image)
+    if unit_list:
+        masks, scores = segment_prompts(seg, prompts)
+    else:
+        masks, scores = np.zeros((0, 1, *size), bool), np.zeros((0, 1), np.float32)
+    n_k = masks.shape[1]
+    chosen = scores.argmax(1) if len(scores) else np.zeros(0, int)
+    text_len = max(len(run.text), 1)
+    rows = []
+    for i, u in enumerate(unit_list):
+        pos = u.start / text_len
+        row: dict[str, Any] = {
+            "text": u.text, "kind": u.kind, "token_start": u.tokens[0], "token_end": u.tokens[-1] + 1,
+            "char_start": u.start, "char_end": u.end, "position": pos, "position_bin": position_bin(pos),
+            "category": judge(u.text, run.text),
+            "point_x": float(prompts[i].points[0, 0]), "point_y": float(prompts[i].points[0, 1]),
+        }
+        row.update({f"score_{k}": float(scores[i, k]) for k in range(n_k)})
+        row["chosen"] = int(chosen[i])
+        row["peakiness"] = peakiness(heat[i])
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if gt is not None and unit_list:
+        ious = mask_ious(masks, gt)  # [U, K]
+        for k in range(n_k):
+            table[f"iou_{k}"] = ious[:, k]
+        table["iou_chosen"] = ious[np.arange(len(ious)), chosen]
+        table["iou"] = ious.max(1)
+        table["hit"] = [pointing_hit((r.point_x, r.point_y), gt) for r in table.itertuples()]
+        table["mass_inside"] = np.atleast_1d(map_mass_inside(heat, gt)) if gt.any() else np.nan
+    report = EmergenceReport(
+        run=run, image=image, units=unit_list, unit_kind=kind_used, table=table, heat=heat, masks=masks,
+        scores=scores, prompts=prompts, gt=gt, tau=float(tau),
+        options={"units": units, "layers": None if layers is None else list(layers),
+                 "heads": None if heads is None else [h if isinstance(h, int) else list(h) for h in heads],
+                 "normalise": normalise, "sink_z": sink_z, "remove_corners": remove_corners,
+                 "prompt": prompt.__dict__, "segmenter": type(seg).__name__},
+    )
+    if unit_list:
+        auto = np.asarray([scores[i, chosen[i]] * table.loc[i, "peakiness"] for i in range(len(unit_list))])
+        report.automatic["score"] = int(auto.argmax())
+        report.automatic["mllm"] = None
+        if mllm_judge is not None:
+            from .select import select_with_mllm
+
+            if not expression:
+                raise ValueError("mllm_judge needs expression=... (what the masks should show)")
+            candidates = [masks[i, chosen[i]] for i in range(len(unit_list))]
+            report.automatic["mllm"] = select_with_mllm(mllm_judge, image, expression, candidates,
+                                                        order=np.argsort(-auto))
+    if gt is not None and unit_list and layer_emergence and run.keep != "mean":
+        target = report.emergence if report.emergence is not None else report.best
+        idx = int(target.name)
+        pairs = heads is not None and len(heads) > 0 and not isinstance(heads[0], (int, np.integer))
+        if pairs:  # (layer, head) pairs: each layer with its own chosen heads
+            layer_list = sorted({int(h[0]) for h in heads})
+        else:
+            layer_list = list(layers) if layers is not None else list(run.layers)
+        layer_heat = []
+        for layer in layer_list:
+            layer_heads = [h for h in heads if int(h[0]) == layer] if pairs else heads
+            lm = token_maps(run, MapOptions(layers=None if pairs else [layer], heads=layer_heads,
+                                            normalise=normalise, sink_z=sink_z, remove_corners=remove_corners))
+            layer_heat.append(_unit_maps(lm, [unit_list[idx]])[0])
+        lh = render_maps(run.layout, torch.stack(layer_heat)).reshape(len(layer_list), *size)
+        lmasks, _ = segment_prompts(seg, [make_prompt(h, prompt) for h in lh])
+        lious = mask_ious(lmasks, gt).max(1)
+        report.layer_ious = {int(layer): float(v) for layer, v in zip(layer_list, lious)}
+    return report

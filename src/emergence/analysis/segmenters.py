@@ -1,0 +1,414 @@
+"""Step 5: promptable segmenters behind one small protocol.
+
+A segmenter sees one image (:meth:`Segmenter.set_image`, which computes any image embedding ONCE), then decodes
+batches of prompts (:meth:`Segmenter.predict`). :func:`segment_prompts` decodes each distinct prompt of a sample once,
+in as few batched calls as the prompts' shapes allow.
+
+Three implementations:
+
+``Sam2Segmenter`` (``"sam2"``, the default)
+    transformers' ``Sam2Model`` with our own pre/post-processing, so it needs no torchvision: resize to the model's
+    square input (bilinear, antialiased, rounded to 8-bit as the image processor does), ImageNet normalisation, point
+    and box coordinates scaled per axis, low-resolution logits upsampled bilinearly to the original size and
+    thresholded at 0. ``tests/test_analysis.py`` checks it against ``Sam2Processor`` where torchvision exists.
+``OfficialSam2Segmenter`` (``"sam2-official"``)
+    the official ``sam2`` package's ``SAM2ImagePredictor`` (extra ``emergence[sam2]``).
+``ClassicalSegmenter`` (``"classical"``)
+    OpenCV, no weights, for offline CPU use: three masks per prompt — a tight and a loose colour flood fill from the
+    positive points, and the foreground component (pixels unlike the image border's dominant colours) that holds
+    them. Scores are stability scores (IoU of the mask with the mask at 1.5x its tolerance).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import EmergenceError, require
+from ..images import load_image
+from .prompts import PointPrompt, PromptBatch
+
+__all__ = [
+    "Segmenter",
+    "ClassicalSegmenter",
+    "Sam2Segmenter",
+    "OfficialSam2Segmenter",
+    "build_segmenter",
+    "segment_prompts",
+    "DEFAULT_SAM2",
+]
+
+DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """What the analyzer needs from a segmenter.
+
+    ``set_image`` is called once per image; ``predict`` then decodes ``N`` prompts of ``P`` points each.
+    """
+
+    def set_image(self, image: Any) -> None: ...
+
+    def predict(
+        self,
+        points: np.ndarray | None,
+        labels: np.ndarray | None,
+        boxes: np.ndarray | None = None,
+        multimask: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Args: ``points [N, P, 2]`` (x, y) original pixels, ``labels [N, P]`` (1 positive, 0 negative),
+        ``boxes [N, 4]`` (x0, y0, x1, y1). Returns ``masks [N, K, H, W]`` bool and ``scores [N, K]`` float32."""
+        ...
+
+
+def _check_prompts(points, labels, boxes, size: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None,
+                                                                          np.ndarray | None, int]:
+    if points is None and boxes is None:
+        raise ValueError("give points, boxes, or both")
+    n = None
+    if points is not None:
+        points = np.asarray(points, dtype=np.float32)
+        if points.ndim != 3 or points.shape[-1] != 2:
+            raise ValueError(f"points must be [N, P, 2] (x, y), got shape {points.shape}")
+        labels = np.ones(points.shape[:2], np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+        if labels.shape != points.shape[:2]:
+            raise ValueError(f"labels must be [N, P] = {points.shape[:2]}, got {labels.shape}")
+        n = points.shape[0]
+    if boxes is not None:
+        boxes = np.asarray(boxes, dtype=np.float32)
+        if boxes.ndim != 2 or boxes.shape[-1] != 4 or (n is not None and len(boxes) != n):
+            raise ValueError(f"boxes must be [N, 4] with N = {n}, got shape {boxes.shape}")
+        n = boxes.shape[0]
+    return points, labels, boxes, int(n)
+
+
+# ---------------------------------------------------------------------------------------------------- classical
+class ClassicalSegmenter:
+    """Flood-fill / foreground-component segmenter seeded at the positive points (OpenCV, CPU, no weights).
+
+    Args:
+        tolerance: per-channel CIELAB tolerance of the tight flood fill (the loose one uses 2.5x).
+        background_tolerance: CIELAB distance under which a pixel counts as one of the border's dominant colours.
+        method: ``"floodfill"`` (default) or ``"grabcut"`` (GrabCut initialised from the flood-fill masks; slower).
+    """
+
+    num_masks = 3
+
+    def __init__(self, tolerance: float = 10.0, background_tolerance: float = 14.0, method: str = "floodfill") -> None:
+        if method not in ("floodfill", "grabcut"):
+            raise ValueError(f"method={method!r} is not one of 'floodfill', 'grabcut'")
+        self.tolerance = float(tolerance)
+        self.background_tolerance = float(background_tolerance)
+        self.method = method
+        self.embedding_calls = 0
+        self.decode_calls = 0
+        self._rgb: np.ndarray | None = None
+
+    def set_image(self, image: Any) -> None:
+        import cv2
+
+        self._rgb = np.ascontiguousarray(np.asarray(load_image(image)))
+        self._lab = cv2.cvtColor(self._rgb, cv2.COLOR_RGB2LAB)
+        self._foreground_cache: dict[float, np.ndarray] = {}
+        self.embedding_calls += 1
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        if self._rgb is None:
+            raise EmergenceError("call set_image(image) before predict()")
+        return self._rgb.shape[0], self._rgb.shape[1]
+
+    def _flood(self, seeds: np.ndarray, tol: float) -> np.ndarray:
+        import cv2
+
+        h, w = self.image_size
+        out = np.zeros((h, w), bool)
+        for x, y in seeds:
+            x, y = int(np.clip(round(float(x)), 0, w - 1)), int(np.clip(round(float(y)), 0, h - 1))
+            if out[y, x]:
+                continue
+            ff = np.zeros((h + 2, w + 2), np.uint8)
+            flags = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (255 << 8)
+            cv2.floodFill(self._lab.copy(), ff, (x, y), 0, (tol,) * 3, (tol,) * 3, flags)
+            out |= ff[1:-1, 1:-1] > 0
+        return out
+
+    def _foreground(self, tol: float) -> np.ndarray:
+        if tol in self._foreground_cache:
+            return self._foreground_cache[tol]
+        lab = self._lab.astype(np.int16)
+        border = np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])
+        q = border // 8
+        keys, counts = np.unique(q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2], return_counts=True)
+        order = np.argsort(-counts)
+        background = np.zeros(lab.shape[:2], bool)
+        covered = 0
+        for k in order[:4]:
+            members = border[(q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2]) == keys[k]]
+            colour = members.mean(0)
+            background |= np.abs(lab - colour).max(-1) <= tol
+            covered += counts[k]
+            if covered >= 0.8 * len(border):
+                break
+        self._foreground_cache[tol] = ~background
+        return ~background
+
+    def _component(self, fg: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        from scipy import ndimage
+
+        labels, _ = ndimage.label(fg)
+        h, w = fg.shape
+        keep = set()
+        for x, y in seeds:
+            x, y = int(np.clip(round(float(x)), 0, w - 1)), int(np.clip(round(float(y)), 0, h - 1))
+            if labels[y, x]:
+                keep.add(int(labels[y, x]))
+        return np.isin(labels, sorted(keep)) if keep else np.zeros_like(fg)
+
+    def _masks(self, pts: np.ndarray, lab: np.ndarray, box: np.ndarray | None, scale: float) -> list[np.ndarray]:
+        pos, neg = pts[lab == 1], pts[lab == 0]
+        if len(pos) == 0 and box is not None:  # box only: seed at its centre
+            pos = np.array([[(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]], np.float32)
+        t = self.tolerance * scale
+        tight, loose = self._flood(pos, t), self._flood(pos, 2.5 * t)
+        obj = self._component(self._foreground(self.background_tolerance * scale), pos)
+        if not obj.any():
+            obj = loose
+        masks = [tight, loose, obj]
+        if len(neg):
+            masks = [m & ~self._flood(neg, t) for m in masks]
+        if box is not None:
+            h, w = self.image_size
+            inside = np.zeros((h, w), bool)
+            x0, y0, x1, y1 = np.clip(np.round(box).astype(int), 0, [w - 1, h - 1, w - 1, h - 1])
+            inside[y0: y1 + 1, x0: x1 + 1] = True
+            masks = [m & inside for m in masks]
+        return masks
+
+    def _grabcut(self, mask: np.ndarray, sure: np.ndarray) -> np.ndarray:
+        import cv2
+
+        if not mask.any() or mask.all():
+            return mask
+        gc = np.where(mask, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+        gc[sure] = cv2.GC_FGD
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.grabCut(cv2.cvtColor(self._rgb, cv2.COLOR_RGB2BGR), gc, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+        return (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
+
+    def predict(self, points, labels, boxes=None, multimask: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        h, w = self.image_size
+        points, labels, boxes, n = _check_prompts(points, labels, boxes, (h, w))
+        self.decode_calls += 1
+        all_masks = np.zeros((n, self.num_masks, h, w), bool)
+        scores = np.zeros((n, self.num_masks), np.float32)
+        for i in range(n):
+            pts = points[i] if points is not None else np.zeros((0, 2), np.float32)
+            lab = labels[i] if labels is not None else np.zeros(0, np.int64)
+            box = boxes[i] if boxes is not None else None
+            masks = self._masks(pts, lab, box, 1.0)
+            wider = self._masks(pts, lab, box, 1.5)
+            if self.method == "grabcut":
+                seed = self._flood(pts[lab == 1], 0.0) if (lab == 1).any() else np.zeros((h, w), bool)
+                masks = [self._grabcut(m, seed) for m in masks]
+            for k, (m, m2) in enumerate(zip(masks, wider)):
+                union = (m | m2).sum()
+                all_masks[i, k] = m
+                scores[i, k] = (m & m2).sum() / union if union else 0.0
+        if not multimask:
+            best = scores.argmax(1)
+            return all_masks[np.arange(n), best][:, None], scores[np.arange(n), best][:, None]
+        return all_masks, scores
+
+
+# ---------------------------------------------------------------------------------------------------- SAM2 (HF)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Sam2Segmenter:
+    """SAM2 through transformers' ``Sam2Model``, without torchvision.
+
+    Args:
+        model: a ``transformers.Sam2Model`` (eval mode is set).
+        batch_size: prompts per decoder call.
+        mask_threshold: logit threshold of the upsampled masks (0, as ``Sam2Processor.post_process_masks``).
+    """
+
+    def __init__(self, model: Any, batch_size: int = 64, mask_threshold: float = 0.0) -> None:
+        self.model = model.eval()
+        self.batch_size = int(batch_size)
+        self.mask_threshold = float(mask_threshold)
+        size = model.config.prompt_encoder_config.image_size
+        self.input_size = int(size[0] if isinstance(size, (list, tuple)) else size)
+        self.embedding_calls = 0
+        self.decode_calls = 0
+        self._embeddings = None
+        self._size: tuple[int, int] | None = None
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike = DEFAULT_SAM2, device: str | None = None,
+                        dtype: Any = None, **kwargs: Any) -> Sam2Segmenter:
+        """Load ``Sam2Model`` from a hub id or a local folder (offline: a local folder, or a cached hub id)."""
+        from transformers import Sam2Model
+
+        try:
+            model = Sam2Model.from_pretrained(name_or_path, dtype=dtype)
+        except OSError as exc:
+            raise EmergenceError(
+                f"cannot load SAM2 weights {str(name_or_path)!r}: {exc}. Pass a local folder saved with "
+                "Sam2Model.save_pretrained (or a hub id with network access), or use the offline "
+                "segmenter='classical'."
+            ) from exc
+        if device is not None:
+            model = model.to(device)
+        return cls(model, **kwargs)
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def preprocess(self, image: Any) -> Any:
+        """``[1, 3, S, S]`` pixel values as ``Sam2Processor`` makes them (S = the model's input size)."""
+        import torch
+        import torch.nn.functional as F
+
+        rgb = np.array(load_image(image))  # a writable copy
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
+        s = self.input_size
+        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        x = x.round().clamp(0, 255) / 255.0
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        dtype = next(self.model.parameters()).dtype
+        return ((x - mean) / std).to(device=self.device, dtype=dtype)
+
+    def set_image(self, image: Any) -> None:
+        import torch
+
+        image = load_image(image)
+        with torch.inference_mode():
+            self._embeddings = self.model.get_image_embeddings(self.preprocess(image))
+        self._size = (image.height, image.width)
+        self.embedding_calls += 1
+
+    def predict(self, points, labels, boxes=None, multimask: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        import torch
+        import torch.nn.functional as F
+
+        if self._embeddings is None or self._size is None:
+            raise EmergenceError("call set_image(image) before predict()")
+        h, w = self._size
+        points, labels, boxes, n = _check_prompts(points, labels, boxes, (h, w))
+        scale = np.array([self.input_size / w, self.input_size / h], np.float32)
+        dtype = next(self.model.parameters()).dtype
+        out_masks, out_scores = [], []
+        for lo in range(0, n, self.batch_size):
+            hi = min(n, lo + self.batch_size)
+            kwargs: dict[str, Any] = {}
+            if points is not None and points.shape[1] > 0:
+                kwargs["input_points"] = torch.from_numpy(points[lo:hi] * scale)[None].to(self.device, dtype)
+                kwargs["input_labels"] = torch.from_numpy(labels[lo:hi])[None].to(self.device)
+            if boxes is not None:
+                kwargs["input_boxes"] = torch.from_numpy(boxes[lo:hi] * np.tile(scale, 2))[None].to(self.device, dtype)
+            with torch.inference_mode():
+                out = self.model(image_embeddings=self._embeddings, multimask_output=multimask, **kwargs)
+            self.decode_calls += 1
+            low = out.pred_masks[0].float()  # [n, K, h', w']
+            up = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
+            out_masks.append((up > self.mask_threshold).cpu().numpy())
+            out_scores.append(out.iou_scores[0].float().cpu().numpy())
+        return np.concatenate(out_masks), np.concatenate(out_scores).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------- official sam2
+class OfficialSam2Segmenter:
+    """The official ``sam2`` package's ``SAM2ImagePredictor`` (``pip install 'emergence[sam2]'``; needs torchvision).
+
+    Args:
+        predictor: a ``sam2.sam2_image_predictor.SAM2ImagePredictor``.
+    """
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+        self.embedding_calls = 0
+        self.decode_calls = 0
+        self._size: tuple[int, int] | None = None
+
+    @classmethod
+    def from_pretrained(cls, model_id: str = "facebook/sam2.1-hiera-large", device: str | None = None,
+                        **kwargs: Any) -> OfficialSam2Segmenter:
+        module = require("sam2.sam2_image_predictor", "sam2", "segmenter='sam2-official'")
+        if device is not None:
+            kwargs["device"] = device
+        return cls(module.SAM2ImagePredictor.from_pretrained(model_id, **kwargs))
+
+    def set_image(self, image: Any) -> None:
+        rgb = np.asarray(load_image(image))
+        self.predictor.set_image(rgb)
+        self._size = rgb.shape[:2]
+        self.embedding_calls += 1
+
+    def predict(self, points, labels, boxes=None, multimask: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        if self._size is None:
+            raise EmergenceError("call set_image(image) before predict()")
+        points, labels, boxes, n = _check_prompts(points, labels, boxes, self._size)
+        masks, scores, _ = self.predictor.predict(
+            point_coords=points, point_labels=labels, box=boxes, multimask_output=multimask, return_logits=False,
+        )
+        self.decode_calls += 1
+        masks, scores = np.asarray(masks), np.asarray(scores)
+        if masks.ndim == 3:  # the predictor squeezes a batch of one
+            masks, scores = masks[None], scores[None]
+        return masks.astype(bool), scores.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+def build_segmenter(spec: str | Segmenter | None, device: str | None = None) -> Segmenter:
+    """A segmenter from a name: ``"classical"``, ``"sam2"`` (default weights), ``"sam2:<hub id or folder>"``,
+    ``"sam2-official"`` or ``"sam2-official:<hub id>"``; an object with ``set_image``/``predict`` is returned as is."""
+    if spec is None:
+        spec = "sam2"
+    if not isinstance(spec, str):
+        if not isinstance(spec, Segmenter):
+            raise TypeError(f"segmenter must be a name or have set_image() and predict(), got {type(spec).__name__}")
+        return spec
+    kind, _, arg = spec.partition(":")
+    if kind == "classical":
+        return ClassicalSegmenter()
+    if kind == "sam2":
+        return Sam2Segmenter.from_pretrained(arg or DEFAULT_SAM2, device=device)
+    if kind == "sam2-official":
+        return OfficialSam2Segmenter.from_pretrained(arg or "facebook/sam2.1-hiera-large", device=device)
+    raise ValueError(f"unknown segmenter {spec!r}: use 'sam2', 'sam2:<id or folder>', 'sam2-official' or 'classical'")
+
+
+def segment_prompts(segmenter: Segmenter, prompts: Sequence[PointPrompt], multimask: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Decode ``prompts`` (on the image last given to ``set_image``): each distinct prompt once, prompts of the same
+    shape in one batched call.
+
+    Returns:
+        ``masks [N, K, H, W]`` bool and ``scores [N, K]`` float32, in the order of ``prompts``.
+    """
+    if not prompts:
+        raise ValueError("no prompts to segment")
+    batch = PromptBatch.of(list(prompts))
+    groups: dict[tuple[int, bool], list[int]] = {}
+    for i, p in enumerate(batch.unique):
+        groups.setdefault((len(p.points), p.box is not None), []).append(i)
+    results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for (n_points, has_box), members in groups.items():
+        pts = np.stack([batch.unique[i].points for i in members]) if n_points else None
+        labels = np.stack([batch.unique[i].labels for i in members]) if n_points else None
+        boxes = np.stack([batch.unique[i].box for i in members]) if has_box else None
+        masks, scores = segmenter.predict(pts, labels, boxes, multimask=multimask)
+        for j, i in enumerate(members):
+            results[i] = (masks[j], scores[j])
+    masks = np.stack([results[i][0] for i in batch.index])
+    scores = np.stack([results[i][1] for i in batch.index])
+    return masks, scores
