@@ -86,5 +86,49 @@ def test_demo_offline_writes_figure_and_run(tmp_path, monkeypatch):
     summary = (tmp_path / "summary.txt").read_text()
     if (ORGANISM_DIR / "config.json").exists():
         assert "model organism" in summary and "reference caption" in summary
+        assert "EmergenceReport(" in summary and (tmp_path / "masks.png").stat().st_size > 5000
     else:
         assert "RANDOM-WEIGHT" in summary
+
+
+def test_analyze_command_writes_report_table_and_summary(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from emergence.organism import ShapesWorld
+
+    scene = ShapesWorld(77).scene(2)
+    scene.image.save(tmp_path / "scene.png")
+    target = scene.objects[-1]
+    Image.fromarray((target.mask * 255).astype(np.uint8)).save(tmp_path / "gt.png")
+    out = tmp_path / "out"
+    rc = main(["analyze", "--image", str(tmp_path / "scene.png"), "--prompt", "describe the image",
+               "--gt-mask", str(tmp_path / "gt.png"), "--segmenter", "classical", "--out", str(out)])
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    import pandas as pd
+
+    table = pd.read_csv(out / "table.csv")
+    assert summary["oracle_iou"] == table["iou"].max() and summary["units"] == len(table)
+    assert (out / "report.png").stat().st_size > 5000 and (out / "run" / "run.json").exists()
+    assert "EmergenceReport(" in capsys.readouterr().out
+    # a mis-sized mask: one clear line, exit code 2
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "small.png")
+    rc = main(["analyze", "--image", str(tmp_path / "scene.png"), "--prompt", "describe the image",
+               "--gt-mask", str(tmp_path / "small.png"), "--segmenter", "classical", "--out", str(out)])
+    assert rc == 2 and "ORIGINAL image's size" in capsys.readouterr().err
+
+
+def test_organism_ground_command_prints_the_emergence_tables(tmp_path, capsys):
+    import json
+
+    rc = main(["organism", "ground", "--seed", "5", "--n", "6", "--out", str(tmp_path / "g.json")])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "oracle mIoU" in text and "emergence position" in text and "concept category of the best word" in text
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert len(data["rows"]) == 6
+    assert data["oracle_miou"] == __import__("pytest").approx(sum(r["oracle_iou"] for r in data["rows"]) / 6)
+    assert sum(data["best_categories"].values()) == 6

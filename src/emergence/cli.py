@@ -53,6 +53,59 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("probes", help="list the probe specs (supported checkpoint families)")
 
+    an = sub.add_parser("analyze", help="generate for one image and prompt, then locate where grounding emerges")
+    an_src = an.add_mutually_exclusive_group()
+    an_src.add_argument("--probe", help="probe spec name or .toml path (default: the shipped model organism)")
+    an_src.add_argument("--model", help="hub id or local model folder (no spec)")
+    an.add_argument("--local-model", help="with --probe: load this local folder instead of the spec's hub id")
+    an.add_argument("--image", required=True, help="image file")
+    an.add_argument("--prompt", required=True, help="the question or instruction about the image")
+    an.add_argument("--gt-mask", default=None, help="ground-truth mask image (nonzero = object), at the image's size")
+    an.add_argument("--segmenter", default="sam2",
+                    help="sam2 | sam2:<hub id or folder> | sam2-official[:<id>] | classical (default sam2)")
+    an.add_argument("--units", choices=["tokens", "words", "phrases"], default="words")
+    an.add_argument("--tau", type=float, default=0.5, help="IoU threshold of emergence (default 0.5)")
+    an.add_argument("--layers", default=None, help="comma-separated layers to average (default all)")
+    an.add_argument("--normalise", choices=["mean_subtract", "none", "minmax"], default="mean_subtract")
+    an.add_argument("--max-new-tokens", type=int, default=None)
+    an.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
+    an.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
+    an.add_argument("--out", default="analysis_out", help="folder for report.png, table.csv, summary.json, the run")
+
+    sw = sub.add_parser("sweep", help="run the analyzer over a benchmark (resumable; local or Ray)")
+    sw_src = sw.add_mutually_exclusive_group()
+    sw_src.add_argument("--probe", help="probe spec name or .toml path (default: the shipped model organism)")
+    sw_src.add_argument("--model", help="hub id or local model folder (no spec)")
+    sw.add_argument("--local-model", help="with --probe: load this local folder instead of the spec's hub id")
+    sw.add_argument("--dataset", required=True,
+                    help="pixmmvp | pixcvbench | refcoco | refcoco+ | refcocog | coco | jsonl | shapes")
+    sw.add_argument("--root", default=None, help="annotation folder or file of the dataset")
+    sw.add_argument("--images", default=None, help="image folder (pixcvbench: --ade20k-images / --coco-images)")
+    sw.add_argument("--ade20k-images", default=None)
+    sw.add_argument("--coco-images", default=None)
+    sw.add_argument("--split", default=None, help="refcoco split (val, testA, ...) / pixcvbench split (ADE20K, COCO)")
+    sw.add_argument("--n", type=int, default=None, help="only the first N samples (shapes: number of scenes)")
+    sw.add_argument("--shapes-seed", type=int, default=11, help="world seed of the shapes dataset")
+    sw.add_argument("--out", required=True, help="output folder (a rerun with the same options resumes)")
+    sw.add_argument("--templates", default="describe", help="comma-separated grounding templates (or 'all')")
+    sw.add_argument("--templates-dir", default=None, help="PixFoundation's data/pixmmvp folder for pf-* templates")
+    sw.add_argument("--tasks", default="grounding", help="grounding, vqa or grounding,vqa")
+    sw.add_argument("--vqa-templates", default="plain")
+    sw.add_argument("--segmenter", default="classical", help="classical (default) | sam2[:<id or folder>] | sam2-official")
+    sw.add_argument("--units", choices=["tokens", "words", "phrases"], default="words")
+    sw.add_argument("--tau", type=float, default=0.5)
+    sw.add_argument("--max-new-tokens", type=int, default=64)
+    sw.add_argument("--store", choices=["layers", "mean", "none"], default="layers", help="attention kept per item")
+    sw.add_argument("--chunk-size", type=int, default=8)
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--backend", choices=["local", "ray"], default="local")
+    sw.add_argument("--workers", type=int, default=2, help="Ray actors (one GPU each when there are GPUs)")
+    sw.add_argument("--device", default=None)
+    sw.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
+
+    rp = sub.add_parser("report", help="figures and a Markdown summary of a sweep folder")
+    rp.add_argument("out", help="the sweep's output folder")
+
     org = sub.add_parser("organism", help="the model organism: evaluate or train it")
     org_sub = org.add_subparsers(dest="organism_command", metavar="ACTION", required=True)
     ev = org_sub.add_parser("eval", help="exact captions and attention pointing per concept category")
@@ -61,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
     ev.add_argument("--out", default=None, help="write the results as JSON here")
     ev.add_argument("--no-per-head", action="store_true", help="skip the per layer x head table")
+    gr = org_sub.add_parser("ground", help="the analyzer on organism scenes (referring expressions as prompts)")
+    gr.add_argument("--seed", type=int, default=11, help="world seed of the scenes (training used 1000)")
+    gr.add_argument("--n", type=int, default=200, help="number of scenes")
+    gr.add_argument("--segmenter", default="classical", help="classical (default) | sam2[:<folder>] | sam2-official")
+    gr.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
+    gr.add_argument("--out", default=None, help="write the results as JSON here")
     tr = org_sub.add_parser("train", help="train an organism (same as python -m emergence.organism.train)")
     tr.add_argument("args", nargs=argparse.REMAINDER, help="arguments for emergence.organism.train")
     return parser
@@ -81,10 +140,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args, parser)
         if args.command == "organism":
             return _cmd_organism(args)
+        if args.command == "analyze":
+            return _cmd_analyze(args, parser)
+        if args.command == "sweep":
+            return _cmd_sweep(args, parser)
+        if args.command == "report":
+            from .sweep.report import make_report
+
+            print(f"wrote {make_report(args.out)} and its figures")
+            return 0
     except Exception as exc:  # one clear line for known errors; tracebacks for bugs
         from .errors import EmergenceError
 
-        if isinstance(exc, (EmergenceError, KeyError, FileNotFoundError)):
+        if isinstance(exc, (EmergenceError, KeyError, FileNotFoundError)) or (
+            isinstance(exc, ValueError) and args.command in ("sweep", "report")
+        ):
             print(f"emergence: error: {exc}", file=sys.stderr)
             return 2
         raise
@@ -174,10 +244,99 @@ def _cmd_organism(args: argparse.Namespace) -> int:
     from .probe import Probe
 
     probe = Probe.from_pretrained(args.model or ORGANISM_DIR, dtype="float32")
+    if args.organism_command == "ground":
+        from .organism.grounding import evaluate_grounding, format_grounding, save_grounding
+
+        grounding = evaluate_grounding(probe, seed=args.seed, n=args.n, segmenter=args.segmenter, progress=True)
+        print(format_grounding(grounding))
+        if args.out:
+            print(f"wrote {save_grounding(grounding, args.out)}")
+        return 0
     result = evaluate(probe, seed=args.seed, n=args.n, per_head=not args.no_per_head)
     print(format_table(result))
     if args.out:
         print(f"wrote {save(result, args.out)}")
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .analysis import analyze
+
+    if args.local_model and not args.probe:
+        parser.error("--local-model goes with --probe")
+    if args.probe or args.model:
+        from .specs import ProbeSpec, load_spec
+
+        spec = load_spec(args.probe) if args.probe else ProbeSpec(name=str(args.model), hf_id=str(args.model),
+                                                                  dtype=args.dtype or "bfloat16")
+        probe = spec.load(model=args.local_model, device=args.device, dtype=args.dtype)
+        prompt, max_new = spec.format_prompt(args.prompt), args.max_new_tokens or spec.max_new_tokens
+    else:
+        from .organism.model import ORGANISM_DIR
+        from .probe import Probe
+
+        probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32", device=args.device)
+        prompt, max_new = args.prompt, args.max_new_tokens or 64
+    run = probe.generate(args.image, prompt, max_new_tokens=max_new)
+    report = analyze(run, gt_mask=args.gt_mask, segmenter=args.segmenter, units=args.units, tau=args.tau,
+                     layers=_parse_layers(args.layers), normalise=args.normalise)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run.save(out / "run")
+    report.table.to_csv(out / "table.csv", index=False)
+    (out / "summary.json").write_text(json.dumps(report.summary(), indent=1, default=str), encoding="utf-8")
+    fig, _ = report.plot()
+    fig.savefig(out / "report.png", dpi=110)
+    plt.close(fig)
+    print(f"answer: {run.text}")
+    print(report)
+    cols = [c for c in ("text", "position", "category", "point_x", "point_y", "iou_chosen", "iou") if c in report.table]
+    print(report.table[cols].round(3).to_string())
+    print(f"wrote {out / 'report.png'}, {out / 'table.csv'}, {out / 'summary.json'} and {out / 'run'}/")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .sweep import SweepConfig, run_sweep
+
+    if args.local_model and not args.probe:
+        parser.error("--local-model goes with --probe")
+    kwargs: dict = {}
+    limit = args.n
+    if args.dataset == "shapes":
+        kwargs = {"n": args.n or 100, "seed": args.shapes_seed}
+        limit = None
+    elif args.dataset == "pixcvbench":
+        kwargs = {"ade20k_images": args.ade20k_images, "coco_images": args.coco_images}
+        if args.split:
+            kwargs["splits"] = (args.split,)
+    elif args.split:
+        kwargs["split"] = args.split
+    templates = args.templates.split(",")
+    if templates == ["all"]:
+        from .datasets.templates import GROUNDING_TEMPLATES, load_templates
+
+        extra = load_templates(args.templates_dir)[0] if args.templates_dir else {}
+        templates = sorted(extra) or list(GROUNDING_TEMPLATES)
+    config = SweepConfig(
+        out=args.out, dataset=args.dataset, root=args.root, images=args.images, dataset_kwargs=kwargs,
+        probe=args.probe, model=args.model, local_model=args.local_model, device=args.device, dtype=args.dtype,
+        templates=tuple(templates), vqa_templates=tuple(args.vqa_templates.split(",")),
+        templates_dir=args.templates_dir, tasks=tuple(args.tasks.split(",")), limit=limit,
+        segmenter=args.segmenter, units=args.units, tau=args.tau, max_new_tokens=args.max_new_tokens,
+        store=args.store, chunk_size=args.chunk_size, seed=args.seed,
+    )
+    store = run_sweep(config, backend=args.backend, workers=args.workers)
+    samples = store.table("samples")
+    print(f"{len(samples)} items in {store.out}/ (samples/, units/, maps/, manifest.json); "
+          f"`emergence report {store.out}` draws the figures")
     return 0
 
 
@@ -200,6 +359,27 @@ def _organism_pointing(run, scene) -> list[str]:
              "word | category | attention peak on the word's referent?"]
     lines += [f"{wp.word:>10} | {wp.category:<10} | {'yes' if wp.hit else 'no'}" for wp in word_pointing(run, scene)]
     return lines
+
+
+def _organism_emergence(run, scene, figure: Path) -> list[str]:
+    """The analyzer on the caption, against the mask of one referring expression of the scene: masks figure and the
+    emergence table."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .analysis import analyze
+    from .organism.grounding import organism_judge, scene_expression
+
+    expr = scene_expression(scene)
+    report = analyze(run, gt_mask=expr.mask, segmenter="classical", judge=organism_judge())
+    fig, _ = report.plot()
+    fig.savefig(figure, dpi=110)
+    plt.close(fig)
+    cols = ["text", "position", "category", "point_x", "point_y", "iou"]
+    return ["", f"analyzer (classical segmenter): where does {expr.text!r} get grounded in the answer?", str(report),
+            "", report.table[cols].round(3).to_string()]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -238,11 +418,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     run.save(out / "run")
     _save_figure(run, out / "figure.png")
     summary = note + _summary(run)
+    written = [out / "figure.png", out / "summary.txt"]
     if scene is not None:
         summary += "\n".join(_organism_pointing(run, scene)) + "\n"
+        summary += "\n".join(_organism_emergence(run, scene, out / "masks.png")) + "\n"
+        written.insert(1, out / "masks.png")
     (out / "summary.txt").write_text(summary, encoding="utf-8")
     print(summary)
-    print(f"wrote {out / 'figure.png'}, {out / 'summary.txt'} and {out / 'run'}/ in {time.perf_counter() - start:.1f}s")
+    print(f"wrote {', '.join(str(p) for p in written)} and {out / 'run'}/ in {time.perf_counter() - start:.1f}s")
     return 0
 
 

@@ -1,0 +1,37 @@
+"""The notebooks run top to bottom offline (executed with nbclient in a fresh kernel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def _execute(name: str, tmp_path: Path):
+    nbformat = pytest.importorskip("nbformat", reason="notebook tests need the dev extra (nbformat)")
+    nbclient = pytest.importorskip("nbclient", reason="notebook tests need the dev extra (nbclient)")
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": tmp_path}})
+    client.execute()
+    return nb
+
+
+def _text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.append(str(out.get("data", {}).get("text/plain", "")))
+    return "\n".join(parts)
+
+
+def test_explore_single_image_notebook_runs_and_shows_the_analysis(tmp_path):
+    nb = _execute("explore_single_image.ipynb", tmp_path)
+    text = _text(nb)
+    assert "EmergenceReport(" in text and "oracle_iou" in text and "top heads (layer, head)" in text
+    images = sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+    assert images >= 4  # scene, token heatmaps, report figure, head grid
+    errors = [out for cell in nb.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert not errors
