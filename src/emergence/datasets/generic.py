@@ -1,0 +1,198 @@
+"""RefCOCO-family (refer format), generic COCO json + image folder, our JSONL format, and the organism's ShapesBench."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .base import Dataset, DatasetError, Sample
+from .masks import decode_segmentation
+
+__all__ = ["RefCOCO", "CocoJson", "JsonlDataset", "ShapesBench"]
+
+
+def _union(segs: list, h: int, w: int):
+    def build() -> np.ndarray:
+        out = np.zeros((h, w), bool)
+        for s in segs:
+            out |= decode_segmentation(s, h, w)
+        return out
+
+    return build
+
+
+def _load_json(path: Path) -> Any:
+    if not path.exists():
+        raise DatasetError(f"annotation file not found: {str(path)!r}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read annotation file {str(path)!r}: {exc}") from exc
+
+
+class RefCOCO(Dataset):
+    """RefCOCO / RefCOCO+ / RefCOCOg in the refer toolkit's layout: ``<root>/<name>/refs(<split_by>).p`` and
+    ``<root>/<name>/instances.json``; one sample per referring sentence of the chosen split.
+
+    Args:
+        root: folder holding ``refcoco/``, ``refcoco+/``, ``refcocog/``.
+        images: COCO train2014 image folder.
+        name: ``"refcoco"``, ``"refcoco+"`` or ``"refcocog"``.
+        split: ``"val"``, ``"testA"``, ``"testB"``, ``"test"``, ``"train"``.
+        split_by: ``"unc"`` (RefCOCO, RefCOCO+), ``"umd"`` or ``"google"`` (RefCOCOg); default by name.
+    """
+
+    def __init__(self, root: str | os.PathLike, images: str | os.PathLike | None = None, name: str = "refcoco",
+                 split: str = "val", split_by: str | None = None) -> None:
+        super().__init__()
+        self.name = name
+        split_by = split_by or ("umd" if name == "refcocog" else "unc")
+        folder = Path(root) / name
+        refs_path = folder / f"refs({split_by}).p"
+        if not refs_path.exists():
+            raise DatasetError(f"refer file not found: {str(refs_path)!r} (expected the refer toolkit's layout)")
+        try:
+            with open(refs_path, "rb") as fh:
+                refs = pickle.load(fh)
+        except (pickle.UnpicklingError, EOFError) as exc:
+            raise DatasetError(f"cannot read {str(refs_path)!r}: {exc}") from exc
+        inst = _load_json(folder / "instances.json")
+        anns = {a["id"]: a for a in inst["annotations"]}
+        images_by_id = {im["id"]: im for im in inst["images"]}
+        image_dir = Path(images) if images is not None else None
+        for ref in refs:
+            if ref.get("split") != split:
+                continue
+            ann = anns.get(ref["ann_id"])
+            im = images_by_id.get(ref["image_id"])
+            if ann is None or im is None:
+                raise DatasetError(f"{refs_path}: ref {ref.get('ref_id')} points to a missing annotation or image")
+            h, w = int(im["height"]), int(im["width"])
+            for k, sent in enumerate(ref["sentences"]):
+                self.samples.append(Sample(
+                    id=f"{ref['ref_id']}/{k}", dataset=name, expression=sent["sent"],
+                    image_path=image_dir / im["file_name"] if image_dir is not None else None,
+                    meta={"ref_id": ref["ref_id"], "ann_id": ref["ann_id"], "file_name": im["file_name"],
+                          "category_id": ref.get("category_id")},
+                    mask_fn=_union([ann["segmentation"]], h, w),
+                ))
+
+
+class CocoJson(Dataset):
+    """A COCO instances json + image folder: one sample per (image, category) present; the expression is the
+    category name and the ground truth the union of that category's instances."""
+
+    def __init__(self, annotation_file: str | os.PathLike, images: str | os.PathLike | None = None,
+                 name: str = "coco") -> None:
+        super().__init__()
+        self.name = name
+        data = _load_json(Path(annotation_file))
+        cats = {c["id"]: c["name"] for c in data.get("categories", [])}
+        images_by_id = {im["id"]: im for im in data["images"]}
+        groups: dict[tuple[int, int], list] = {}
+        for a in data["annotations"]:
+            groups.setdefault((a["image_id"], a["category_id"]), []).append(a["segmentation"])
+        image_dir = Path(images) if images is not None else None
+        for (image_id, cat), segs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+            im = images_by_id.get(image_id)
+            if im is None:
+                raise DatasetError(f"{annotation_file}: annotation for missing image id {image_id}")
+            h, w = im.get("height"), im.get("width")
+            self.samples.append(Sample(
+                id=f"{image_id}/{cat}", dataset=name, expression=cats.get(cat, str(cat)),
+                image_path=image_dir / im["file_name"] if image_dir is not None else None,
+                meta={"image_id": image_id, "category_id": cat, "file_name": im["file_name"]},
+                mask_fn=_union(segs, h, w),
+            ))
+
+
+class JsonlDataset(Dataset):
+    """Our own format: one JSON object per line with ``id``, ``image`` (path, relative to the file), ``expression``
+    and optionally ``mask`` (a mask image path; nonzero = object), ``polygons`` or ``rle``, ``question``,
+    ``options``, ``answer``, ``pair``, ``absent`` and any ``meta``."""
+
+    def __init__(self, path: str | os.PathLike, name: str | None = None) -> None:
+        super().__init__()
+        path = Path(path)
+        self.name = name or path.stem
+        if not path.exists():
+            raise DatasetError(f"dataset file not found: {str(path)!r}")
+        seen = set()
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}:{lineno}: not valid JSON ({exc})") from exc
+            missing = [k for k in ("id", "image") if k not in rec]
+            if missing:
+                raise DatasetError(f"{path}:{lineno}: missing field(s) {missing}")
+            sid = str(rec["id"])
+            if sid in seen:
+                raise DatasetError(f"{path}:{lineno}: duplicate id {sid!r}")
+            seen.add(sid)
+            image_path = (path.parent / rec["image"]).resolve()
+            self.samples.append(Sample(
+                id=sid, dataset=self.name, expression=rec.get("expression"), image_path=image_path,
+                question=rec.get("question"), options=tuple(rec["options"]) if rec.get("options") else None,
+                answer=rec.get("answer"), pair=rec.get("pair"), absent=bool(rec.get("absent", False)),
+                meta=rec.get("meta", {}), mask_fn=_jsonl_mask(rec, path.parent, image_path),
+            ))
+
+
+def _jsonl_mask(rec: dict, base: Path, image_path: Path):
+    if rec.get("absent") and not any(k in rec for k in ("mask", "polygons", "rle")):
+        def empty() -> np.ndarray:
+            from PIL import Image
+
+            with Image.open(image_path) as im:
+                return np.zeros((im.height, im.width), bool)
+
+        return empty
+    if "mask" in rec:
+        def from_file() -> np.ndarray:
+            from PIL import Image
+
+            with Image.open(base / rec["mask"]) as im:
+                return np.asarray(im.convert("L")) > 0
+
+        return from_file
+    if "rle" in rec:
+        return lambda: decode_segmentation(rec["rle"])
+    if "polygons" in rec:
+        def from_polygons() -> np.ndarray:
+            from PIL import Image
+
+            with Image.open(image_path) as im:
+                return decode_segmentation(rec["polygons"], im.height, im.width)
+
+        return from_polygons
+    return None
+
+
+class ShapesBench(Dataset):
+    """``n`` deterministic organism scenes of ``ShapesWorld(seed)``: each scene's referring expression (see
+    :func:`emergence.organism.grounding.scene_expression`) with its exact mask, and its first two-choice question."""
+
+    def __init__(self, n: int = 100, seed: int = 11) -> None:
+        super().__init__()
+        from ..organism import ShapesWorld
+        from ..organism.grounding import scene_expression
+
+        self.name = f"shapes-{seed}"
+        world = ShapesWorld(seed)
+        for i in range(n):
+            scene = world.scene(i)
+            expr = scene_expression(scene)
+            q = scene.questions()[0]
+            self.samples.append(Sample(
+                id=str(i), dataset=self.name, expression=expr.text, question=q.text, options=q.options,
+                answer=q.answer, meta={"target": expr.category, "seed": seed},
+                mask_fn=(lambda m=expr.mask: m), image_fn=(lambda s=scene: s.image),
+            ))
