@@ -1,0 +1,194 @@
+"""``emergence report OUT``: PixFoundation's figures and a Markdown summary from a sweep folder.
+
+Figures (PNG, in ``OUT/report/``): emergence position histogram (10% bins), concept-category histogram of the best
+words, layer x head grounding heatmap (mean share of each head's map inside the ground truth for the best word),
+prompt sensitivity (oracle mIoU per template). Tables in ``report.md``: mIoU (oracle, automatic, "noun of the
+expression" baseline), recall, prompt sensitivity, VQA accuracy and the paired VQA/grounding analysis.
+Every figure function takes the loaded tables, so the notebook draws the same figures interactively.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..analysis.concepts import CATEGORIES
+from ..analysis.metrics import BIN_LABELS
+
+__all__ = ["make_report", "grounding_rows", "miou_table", "template_table", "plot_emergence_positions",
+           "plot_categories", "plot_head_grid", "plot_templates", "head_grid"]
+
+
+def grounding_rows(samples: Any) -> Any:
+    """Grounding rows without errors."""
+    if samples.empty or "task" not in samples:
+        return samples
+    g = samples[samples["task"] == "grounding"]
+    return g[g["error"].isna()] if "error" in g else g
+
+
+def miou_table(samples: Any, tau: float = 0.5) -> Any:
+    """Per template: oracle / automatic / noun-baseline mIoU and oracle recall at ``tau``."""
+    import pandas as pd
+
+    g = grounding_rows(samples)
+    rows = []
+    for template, part in g.groupby("template", sort=False):
+        rows.append({"template": template, "samples": len(part), "oracle mIoU": part["oracle_iou"].mean(),
+                     "automatic mIoU": part["auto_score_iou"].mean(), "noun baseline mIoU": part["noun_iou"].mean(),
+                     f"recall@{tau}": (part["oracle_iou"] >= tau).mean(),
+                     "emerged": part["emerged"].mean()})
+    return pd.DataFrame(rows)
+
+
+def template_table(samples: Any) -> Any:
+    """Prompt sensitivity: per template, oracle mIoU and the mean emergence position."""
+    g = grounding_rows(samples)
+    return g.groupby("template", sort=False).agg(oracle_miou=("oracle_iou", "mean"),
+                                                 emergence_position=("emergence_position", "mean"),
+                                                 samples=("oracle_iou", "size")).reset_index()
+
+
+def plot_emergence_positions(samples: Any, ax: Any = None) -> tuple[Any, Any]:
+    """Histogram of the emergence position in 10% bins of the answer (share of grounding samples)."""
+    import matplotlib.pyplot as plt
+
+    g = grounding_rows(samples)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
+    counts = np.bincount(g.loc[g["emerged"], "emergence_bin"].astype(int), minlength=10)[:10]
+    share = counts / max(len(g), 1)
+    ax.bar(range(10), share, color="tab:blue")
+    ax.set_xticks(range(10))
+    ax.set_xticklabels(BIN_LABELS, rotation=45, fontsize=7)
+    ax.set_ylabel("share of samples")
+    ax.set_title(f"where grounding emerges in the answer ({int(counts.sum())}/{len(g)} samples emerge)", fontsize=9)
+    fig.tight_layout()
+    return fig, ax
+
+
+def plot_categories(samples: Any, ax: Any = None) -> tuple[Any, Any]:
+    """Histogram of the concept category of the best word."""
+    import matplotlib.pyplot as plt
+
+    g = grounding_rows(samples)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
+    cats = list(CATEGORIES) + ["other"]
+    counts = [int((g["best_category"] == c).sum()) for c in cats]
+    ax.bar(cats, counts, color="tab:orange")
+    ax.set_ylabel("samples")
+    ax.set_title("concept category of the best (oracle) word", fontsize=9)
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig, ax
+
+
+def head_grid(tensors: dict[str, Any]) -> np.ndarray | None:
+    """Mean ``[L, H]`` head mass over the sweep's grounding items (``None`` when none was stored)."""
+    grids = [v.float().numpy() for k, v in tensors.items() if k.endswith("/head_mass")]
+    return np.mean(grids, axis=0) if grids else None
+
+
+def plot_head_grid(grid: np.ndarray | None, ax: Any = None) -> tuple[Any, Any]:
+    """Layer x head grounding heatmap."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.5))
+    if grid is None:
+        ax.text(0.5, 0.5, "no head scores stored (store='none')", ha="center", va="center")
+        ax.axis("off")
+        return fig, ax
+    im = ax.imshow(grid, cmap="viridis", aspect="auto")
+    fig.colorbar(im, ax=ax, label="map mass inside ground truth")
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title("which heads ground the best word", fontsize=9)
+    fig.tight_layout()
+    return fig, ax
+
+
+def plot_templates(samples: Any, ax: Any = None) -> tuple[Any, Any]:
+    """Oracle mIoU per grounding template (prompt sensitivity)."""
+    import matplotlib.pyplot as plt
+
+    t = template_table(samples)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
+    ax.bar(t["template"].astype(str), t["oracle_miou"], color="tab:green")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("oracle mIoU")
+    ax.set_title("prompt sensitivity", fontsize=9)
+    ax.tick_params(axis="x", labelsize=7, rotation=30)
+    fig.tight_layout()
+    return fig, ax
+
+
+def _md_table(df: Any) -> str:
+    if df is None or len(df) == 0:
+        return "_none_\n"
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(str(c) for c in cols) + " |", "|" + " --- |" * len(cols)]
+    for r in df.itertuples(index=False):
+        cells = [f"{v:.3f}" if isinstance(v, (float, np.floating)) else str(v) for v in r]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def make_report(out: str | os.PathLike) -> Path:
+    """Write ``OUT/report/*.png`` and ``OUT/report/report.md``; returns the Markdown path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from .store import SweepStore, load_sweep
+    from .vqa import paired_analysis, pair_accuracy
+
+    samples, _units, manifest = load_sweep(out)
+    folder = Path(out) / "report"
+    folder.mkdir(exist_ok=True)
+    tau = float(manifest["options"].get("tau", 0.5))
+    figures = {
+        "emergence_position.png": plot_emergence_positions(samples),
+        "categories.png": plot_categories(samples),
+        "head_grid.png": plot_head_grid(head_grid(SweepStore(out).tensors())),
+        "templates.png": plot_templates(samples),
+    }
+    for name, (fig, _) in figures.items():
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+    g = grounding_rows(samples)
+    lines = [f"# Sweep report: {manifest['model_id']} on {manifest['options']['dataset']}", "",
+             f"{manifest['items']} work items over {manifest['samples']} samples; tasks "
+             f"{', '.join(manifest['options']['tasks'])}; segmenter {manifest['options']['segmenter']}; "
+             f"tau {tau}. Versions: " + ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()) + ".", "",
+             "## Grounding (mIoU)", "", _md_table(miou_table(samples, tau)), ""]
+    if len(g):
+        bins = np.bincount(g.loc[g["emerged"], "emergence_bin"].astype(int), minlength=10)[:10]
+        lines += ["## Where grounding emerges", "", "![emergence position](emergence_position.png)", "",
+                  _md_table(pd.DataFrame({"bin": BIN_LABELS, "samples": bins})), "",
+                  "## Concept category of the best word", "", "![categories](categories.png)", "",
+                  _md_table(g["best_category"].value_counts().rename_axis("category").reset_index(name="samples")),
+                  "", "## Heads", "", "![head grid](head_grid.png)", "",
+                  "## Prompt sensitivity", "", "![templates](templates.png)", "", _md_table(template_table(samples)),
+                  ""]
+    v = samples[samples["task"] == "vqa"] if "task" in samples else samples.iloc[0:0]
+    if len(v):
+        acc = pair_accuracy(v.to_dict("records"))
+        lines += ["## VQA", "", f"question accuracy {acc['question']:.3f} ({acc['questions']} questions), "
+                  f"pair accuracy {acc['pair']:.3f} ({acc['pairs']} pairs, MMVP protocol)", ""]
+        merged = v.merge(g[["template", "sample", "oracle_iou"]].groupby("sample", as_index=False).first(),
+                         on="sample", how="inner")
+        if len(merged):
+            pa = paired_analysis(merged.to_dict("records"), tau)
+            lines += ["Paired analysis (per pair):", "", _md_table(pd.DataFrame([pa])), ""]
+    errors = samples[samples["error"].notna()] if "error" in samples else samples.iloc[0:0]
+    if len(errors):
+        lines += ["## Errors", "", f"{len(errors)} items failed; first: {errors['error'].iloc[0]}", ""]
+    path = folder / "report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,71 @@
+"""VQA scoring for the paired benchmarks: option parsing, per-question and per-pair accuracy (MMVP protocol), and the
+paired grounding/VQA analysis."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["parse_option", "option_letter", "pair_accuracy", "paired_analysis", "OptionJudge"]
+
+OptionJudge = Callable[[str, Sequence[str]], "str | None"]
+
+
+def option_letter(answer: str) -> str | None:
+    """The letter of a reference answer such as ``"(a)"`` or ``"b"``."""
+    m = re.search(r"\(?\b([a-z])\b\)?", answer.strip().lower())
+    return m.group(1) if m else None
+
+
+def parse_option(answer: str, options: Sequence[str], judge: OptionJudge | None = None) -> str | None:
+    """Which option (``"a"``, ``"b"``, ...) a free-form answer picks, or ``None``.
+
+    Rules, in order: a bracketed or leading letter (``"(b)"``, ``"b)"``, ``"B."``, ``"Option b"``); else the only
+    option whose text occurs in the answer (whole words, case-insensitive; the longest wins when one contains
+    another). When the rules find nothing, ``judge(answer, options)`` decides (if given).
+    """
+    text = answer.strip().lower()
+    letters = [chr(97 + i) for i in range(len(options))]
+    m = re.search(r"\(([a-z])\)", text) or re.match(r"^([a-z])(?:[\).:,]|\s|$)", text) or \
+        re.search(r"\boption\s+([a-z])\b", text)
+    if m and m.group(1) in letters:
+        return m.group(1)
+    found = [(len(o), letters[i]) for i, o in enumerate(options)
+             if o.strip() and re.search(rf"\b{re.escape(o.strip().lower())}\b", text)]
+    if found:
+        found.sort(reverse=True)
+        longest = [f for f in found if f[0] == found[0][0]]
+        if len(longest) == 1:
+            return longest[0][1]
+    return judge(answer, options) if judge is not None else None
+
+
+def pair_accuracy(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """MMVP protocol: ``question`` = mean correctness, ``pair`` = share of pairs whose questions are all correct.
+    ``rows`` need ``pair`` and ``vqa_correct``."""
+    rows = [r for r in rows if r.get("vqa_correct") is not None]
+    if not rows:
+        return {"question": float("nan"), "pair": float("nan"), "questions": 0, "pairs": 0}
+    pairs: dict[Any, list[bool]] = {}
+    for r in rows:
+        pairs.setdefault(r.get("pair"), []).append(bool(r["vqa_correct"]))
+    return {"question": sum(bool(r["vqa_correct"]) for r in rows) / len(rows),
+            "pair": sum(all(v) for v in pairs.values()) / len(pairs), "questions": len(rows), "pairs": len(pairs)}
+
+
+def paired_analysis(rows: Sequence[dict[str, Any]], tau: float = 0.5) -> dict[str, int]:
+    """Per pair: grounding succeeds when every sample's oracle IoU >= ``tau``; VQA when every answer is correct.
+    Counts of ``both_succeed``, ``grounding_only_failure``, ``vqa_only_failure``, ``both_fail``."""
+    pairs: dict[Any, list[dict]] = {}
+    for r in rows:
+        if r.get("vqa_correct") is not None and r.get("pair") is not None:
+            pairs.setdefault(r["pair"], []).append(r)
+    out = {"both_succeed": 0, "grounding_only_failure": 0, "vqa_only_failure": 0, "both_fail": 0}
+    for members in pairs.values():
+        g = all(float(m["oracle_iou"]) >= tau for m in members)
+        v = all(bool(m["vqa_correct"]) for m in members)
+        key = ("both_succeed" if g and v else "grounding_only_failure" if v else "vqa_only_failure" if g
+               else "both_fail")
+        out[key] += 1
+    return out
