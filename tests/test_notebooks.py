@@ -35,3 +35,11 @@ def test_explore_single_image_notebook_runs_and_shows_the_analysis(tmp_path):
     assert images >= 4  # scene, token heatmaps, report figure, head grid
     errors = [out for cell in nb.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors
+
+
+def test_sweep_analysis_notebook_runs_a_small_organism_sweep_and_draws_the_report(tmp_path):
+    nb = _execute("sweep_analysis.ipynb", tmp_path)
+    text = _text(nb)
+    assert "emergence-organism shapes 16 items" in text and "best-unit categories" in text
+    images = sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+    assert images >= 4

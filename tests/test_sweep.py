@@ -120,3 +120,39 @@ def test_vqa_option_parsing_and_mmvp_pair_accuracy():
     assert acc["question"] == pytest.approx(6 / 8) and acc["pair"] == pytest.approx(2 / 4)
     assert paired_analysis(rows) == {"both_succeed": 1, "grounding_only_failure": 1, "vqa_only_failure": 0,
                                      "both_fail": 2}
+
+
+def test_vqa_sweep_and_report_on_a_vqa_only_run(tmp_path):
+    out = tmp_path / "vqa"
+    store = run_sweep(SweepConfig(out=str(out), dataset="shapes", dataset_kwargs={"n": 3, "seed": 5},
+                                  tasks=("vqa",), store="none"), progress=False)
+    samples = store.table("samples")
+    assert len(samples) == 3 and set(samples["task"]) == {"vqa"}
+    assert samples["vqa_correct"].notna().all() and samples["prompt"].str.contains(r"\(a\)").all()
+    assert "question accuracy" in make_report(out).read_text()
+
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pixfoundation"
+
+
+@pytest.mark.skipif(not DATA.exists(), reason=f"PixFoundation annotations not found at {DATA}")
+def test_pixmmvp_sweep_through_the_cli_with_stand_in_images(tmp_path):
+    from PIL import Image
+
+    from emergence.cli import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in (1, 2, 3):
+        Image.new("RGB", (224, 224), (40 * i, 90, 160)).save(images / f"{i}.jpg")
+    out = tmp_path / "out"
+    rc = main(["sweep", "--dataset", "pixmmvp", "--root", str(DATA / "pixmmvp"), "--images", str(images),
+               "--n", "3", "--tasks", "grounding,vqa", "--templates", "pf-ground-4", "--templates-dir",
+               str(DATA / "pixmmvp"), "--vqa-templates", "pf-vqa-7", "--out", str(out), "--store", "none"])
+    assert rc == 0
+    samples, units, manifest = load_sweep(out)
+    assert len(samples) == 6 and samples["error"].isna().all()
+    ground = samples[samples["task"] == "grounding"]
+    assert ground["prompt"].iloc[0] == "Identify the butterfly's wings in the scene, with grounding."
+    assert manifest["options"]["templates"] == ["pf-ground-4"]
+    assert main(["report", str(out)]) == 0

@@ -46,7 +46,11 @@ def miou_table(samples: Any, tau: float = 0.5) -> Any:
 
 def template_table(samples: Any) -> Any:
     """Prompt sensitivity: per template, oracle mIoU and the mean emergence position."""
+    import pandas as pd
+
     g = grounding_rows(samples)
+    if g.empty or "oracle_iou" not in g:
+        return pd.DataFrame(columns=["template", "oracle_miou", "emergence_position", "samples"])
     return g.groupby("template", sort=False).agg(oracle_miou=("oracle_iou", "mean"),
                                                  emergence_position=("emergence_position", "mean"),
                                                  samples=("oracle_iou", "size")).reset_index()
@@ -58,7 +62,8 @@ def plot_emergence_positions(samples: Any, ax: Any = None) -> tuple[Any, Any]:
 
     g = grounding_rows(samples)
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
-    counts = np.bincount(g.loc[g["emerged"], "emergence_bin"].astype(int), minlength=10)[:10]
+    emerged = g.loc[g["emerged"].astype(bool), "emergence_bin"] if "emerged" in g else []
+    counts = np.bincount(np.asarray(emerged, dtype=int), minlength=10)[:10]
     share = counts / max(len(g), 1)
     ax.bar(range(10), share, color="tab:blue")
     ax.set_xticks(range(10))
@@ -76,7 +81,7 @@ def plot_categories(samples: Any, ax: Any = None) -> tuple[Any, Any]:
     g = grounding_rows(samples)
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
     cats = list(CATEGORIES) + ["other"]
-    counts = [int((g["best_category"] == c).sum()) for c in cats]
+    counts = [int((g["best_category"] == c).sum()) if "best_category" in g else 0 for c in cats]
     ax.bar(cats, counts, color="tab:orange")
     ax.set_ylabel("samples")
     ax.set_title("concept category of the best (oracle) word", fontsize=9)
@@ -165,8 +170,8 @@ def make_report(out: str | os.PathLike) -> Path:
              f"{', '.join(manifest['options']['tasks'])}; segmenter {manifest['options']['segmenter']}; "
              f"tau {tau}. Versions: " + ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()) + ".", "",
              "## Grounding (mIoU)", "", _md_table(miou_table(samples, tau)), ""]
-    if len(g):
-        bins = np.bincount(g.loc[g["emerged"], "emergence_bin"].astype(int), minlength=10)[:10]
+    if len(g) and "emerged" in g:
+        bins = np.bincount(g.loc[g["emerged"].astype(bool), "emergence_bin"].astype(int), minlength=10)[:10]
         lines += ["## Where grounding emerges", "", "![emergence position](emergence_position.png)", "",
                   _md_table(pd.DataFrame({"bin": BIN_LABELS, "samples": bins})), "",
                   "## Concept category of the best word", "", "![categories](categories.png)", "",

@@ -131,12 +131,9 @@ class Worker:
     """Holds the probe, the segmenter and the dataset; computes chunks. One per process (or Ray actor)."""
 
     def __init__(self, config: SweepConfig) -> None:
-        import torch
-
         from ..analysis import build_segmenter
 
         self.config = config
-        torch.set_num_threads(max(1, torch.get_num_threads()))
         self.probe = load_probe(config)
         self.segmenter = build_segmenter(config.segmenter, device=config.device)
         self.dataset = load_dataset_of(config)
