@@ -112,6 +112,9 @@ def test_vqa_option_parsing_and_mmvp_pair_accuracy():
     assert parse_option("I cannot tell", opts, judge=lambda a, o: "b") == "b"
     assert parse_option("a red one", ("red", "dark red")) == "a"
     assert parse_option("it is dark red", ("red", "dark red")) == "b"
+    from emergence.sweep.vqa import answer_letter
+
+    assert answer_letter("(b)", opts) == "b" and answer_letter("Closed", opts) == "b" and answer_letter("x", opts) is None
     rows = [{"pair": 1, "vqa_correct": True, "oracle_iou": 0.8}, {"pair": 1, "vqa_correct": True, "oracle_iou": 0.7},
             {"pair": 2, "vqa_correct": True, "oracle_iou": 0.2}, {"pair": 2, "vqa_correct": False, "oracle_iou": 0.9},
             {"pair": 3, "vqa_correct": False, "oracle_iou": 0.1}, {"pair": 3, "vqa_correct": True, "oracle_iou": 0.9},

@@ -184,8 +184,10 @@ def make_report(out: str | os.PathLike) -> Path:
         acc = pair_accuracy(v.to_dict("records"))
         lines += ["## VQA", "", f"question accuracy {acc['question']:.3f} ({acc['questions']} questions), "
                   f"pair accuracy {acc['pair']:.3f} ({acc['pairs']} pairs, MMVP protocol)", ""]
-        merged = v.merge(g[["template", "sample", "oracle_iou"]].groupby("sample", as_index=False).first(),
-                         on="sample", how="inner")
+        merged = pd.DataFrame()
+        if len(g) and "oracle_iou" in g:
+            first = g[["sample", "oracle_iou"]].groupby("sample", as_index=False).first()
+            merged = v.drop(columns=[c for c in ("oracle_iou",) if c in v]).merge(first, on="sample", how="inner")
         if len(merged):
             pa = paired_analysis(merged.to_dict("records"), tau)
             lines += ["Paired analysis (per pair):", "", _md_table(pd.DataFrame([pa])), ""]

@@ -160,7 +160,7 @@ class Worker:
         from ..analysis import analyze, head_scores
         from ..datasets import DatasetError
         from ..datasets.templates import format_grounding, format_vqa
-        from .vqa import option_letter, parse_option
+        from .vqa import answer_letter, parse_option
 
         sample = self.dataset[index]
         key = f"{task}/{template}/{sample.id}"
@@ -174,7 +174,7 @@ class Worker:
                 prompt = format_vqa(self.vqa_t[template], sample.question, sample.options)
                 run = self.probe.generate(image, prompt, max_new_tokens=self.config.max_new_tokens, keep="mean")
                 pick = parse_option(run.text, sample.options or ())
-                truth = option_letter(sample.answer or "")
+                truth = answer_letter(sample.answer or "", sample.options or ())
                 row.update(prompt=prompt, answer=run.text, vqa_choice=pick,
                            vqa_correct=None if truth is None else pick == truth)
                 return row, [], {}

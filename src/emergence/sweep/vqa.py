@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["parse_option", "option_letter", "pair_accuracy", "paired_analysis", "OptionJudge"]
+__all__ = ["parse_option", "option_letter", "answer_letter", "pair_accuracy", "paired_analysis", "OptionJudge"]
 
 OptionJudge = Callable[[str, Sequence[str]], "str | None"]
 
@@ -16,6 +16,18 @@ def option_letter(answer: str) -> str | None:
     """The letter of a reference answer such as ``"(a)"`` or ``"b"``."""
     m = re.search(r"\(?\b([a-z])\b\)?", answer.strip().lower())
     return m.group(1) if m else None
+
+
+def answer_letter(answer: str, options: Sequence[str]) -> str | None:
+    """The option letter of a reference answer given as a letter (``"(a)"``, ``"b"``) or as an option's text."""
+    text = answer.strip().lower()
+    m = re.fullmatch(r"\(?([a-z])\)?\.?", text)
+    if m and ord(m.group(1)) - 97 < len(options):
+        return m.group(1)
+    for i, o in enumerate(options):
+        if o.strip().lower() == text:
+            return chr(97 + i)
+    return None
 
 
 def parse_option(answer: str, options: Sequence[str], judge: OptionJudge | None = None) -> str | None:
