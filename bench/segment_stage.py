@@ -92,7 +92,7 @@ def main() -> None:
         "| --- | ---: | ---: | ---: |",
     ]
     for name, t in best.items():
-        lines.append(f"| {name} | {t:.3f} | {args.tokens / t:.0f} | {t / best['ours']:.1f}x |")
+        lines.append(f"| {name} | {t:.3f} | {args.tokens / t:.1f} | {t / best['ours']:.1f}x |")
     table = "\n".join(lines)
     print(table)
     if args.out:

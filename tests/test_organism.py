@@ -35,7 +35,7 @@ def test_masks_are_consistent_with_the_image_and_each_other():
             # every body pixel has the object's colour; every part pixel the part's colour
             assert (img[obj.body] == COLOURS[obj.colour]).all()
             for name, m in obj.parts.items():
-                assert name == PARTS[obj.shape] and m.any() and not (m & obj.body).any()
+                assert name in PARTS and name == obj.part and m.any() and not (m & obj.body).any()
                 assert (img[m] == COLOURS[obj.part_colour]).all()
         assert np.array_equal(scene.background_mask, ~union)
 
@@ -119,6 +119,19 @@ def test_training_resumes_from_a_checkpoint(tmp_path, monkeypatch):
     assert logged == [1, 2, 3, 4, 5, 6]
 
 
+@needs_weights
+def test_retraining_reproduces_the_first_steps_of_the_shipped_training_log(tmp_path):
+    """Same seed and hyperparameters: the first logged losses of the shipped run come out again, to float precision."""
+    from emergence.organism.train import train
+
+    args = json.loads((ORGANISM_DIR / "training_args.json").read_text())
+    shipped = [json.loads(line) for line in (ORGANISM_DIR / "train_log.jsonl").read_text().splitlines()]
+    records = train(tmp_path / "again", steps=args["steps"], batch_size=args["batch_size"], lr=args["lr"],
+                    seed=args["seed"], quiet=True, stop_at=20)
+    assert [r["step"] for r in records] == [10, 20]
+    np.testing.assert_allclose([r["loss"] for r in records], [r["loss"] for r in shipped[:2]], rtol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------------- shipped model
 @pytest.fixture(scope="module")
 def organism_probe():
@@ -145,14 +158,16 @@ def test_shipped_organism_captions_and_grounds_unseen_scenes(organism_probe):
     """A 60-scene check on a seed never used in training (the full 500-scene figures: README / `organism eval`)."""
     from emergence.organism.evaluate import evaluate
 
-    # shipped v0 on 500 scenes of seed 7: exact 0.982; pointing appearance 0.52, entity 0.64, part 0.21 (13x, 13x,
-    # 18x random). Issue 3 asks for 0.85 / 0.70 / 0.70: not reached yet, so these bounds guard v0's behaviour.
+    # shipped v5 on 500 scenes of seed 7: exact 0.718 (most misses: the background word); pointing appearance 0.77,
+    # entity 0.73, part 0.61, state 0.88 (7-15x random). Issue 3 asks for exact 0.90 and pointing 0.85 / 0.70 / 0.70;
+    # these bounds guard v5's behaviour, a few points under its 500-scene figures.
     result = evaluate(organism_probe, seed=31337, n=60, per_head=False)
-    assert result.exact_caption >= 0.90, result.examples
+    assert result.exact_caption >= 0.55, result.examples
     cats = result.categories
-    assert cats["appearance"]["accuracy"] >= 0.40 and cats["appearance"]["ratio"] >= 5
-    assert cats["entity"]["accuracy"] >= 0.50 and cats["entity"]["ratio"] >= 5
-    assert cats["part"]["ratio"] >= 5
+    assert cats["appearance"]["accuracy"] >= 0.65 and cats["appearance"]["ratio"] >= 5
+    assert cats["entity"]["accuracy"] >= 0.60 and cats["entity"]["ratio"] >= 5
+    assert cats["part"]["accuracy"] >= 0.45 and cats["part"]["ratio"] >= 5
+    assert cats["state"]["accuracy"] >= 0.75
 
 
 @pytest.mark.slow

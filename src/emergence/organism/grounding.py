@@ -31,7 +31,7 @@ def organism_judge() -> Any:
     from ..analysis import LexiconJudge
 
     extra = {s: "entity" for s in SHAPES}
-    extra.update({p: "part" for p in PARTS.values()})
+    extra.update({p: "part" for p in PARTS})
     extra.update({b: "context" for b in BACKGROUNDS})
     extra["hollow"] = "state"
     return LexiconJudge(extra)

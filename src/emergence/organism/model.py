@@ -18,7 +18,7 @@ PATCH = 8
 
 _FUNCTION = "a an the with and at on is or of what colour hollow solid background left right describe image ? . :".split()
 VOCABULARY = sorted(
-    set(_FUNCTION) | set(COLOURS) | set(SHAPES) | set(PARTS.values()) | set(SIZES) | set(BACKGROUNDS) | set(ROWS)
+    set(_FUNCTION) | set(COLOURS) | set(SHAPES) | set(PARTS) | set(SIZES) | set(BACKGROUNDS) | set(ROWS)
     | set(COLS)
 )
 CHAT_TEMPLATE = (

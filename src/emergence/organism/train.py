@@ -45,7 +45,7 @@ def make_batch(processor: Any, scenes: list, prompt: str) -> dict[str, Any]:
 
 def train(
     out: str | os.PathLike,
-    steps: int = 2400,
+    steps: int = 2000,
     batch_size: int = 48,
     lr: float = 1.5e-3,
     seed: int = 0,
@@ -54,8 +54,13 @@ def train(
     resume: bool = False,
     threads: int | None = None,
     quiet: bool = False,
+    stop_at: int | None = None,
 ) -> list[dict[str, float]]:
-    """Train and save the organism to ``out``. Returns the logged records (step, loss, lr, elapsed)."""
+    """Train and save the organism to ``out``. Returns the logged records (step, loss, lr, elapsed).
+
+    ``stop_at``: return after that many steps without saving a model (the schedule still follows ``steps``), e.g. to
+    check that a run reproduces the first steps of a logged one.
+    """
     import torch
 
     from .model import build_model, build_processor
@@ -94,6 +99,8 @@ def train(
     t0 = time.perf_counter()
     running = None
     for step in range(start_step, steps):
+        if stop_at is not None and step >= stop_at:
+            return records
         scenes = [world.scene(step * batch_size + i) for i in range(batch_size)]
         batch = make_batch(processor, scenes, prompt)
         for group in optim.param_groups:
@@ -142,7 +149,7 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--steps", type=int, default=2400)
+    parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,14 +1,14 @@
 """The shapes world: procedural scenes with exact masks, captions and per-word referents.
 
-Every scene is a pure function of ``(seed, index)``. A scene holds 1-3 objects placed in a 2 x 3 grid of slots (so
-their location words are exact; large neighbours may touch, and masks hold the visible pixels only), on a plain,
-striped or dotted background. Objects have a
-colour, a shape, a size, optionally a state (``hollow``: drawn as an outline) and, for three shapes, a part of another
-colour (a house's roof, a flag's pole, a mug's handle).
+Every scene is a pure function of ``(seed, index)``. A scene holds 1-3 objects placed in a 2 x 2 grid of slots (so
+their location words are exact; masks hold the visible pixels only), on a plain, striped or dotted background.
+Objects have a colour, a body shape, a size, optionally a state (``hollow``: drawn as an outline) and, half of them, a
+part of another colour: a roof (a triangle on top), a pole (a bar along the left side) or a handle (a bar on the
+right). Any body can carry any part, so naming the part requires looking at it.
 
 Caption grammar (objects in slot order, column-major from the left)::
 
-    a large red house with a blue roof at the top left and a small hollow green circle at the bottom right
+    a solid red square with a blue roof at the top left and a hollow green circle at the bottom right
     on a striped background .
 
 Each caption word has a referent mask (or none) and a concept category:
@@ -16,8 +16,8 @@ Each caption word has a referent mask (or none) and a concept category:
 ===============  ===========  ===================================================
 word             category     referent
 ===============  ===========  ===================================================
-size, colour     appearance   the object's body (colour) / whole object (size)
-hollow           state        the object's body
+solid/hollow     state        the object's body
+colour           appearance   the object's body
 shape noun       entity       the whole object (body and part)
 part colour      appearance   the part
 part noun        part         the part
@@ -26,6 +26,16 @@ striped/plain... context      the background (pixels of no object)
 background       context      the background
 a, with, and...  none         none
 ===============  ===========  ===================================================
+
+Every colour occurs at most once per scene (bodies and parts together), so a colour word names one region.
+
+Why this grammar (measured on held-out scenes, attention of the row that predicts each word): the first word of an
+object's phrase is predicted by a row that still has to find the next object, and its map is diffuse; the next word's
+row looks at the object (v0: 31-49% pointing for leading size words, 93% for the colours after them), hence a state
+word first. A noun predicted right after its colour word is found by matching that colour (85% for shape nouns), hence
+the part's colour before the part's name; with parts tied to shapes (house/roof) or named before their colour, the
+part noun's row looked at the object's body (10-21%). Sizes are in every scene's referring expressions and
+questions, not in its caption: a size is judged against the object's surroundings and its row spreads over the slot.
 """
 
 from __future__ import annotations
@@ -56,14 +66,18 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (145, 60, 185),
     "orange": (245, 135, 30),
 }
-SHAPES = ("circle", "square", "triangle", "house", "flag", "mug")
-PARTS = {"house": "roof", "flag": "pole", "mug": "handle"}
-SIZES = {"small": 12, "large": 19}
+SHAPES = ("circle", "square", "triangle", "diamond", "cross")
+PARTS = ("roof", "pole", "handle")
+PART_PROBABILITY = 0.5
+SIZES = {"small": 20, "large": 28}
 BACKGROUNDS = ("plain", "striped", "dotted")
 CATEGORIES = ("appearance", "location", "part", "context", "entity", "state")
 ROWS = ("top", "bottom")
-COLS = ("left", "middle", "right")
+COLS = ("left", "right")
 IMAGE_SIZE = 64
+JITTER = 2
+ROOF, POLE, HANDLE = 0.5, 0.34, 0.4  # part sizes as fractions of the object size
+OUTLINE = 4  # hollow objects' outline width
 _BG_BASE = (200, 200, 196)
 _BG_ALT = (170, 170, 166)
 
@@ -91,18 +105,16 @@ class ShapeObject:
 
     @property
     def part(self) -> str | None:
-        return PARTS.get(self.shape)
+        """The part's name (``roof``, ``pole``, ``handle``) or ``None``."""
+        return next(iter(self.parts), None)
 
     def phrase_words(self) -> list[tuple[str, np.ndarray | None, str | None]]:
         """``(word, referent, category)`` for this object's phrase, in caption order."""
         whole = self.mask
         words: list[tuple[str, np.ndarray | None, str | None]] = [
-            ("a", None, None),
-            (self.size, whole, "appearance"),
+            ("a", None, None), ("hollow" if self.hollow else "solid", self.body, "state"),
+            (self.colour, self.body, "appearance"), (self.shape, whole, "entity"),
         ]
-        if self.hollow:
-            words.append(("hollow", self.body, "state"))
-        words += [(self.colour, self.body, "appearance"), (self.shape, whole, "entity")]
         if self.part:
             pm = self.parts[self.part]
             article = "an" if self.part_colour[0] in "aeiou" else "a"
@@ -165,17 +177,18 @@ class Scene:
         return " ".join(w for w, _, _ in self.word_referents())
 
     def referring_expressions(self) -> list[ReferringExpression]:
-        """Per object: ``the <colour> <shape>`` (entity) and, with a part, ``the <part> of the <colour> <shape>``."""
+        """Per object: ``the <size> <colour> <shape>`` (entity) and, with a part, ``the <part> of the <colour>
+        <shape>``."""
         out = []
         for obj in self.objects:
-            out.append(ReferringExpression(f"the {obj.colour} {obj.shape}", obj.mask, "entity"))
+            out.append(ReferringExpression(f"the {obj.size} {obj.colour} {obj.shape}", obj.mask, "entity"))
             if obj.part:
                 out.append(ReferringExpression(f"the {obj.part} of the {obj.colour} {obj.shape}",
                                                obj.parts[obj.part], "part"))
         return out
 
     def questions(self) -> list[Question]:
-        """Two-choice questions about colour, horizontal location and state, with deterministic distractors."""
+        """Two-choice questions about colour, horizontal location, state and size, with deterministic distractors."""
         rng = np.random.RandomState((self.seed * 1_000_003 + self.index) % 2**31)
         out = []
         for obj in self.objects:
@@ -190,6 +203,8 @@ class Scene:
                                     obj.mask))
             out.append(Question(f"is the {obj.colour} {obj.shape} hollow or solid ?", ("hollow", "solid"),
                                 "hollow" if obj.hollow else "solid", obj.body))
+            out.append(Question(f"is the {obj.colour} {obj.shape} large or small ?", ("large", "small"), obj.size,
+                                obj.mask))
         return out
 
 
@@ -213,24 +228,30 @@ class ShapesWorld:
             raise ValueError(f"scene index must be >= 0, got {index}")
         rng = np.random.RandomState((self.seed * 7_919 + index * 104_729 + 17) % 2**32)
         n = rng.randint(1, self.max_objects + 1)
-        slots = sorted(rng.choice(6, size=n, replace=False).tolist(), key=lambda s: (s % 3, s // 3))
-        colours = rng.choice(len(COLOURS), size=n, replace=False)
+        n_cols = len(COLS)
+        slots = sorted(rng.choice(len(ROWS) * n_cols, size=n, replace=False).tolist(),
+                       key=lambda s: (s % n_cols, s // n_cols))
+        # every colour at most once per scene: bodies first, parts from the rest
+        palette = rng.permutation(len(COLOURS)).tolist()
         names = list(COLOURS)
+        colours = palette[:n]
+        spare = palette[n:]
         background = BACKGROUNDS[rng.randint(len(BACKGROUNDS))]
         image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), _BG_BASE)
         draw = ImageDraw.Draw(image)
         _draw_background(draw, background, rng)
         objects = []
         for slot, ci in zip(slots, colours):
-            row, col = slot // 3, slot % 3
+            row, col = slot // n_cols, slot % n_cols
             shape = SHAPES[rng.randint(len(SHAPES))]
             size = "large" if rng.rand() < 0.5 else "small"
-            hollow = bool(rng.rand() < 0.2) and shape in ("circle", "square", "triangle")
+            hollow = bool(rng.rand() < 0.2) and shape != "cross"
             colour = names[ci]
-            part_colour = None
-            if shape in PARTS:
-                part_colour = [c for c in names if c != colour][rng.randint(len(names) - 1)]
-            obj = _render_object(draw, shape, colour, part_colour, size, hollow, row, col, rng)
+            part = part_colour = None
+            if rng.rand() < PART_PROBABILITY:
+                part = PARTS[rng.randint(len(PARTS))]
+                part_colour = names[spare.pop(rng.randint(len(spare)))]
+            obj = _render_object(draw, shape, colour, part, part_colour, size, hollow, row, col, rng)
             obj.row, obj.col = ROWS[row], COLS[col]
             objects.append(obj)
         # large neighbours may touch: masks keep only the visible pixels (later objects are drawn on top)
@@ -256,39 +277,51 @@ def _draw_background(draw: ImageDraw.ImageDraw, kind: str, rng: np.random.Random
                 draw.point((x + 1, y), fill=_BG_ALT)
 
 
-def _render_object(draw, shape, colour, part_colour, size, hollow, row, col, rng) -> ShapeObject:
-    s = SIZES[size]
-    cell_w, cell_h = IMAGE_SIZE / 3, IMAGE_SIZE / 2
-    cx = int(cell_w * (col + 0.5) + rng.randint(-2, 3))
-    cy = int(cell_h * (row + 0.5) + rng.randint(-3, 4))
-    x0, y0, x1, y1 = cx - s // 2, cy - s // 2, cx - s // 2 + s, cy - s // 2 + s
-    rgb = COLOURS[colour]
-    body_prims: list = []
-    part_prims: list = []
+def _body_prims(shape: str, x0: int, y0: int, x1: int, y1: int) -> list:
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
     if shape == "circle":
-        body_prims.append(("ellipse", ([x0, y0, x1, y1],), {}))
-    elif shape == "square":
-        body_prims.append(("rectangle", ([x0, y0, x1, y1],), {}))
-    elif shape == "triangle":
-        body_prims.append(("polygon", ([(cx, y0), (x1, y1), (x0, y1)],), {}))
-    elif shape == "house":  # body below, roof above
-        mid = y0 + s * 2 // 5
-        body_prims.append(("rectangle", ([x0 + 1, mid, x1 - 1, y1],), {}))
-        part_prims.append(("polygon", ([(cx, y0), (x1 + 1, mid - 1), (x0 - 1, mid - 1)],), {}))
-    elif shape == "flag":  # pole on the left, cloth at the top right
-        pw = max(2, s // 7)
-        part_prims.append(("rectangle", ([x0, y0, x0 + pw - 1, y1],), {}))
-        body_prims.append(("rectangle", ([x0 + pw, y0, x1, y0 + s * 11 // 20],), {}))
-    elif shape == "mug":  # body on the left, handle on the right
-        hw = max(3, s // 3)
-        body_prims.append(("rectangle", ([x0, y0 + 1, x1 - hw, y1],), {}))
-        part_prims.append(("rectangle", ([x1 - hw + 1, y0 + s // 4, x1, y1 - s // 4],), {}))
-    body = _draw_prims(draw, body_prims, rgb, hollow)
+        return [("ellipse", ([x0, y0, x1, y1],))]
+    if shape == "square":
+        return [("rectangle", ([x0, y0, x1, y1],))]
+    if shape == "triangle":
+        return [("polygon", ([(cx, y0), (x1, y1), (x0, y1)],))]
+    if shape == "diamond":
+        return [("polygon", ([(cx, y0), (x1, cy), (cx, y1), (x0, cy)],))]
+    if shape == "cross":
+        t = max(3, (x1 - x0) // 3)
+        return [("rectangle", ([cx - t // 2 - 1, y0, cx + t // 2, y1],)),
+                ("rectangle", ([x0, cy - t // 2 - 1, x1, cy + t // 2],))]
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+def _render_object(draw, shape, colour, part, part_colour, size, hollow, row, col, rng) -> ShapeObject:
+    s = SIZES[size]
+    cell_w, cell_h = IMAGE_SIZE / len(COLS), IMAGE_SIZE / len(ROWS)
+    cx = int(cell_w * (col + 0.5) + rng.randint(-JITTER, JITTER + 1))
+    cy = int(cell_h * (row + 0.5) + rng.randint(-JITTER, JITTER + 1))
+    x0, y0 = cx - s // 2, cy - s // 2
+    x1, y1 = x0 + s, y0 + s
+    # the part takes a strip of the object's box; the body fills the rest
+    bx0, by0, bx1, by1 = x0, y0, x1, y1
+    part_prims: list = []
+    if part == "roof":  # a triangle on top
+        mid = y0 + int(s * ROOF)
+        part_prims.append(("polygon", ([(cx, y0), (x1 + 1, mid - 1), (x0 - 1, mid - 1)],)))
+        by0 = mid
+    elif part == "pole":  # a bar along the left side, full height
+        pw = max(2, int(s * POLE))
+        part_prims.append(("rectangle", ([x0, y0, x0 + pw - 1, y1],)))
+        bx0 = x0 + pw
+    elif part == "handle":  # a bar on the right, middle half of the height
+        hw = max(3, int(s * HANDLE))
+        part_prims.append(("rectangle", ([x1 - hw + 1, y0 + s // 4, x1, y1 - s // 4],)))
+        bx1 = x1 - hw
+    body = _draw_prims(draw, _body_prims(shape, bx0, by0, bx1, by1), COLOURS[colour], hollow)
     parts = {}
     if part_prims:
         pmask = _draw_prims(draw, part_prims, COLOURS[part_colour], False)
         body &= ~pmask
-        parts[PARTS[shape]] = pmask
+        parts[part] = pmask
     return ShapeObject(shape=shape, colour=colour, size=size, row="", col="", hollow=hollow, body=body, parts=parts,
                        part_colour=part_colour)
 
@@ -296,10 +329,10 @@ def _render_object(draw, shape, colour, part_colour, size, hollow, row, col, rng
 def _draw_prims(draw: ImageDraw.ImageDraw, prims, rgb, hollow: bool) -> np.ndarray:
     mask_img = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE), 0)
     md = ImageDraw.Draw(mask_img)
-    for kind, args, _ in prims:
+    for kind, args in prims:
         if hollow:
-            getattr(draw, kind)(*args, outline=rgb, width=2)
-            getattr(md, kind)(*args, outline=255, width=2)
+            getattr(draw, kind)(*args, outline=rgb, width=OUTLINE)
+            getattr(md, kind)(*args, outline=255, width=OUTLINE)
         else:
             getattr(draw, kind)(*args, fill=rgb)
             getattr(md, kind)(*args, fill=255)
