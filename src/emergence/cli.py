@@ -21,6 +21,15 @@ def _parse_layers(text: str | None) -> list[int] | None:
         raise argparse.ArgumentTypeError(f"--layers takes comma-separated integers, got {text!r}") from None
 
 
+def _add_model_args(parser: argparse.ArgumentParser, required: bool) -> None:
+    """--probe | --model (and --local-model); without either (when not required) the shipped model organism."""
+    group = parser.add_mutually_exclusive_group(required=required)
+    default = "" if required else " (default: the shipped model organism)"
+    group.add_argument("--probe", help=f"probe spec name (see `emergence probes`) or path to a .toml spec{default}")
+    group.add_argument("--model", help="hub id or local model folder (no spec)")
+    parser.add_argument("--local-model", help="with --probe: load this local folder instead of the spec's hub id")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emergence",
@@ -36,10 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--index", type=int, default=0, help="scene index in that world")
 
     run = sub.add_parser("run", help="generate for one image and prompt with attention capture; save the run")
-    src = run.add_mutually_exclusive_group(required=True)
-    src.add_argument("--probe", help="probe spec name (see `emergence probes`) or path to a .toml spec")
-    src.add_argument("--model", help="hub id or local model folder (no spec)")
-    run.add_argument("--local-model", help="with --probe: load this local folder instead of the spec's hub id")
+    _add_model_args(run, required=True)
     run.add_argument("--image", required=True, help="image file")
     run.add_argument("--prompt", required=True, help="the question or instruction about the image")
     run.add_argument("--out", required=True, help="folder to save the run (attention.safetensors, run.json, image)")
@@ -54,10 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("probes", help="list the probe specs (supported checkpoint families)")
 
     an = sub.add_parser("analyze", help="generate for one image and prompt, then locate where grounding emerges")
-    an_src = an.add_mutually_exclusive_group()
-    an_src.add_argument("--probe", help="probe spec name or .toml path (default: the shipped model organism)")
-    an_src.add_argument("--model", help="hub id or local model folder (no spec)")
-    an.add_argument("--local-model", help="with --probe: load this local folder instead of the spec's hub id")
+    _add_model_args(an, required=False)
     an.add_argument("--image", required=True, help="image file")
     an.add_argument("--prompt", required=True, help="the question or instruction about the image")
     an.add_argument("--gt-mask", default=None, help="ground-truth mask image (nonzero = object), at the image's size")
@@ -73,10 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--out", default="analysis_out", help="folder for report.png, table.csv, summary.json, the run")
 
     sw = sub.add_parser("sweep", help="run the analyzer over a benchmark (resumable; local or Ray)")
-    sw_src = sw.add_mutually_exclusive_group()
-    sw_src.add_argument("--probe", help="probe spec name or .toml path (default: the shipped model organism)")
-    sw_src.add_argument("--model", help="hub id or local model folder (no spec)")
-    sw.add_argument("--local-model", help="with --probe: load this local folder instead of the spec's hub id")
+    _add_model_args(sw, required=False)
     sw.add_argument("--dataset", required=True,
                     help="pixmmvp | pixcvbench | refcoco | refcoco+ | refcocog | coco | jsonl | shapes")
     sw.add_argument("--root", default=None, help="annotation folder or file of the dataset")
@@ -207,15 +207,11 @@ def _summary(run) -> str:
 
 
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .specs import ProbeSpec, load_spec
+    from .specs import resolve_probe
 
-    if args.probe:
-        spec = load_spec(args.probe)
-    else:
-        spec = ProbeSpec(name=str(args.model), hf_id=str(args.model), dtype=args.dtype or "bfloat16")
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
-    probe = spec.load(model=args.local_model, device=args.device, dtype=args.dtype)
+    probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     run = probe.generate(
         args.image,
         spec.format_prompt(args.prompt),
@@ -269,21 +265,13 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     from .analysis import analyze
 
+    from .specs import resolve_probe
+
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
-    if args.probe or args.model:
-        from .specs import ProbeSpec, load_spec
-
-        spec = load_spec(args.probe) if args.probe else ProbeSpec(name=str(args.model), hf_id=str(args.model),
-                                                                  dtype=args.dtype or "bfloat16")
-        probe = spec.load(model=args.local_model, device=args.device, dtype=args.dtype)
-        prompt, max_new = spec.format_prompt(args.prompt), args.max_new_tokens or spec.max_new_tokens
-    else:
-        from .organism.model import ORGANISM_DIR
-        from .probe import Probe
-
-        probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32", device=args.device)
-        prompt, max_new = args.prompt, args.max_new_tokens or 64
+    probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
+    prompt = spec.format_prompt(args.prompt) if spec else args.prompt
+    max_new = args.max_new_tokens or (spec.max_new_tokens if spec else 64)
     run = probe.generate(args.image, prompt, max_new_tokens=max_new)
     report = analyze(run, gt_mask=args.gt_mask, segmenter=args.segmenter, units=args.units, tau=args.tau,
                      layers=_parse_layers(args.layers), normalise=args.normalise)

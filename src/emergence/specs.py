@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProbeSpec", "load_spec", "list_specs", "spec_dirs"]
+__all__ = ["ProbeSpec", "load_spec", "list_specs", "spec_dirs", "resolve_probe"]
 
 _DTYPES = ("float32", "float16", "bfloat16")
 _KEEPS = ("heads", "layers", "mean")
@@ -158,3 +158,23 @@ def load_spec(name_or_path: str | os.PathLike) -> ProbeSpec:
             "in a folder listed in $EMERGENCE_PROBES, or pass the path of a .toml file."
         )
     return specs[str(name_or_path)]
+
+
+def resolve_probe(probe: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
+                  local_model: str | os.PathLike | None = None, device: str | None = None,
+                  dtype: str | None = None) -> tuple[Any, ProbeSpec | None]:
+    """The probe the CLI and sweeps use: from a spec name or .toml path (``probe``, optionally loading
+    ``local_model`` instead of its hub id), from a hub id or folder (``model``), or — with neither — the shipped model
+    organism. Returns ``(Probe, spec)``; ``spec`` is ``None`` for the organism."""
+    if probe is not None and model is not None:
+        raise ValueError("give a probe spec or a model, not both")
+    if local_model is not None and probe is None:
+        raise ValueError("local_model goes with a probe spec (it replaces the spec's hub id)")
+    if probe is None and model is None:
+        from .organism.model import ORGANISM_DIR
+        from .probe import Probe
+
+        return Probe.from_pretrained(ORGANISM_DIR, dtype="float32", device=device), None
+    spec = load_spec(probe) if probe is not None else ProbeSpec(name=str(model), hf_id=str(model),
+                                                                dtype=dtype or "bfloat16")
+    return spec.load(model=local_model, device=device, dtype=dtype), spec

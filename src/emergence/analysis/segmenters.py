@@ -65,8 +65,7 @@ class Segmenter(Protocol):
         ...
 
 
-def _check_prompts(points, labels, boxes, size: tuple[int, int]) -> tuple[np.ndarray | None, np.ndarray | None,
-                                                                          np.ndarray | None, int]:
+def _check_prompts(points, labels, boxes) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None, int]:
     if points is None and boxes is None:
         raise ValueError("give points, boxes, or both")
     n = None
@@ -202,7 +201,7 @@ class ClassicalSegmenter:
 
     def predict(self, points, labels, boxes=None, multimask: bool = True) -> tuple[np.ndarray, np.ndarray]:
         h, w = self.image_size
-        points, labels, boxes, n = _check_prompts(points, labels, boxes, (h, w))
+        points, labels, boxes, n = _check_prompts(points, labels, boxes)
         self.decode_calls += 1
         all_masks = np.zeros((n, self.num_masks, h, w), bool)
         scores = np.zeros((n, self.num_masks), np.float32)
@@ -303,7 +302,7 @@ class Sam2Segmenter:
         if self._embeddings is None or self._size is None:
             raise EmergenceError("call set_image(image) before predict()")
         h, w = self._size
-        points, labels, boxes, n = _check_prompts(points, labels, boxes, (h, w))
+        points, labels, boxes, n = _check_prompts(points, labels, boxes)
         scale = np.array([self.input_size / w, self.input_size / h], np.float32)
         dtype = next(self.model.parameters()).dtype
         out_masks, out_scores = [], []
@@ -356,7 +355,7 @@ class OfficialSam2Segmenter:
     def predict(self, points, labels, boxes=None, multimask: bool = True) -> tuple[np.ndarray, np.ndarray]:
         if self._size is None:
             raise EmergenceError("call set_image(image) before predict()")
-        points, labels, boxes, n = _check_prompts(points, labels, boxes, self._size)
+        points, labels, boxes, n = _check_prompts(points, labels, boxes)
         masks, scores, _ = self.predictor.predict(
             point_coords=points, point_labels=labels, box=boxes, multimask_output=multimask, return_logits=False,
         )

@@ -11,11 +11,36 @@ import numpy as np
 
 from ..errors import EmergenceError, ImageLoadError
 
-__all__ = ["Sample", "Dataset", "DatasetError"]
+__all__ = ["Sample", "Dataset", "DatasetError", "read_json", "lazy_union"]
 
 
 class DatasetError(EmergenceError, ValueError):
     """An annotation or image of a dataset is missing, unreadable or inconsistent (names the file and sample)."""
+
+
+def read_json(path: Path) -> Any:
+    """An annotation file's JSON, or a :class:`DatasetError` naming the file."""
+    import json
+
+    if not path.exists():
+        raise DatasetError(f"annotation file not found: {str(path)!r}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read annotation file {str(path)!r}: {exc}") from exc
+
+
+def lazy_union(segmentations: list, height: int, width: int) -> Callable[[], np.ndarray]:
+    """A function building the ``[height, width]`` union of COCO segmentations (polygons or RLE) when called."""
+    from .masks import decode_segmentation
+
+    def build() -> np.ndarray:
+        out = np.zeros((height, width), bool)
+        for seg in segmentations:
+            out |= decode_segmentation(seg, height, width)
+        return out
+
+    return build
 
 
 @dataclass

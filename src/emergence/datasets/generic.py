@@ -6,33 +6,13 @@ import json
 import os
 import pickle
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .base import Dataset, DatasetError, Sample
+from .base import Dataset, DatasetError, Sample, lazy_union, read_json
 from .masks import decode_segmentation
 
 __all__ = ["RefCOCO", "CocoJson", "JsonlDataset", "ShapesBench"]
-
-
-def _union(segs: list, h: int, w: int):
-    def build() -> np.ndarray:
-        out = np.zeros((h, w), bool)
-        for s in segs:
-            out |= decode_segmentation(s, h, w)
-        return out
-
-    return build
-
-
-def _load_json(path: Path) -> Any:
-    if not path.exists():
-        raise DatasetError(f"annotation file not found: {str(path)!r}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read annotation file {str(path)!r}: {exc}") from exc
 
 
 class RefCOCO(Dataset):
@@ -61,7 +41,7 @@ class RefCOCO(Dataset):
                 refs = pickle.load(fh)
         except (pickle.UnpicklingError, EOFError) as exc:
             raise DatasetError(f"cannot read {str(refs_path)!r}: {exc}") from exc
-        inst = _load_json(folder / "instances.json")
+        inst = read_json(folder / "instances.json")
         anns = {a["id"]: a for a in inst["annotations"]}
         images_by_id = {im["id"]: im for im in inst["images"]}
         image_dir = Path(images) if images is not None else None
@@ -79,7 +59,7 @@ class RefCOCO(Dataset):
                     image_path=image_dir / im["file_name"] if image_dir is not None else None,
                     meta={"ref_id": ref["ref_id"], "ann_id": ref["ann_id"], "file_name": im["file_name"],
                           "category_id": ref.get("category_id")},
-                    mask_fn=_union([ann["segmentation"]], h, w),
+                    mask_fn=lazy_union([ann["segmentation"]], h, w),
                 ))
 
 
@@ -91,7 +71,7 @@ class CocoJson(Dataset):
                  name: str = "coco") -> None:
         super().__init__()
         self.name = name
-        data = _load_json(Path(annotation_file))
+        data = read_json(Path(annotation_file))
         cats = {c["id"]: c["name"] for c in data.get("categories", [])}
         images_by_id = {im["id"]: im for im in data["images"]}
         groups: dict[tuple[int, int], list] = {}
@@ -107,7 +87,7 @@ class CocoJson(Dataset):
                 id=f"{image_id}/{cat}", dataset=name, expression=cats.get(cat, str(cat)),
                 image_path=image_dir / im["file_name"] if image_dir is not None else None,
                 meta={"image_id": image_id, "category_id": cat, "file_name": im["file_name"]},
-                mask_fn=_union(segs, h, w),
+                mask_fn=lazy_union(segs, h, w),
             ))
 
 

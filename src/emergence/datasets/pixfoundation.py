@@ -5,26 +5,15 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .base import Dataset, DatasetError, Sample
+from .base import Dataset, DatasetError, Sample, lazy_union, read_json
 from .masks import decode_segmentation
 
 __all__ = ["PixMMVP", "PixCVBench", "parse_options"]
-
-
-def _read_json(path: Path) -> Any:
-    if not path.exists():
-        raise DatasetError(f"annotation file not found: {str(path)!r}")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"cannot read annotation file {str(path)!r}: {exc}") from exc
 
 
 def _read_csv(path: Path) -> list[list[str]]:
@@ -63,7 +52,7 @@ class PixMMVP(Dataset):
         super().__init__()
         root = Path(annotations)
         objects = _read_csv(root / "Objects.csv")[1:]
-        seg = _read_json(root / "Segmentations.json")
+        seg = read_json(root / "Segmentations.json")
         patterns = {int(r[1]): r for r in _read_csv(root / "visual_patterns.csv")[1:]}
         images_by_name = {im["file_name"]: im for im in seg["images"]}
         anns: dict[int, list[dict]] = {}
@@ -89,18 +78,8 @@ class PixMMVP(Dataset):
                 unannotated=not absent and not polys,
                 meta={"pattern": q[5] if q else None, "width": w, "height": h,
                       "bboxes": [a["bbox"] for a in anns.get(int(info["id"]), [])], "file_name": name},
-                mask_fn=_polygon_union(polys, h, w),
+                mask_fn=lazy_union(polys, h, w),
             ))
-
-
-def _polygon_union(polys: list, h: int, w: int):
-    def build() -> np.ndarray:
-        out = np.zeros((h, w), bool)
-        for p in polys:
-            out |= decode_segmentation(p, h, w)
-        return out
-
-    return build
 
 
 def _rle_union(segs: list, sample: str, image_path: Path | None):
@@ -159,7 +138,7 @@ class PixCVBench(Dataset):
         self.annotation_counts: dict[str, int] = {}
         for split in splits:
             path = root / split / "FinalSegmentations.json"
-            data = _read_json(path)
+            data = read_json(path)
             by_name = {im["file_name"]: im for im in data["images"]}
             anns: dict[int, list] = {}
             for a in data["annotations"]:

@@ -134,7 +134,10 @@ class Worker:
         from ..analysis import build_segmenter
 
         self.config = config
-        self.probe = load_probe(config)
+        from ..specs import resolve_probe
+
+        self.probe, self.spec = resolve_probe(config.probe, config.model, config.local_model, device=config.device,
+                                              dtype=config.dtype)
         self.segmenter = build_segmenter(config.segmenter, device=config.device)
         self.dataset = load_dataset_of(config)
         self.ground_t, self.vqa_t = templates_of(config)
@@ -143,6 +146,10 @@ class Worker:
             from ..organism.grounding import organism_judge
 
             self.judge = organism_judge()
+
+    def _phrase(self, prompt: str) -> str:
+        """The probe spec's prompt template around a filled template (none for the organism)."""
+        return self.spec.format_prompt(prompt) if self.spec is not None else prompt
 
     def chunk(self, items: list[tuple[str, str, int]]) -> tuple[list[dict], list[dict], dict[str, Any]]:
         samples, units, tensors = [], [], {}
@@ -171,7 +178,7 @@ class Worker:
         try:
             image = sample.image()
             if task == "vqa":
-                prompt = format_vqa(self.vqa_t[template], sample.question, sample.options)
+                prompt = self._phrase(format_vqa(self.vqa_t[template], sample.question, sample.options))
                 run = self.probe.generate(image, prompt, max_new_tokens=self.config.max_new_tokens, keep="mean")
                 pick = parse_option(run.text, sample.options or ())
                 truth = answer_letter(sample.answer or "", sample.options or ())
@@ -180,7 +187,7 @@ class Worker:
                 return row, [], {}
             gt = sample.gt_mask((image.height, image.width))
             text = sample.expression or sample.question or "the object"
-            prompt = format_grounding(self.ground_t[template], text)
+            prompt = self._phrase(format_grounding(self.ground_t[template], text))
             run = self.probe.generate(image, prompt, max_new_tokens=self.config.max_new_tokens)
             report = analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
                              tau=self.config.tau, judge=self.judge)
@@ -217,21 +224,6 @@ def _noun_baseline(report: Any, expression: str | None) -> float:
     noun = words[-1]
     match = report.table[report.table["text"].str.lower() == noun]
     return float(match["iou"].iloc[0]) if len(match) else 0.0
-
-
-def load_probe(config: SweepConfig) -> Any:
-    from ..probe import Probe
-
-    if config.probe or config.model:
-        from ..specs import ProbeSpec, load_spec
-
-        spec = load_spec(config.probe) if config.probe else ProbeSpec(name=str(config.model),
-                                                                      hf_id=str(config.model),
-                                                                      dtype=config.dtype or "bfloat16")
-        return spec.load(model=config.local_model, device=config.device, dtype=config.dtype)
-    from ..organism.model import ORGANISM_DIR
-
-    return Probe.from_pretrained(ORGANISM_DIR, dtype="float32", device=config.device)
 
 
 # ---------------------------------------------------------------------------------------------------- driver
