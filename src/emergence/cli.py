@@ -186,10 +186,9 @@ def _save_figure(run, path: Path) -> None:
 
 
 def _summary(run) -> str:
-    import numpy as np
+    from .analysis import argmax_point, token_maps
 
-    maps = run.token_map(None)
-    maps = maps - maps.mean(0, keepdim=True)
+    heats = run.layout.render(token_maps(run)).reshape(len(run), *run.layout.image_size)  # all tokens in one call
     lines = [
         f"model: {run.meta.get('model')}  backend: {run.meta.get('backend')}",
         f"prompt: {run.prompt}",
@@ -200,8 +199,7 @@ def _summary(run) -> str:
         "token | text | peak of the mean-subtracted map (x, y) in original pixels",
     ]
     for t, tok in enumerate(run.tokens):
-        heat = run.layout.render(maps[t])
-        y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+        x, y = argmax_point(heats[t])
         lines.append(f"{t:5d} | {tok!r:>14} | ({x}, {y})")
     return "\n".join(lines) + "\n"
 

@@ -9,7 +9,7 @@ from .analyze import EmergenceReport, analyze, ground_truth_mask
 from .concepts import CATEGORIES, HTTPJudge, LexiconJudge, classify
 from .grouping import Unit, phrase_units, token_units, units, word_units
 from .heads import head_scores, top_heads
-from .maps import MapOptions, render_maps, token_maps
+from .maps import MapOptions, token_maps
 from .metrics import (
     BIN_LABELS,
     answer_position,
@@ -30,7 +30,7 @@ __all__ = [
     "CATEGORIES", "HTTPJudge", "LexiconJudge", "classify",
     "Unit", "units", "token_units", "word_units", "phrase_units",
     "head_scores", "top_heads",
-    "MapOptions", "token_maps", "render_maps",
+    "MapOptions", "token_maps",
     "BIN_LABELS", "answer_position", "ciou", "iou", "map_mass_inside", "mask_ious", "miou", "pointing_hit",
     "position_bin", "recall_at",
     "PointPrompt", "PromptOptions", "argmax_point", "make_prompt", "peak_points",

@@ -27,7 +27,7 @@ from ..errors import EmergenceError
 from ..images import load_image
 from .concepts import Judge, LexiconJudge
 from .grouping import Unit, UnitKind, units as make_units
-from .maps import MapOptions, Normalise, peakiness, render_maps, token_maps
+from .maps import MapOptions, Normalise, peakiness, token_maps
 from .metrics import BIN_LABELS, map_mass_inside, mask_ious, pointing_hit, position_bin
 from .prompts import PointPrompt, PromptOptions, make_prompt
 from .segmenters import Segmenter, build_segmenter, segment_prompts
@@ -248,7 +248,7 @@ def analyze(
     judge = judge or LexiconJudge()
     unit_list, kind_used = make_units(run, units, nlp=nlp)
     maps = token_maps(run, map_options)  # [T, V]
-    heat = render_maps(run.layout, _unit_maps(maps, unit_list)).reshape(len(unit_list), *size)
+    heat = run.layout.render(_unit_maps(maps, unit_list)).reshape(len(unit_list), *size)
     prompts = [make_prompt(h, prompt) for h in heat]
     seg = build_segmenter(segmenter)
     seg.set_image(image)
@@ -315,7 +315,7 @@ def analyze(
             lm = token_maps(run, MapOptions(layers=None if pairs else [layer], heads=layer_heads,
                                             normalise=normalise, sink_z=sink_z, remove_corners=remove_corners))
             layer_heat.append(_unit_maps(lm, [unit_list[idx]])[0])
-        lh = render_maps(run.layout, torch.stack(layer_heat)).reshape(len(layer_list), *size)
+        lh = run.layout.render(torch.stack(layer_heat)).reshape(len(layer_list), *size)
         lmasks, _ = segment_prompts(seg, [make_prompt(h, prompt) for h in lh])
         lious = mask_ious(lmasks, gt).max(1)
         report.layer_ious = {int(layer): float(v) for layer, v in zip(layer_list, lious)}

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from .maps import Normalise, normalise as normalise_maps
 from .metrics import map_mass_inside
@@ -37,8 +36,7 @@ def head_scores(run: Any, gt: np.ndarray, tokens: Sequence[int] | None = None,
         raise ValueError("no tokens to score")
     att = run.attention.float()  # [T, L, H, V]
     t_all, n_layers, n_heads, v = att.shape
-    per_head = att.permute(1, 2, 0, 3).reshape(n_layers * n_heads, t_all, v)
-    per_head = torch.stack([normalise_maps(m, normalise) for m in per_head])
+    per_head = normalise_maps(att.permute(1, 2, 0, 3).reshape(n_layers * n_heads, t_all, v), normalise)
     chosen = per_head[:, tokens].reshape(-1, v)  # [L*H*t, V]
     heat = run.layout.render(chosen)  # [L*H*t, H, W]
     flat = heat.reshape(len(chosen), -1)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-__all__ = ["MapOptions", "Normalise", "token_maps", "render_maps", "sink_positions", "corner_positions", "peakiness"]
+__all__ = ["MapOptions", "Normalise", "token_maps", "normalise", "sink_positions", "corner_positions", "peakiness"]
 
 Normalise = Literal["mean_subtract", "none", "minmax"]
 HeadSelection = Sequence[int] | Sequence[tuple[int, int]] | None
@@ -137,10 +137,10 @@ def token_maps(run: Any, options: MapOptions | None = None) -> torch.Tensor:
 
 
 def normalise(maps: torch.Tensor, mode: Normalise) -> torch.Tensor:
-    """Normalise ``[T, V]`` maps (module docstring); never produces NaN."""
+    """Normalise ``[..., T, V]`` maps across the answer's ``T`` tokens (module docstring); never produces NaN."""
     maps = torch.nan_to_num(maps.float())
     if mode == "mean_subtract":
-        return maps - maps.mean(0, keepdim=True) if len(maps) else maps
+        return maps - maps.mean(-2, keepdim=True) if maps.shape[-2] else maps
     if mode == "minmax":
         lo = maps.min(dim=-1, keepdim=True).values
         span = maps.max(dim=-1, keepdim=True).values - lo
@@ -148,12 +148,6 @@ def normalise(maps: torch.Tensor, mode: Normalise) -> torch.Tensor:
     if mode == "none":
         return maps
     raise ValueError(f"normalise={mode!r} is not one of 'mean_subtract', 'none', 'minmax'")
-
-
-def render_maps(layout: Any, maps: torch.Tensor | np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Render ``[N, V]`` maps (or ``[V]``) to ``[N, H, W]`` (or ``[H, W]``) float32 in original-image pixels
-    (bicubic, pad/crop aware; see :meth:`VisualLayout.render`)."""
-    return layout.render(maps, size=size)
 
 
 def peakiness(heat: np.ndarray) -> float:

@@ -52,11 +52,6 @@ class OrganismEval:
         }
 
 
-def _hit(heat: np.ndarray, mask: np.ndarray) -> bool:
-    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    return bool(mask[y, x])
-
-
 @dataclass
 class WordPointing:
     """One generated word matched to a reference caption word that has a referent."""
@@ -77,8 +72,9 @@ def caption_words(run: Any) -> tuple[list[int], list[str]]:
 def word_pointing(run: Any, scene: Any) -> list[WordPointing]:
     """Align the generated words with ``scene``'s reference words (longest matching blocks) and score pointing
     for every matched word that has a referent."""
-    maps = run.token_map(None)  # [T, V], layer and head mean
-    maps = maps - maps.mean(0, keepdim=True)
+    from ..analysis import argmax_point, pointing_hit, token_maps
+
+    maps = token_maps(run)  # [T, V]: layer and head mean, minus the answer's mean map
     reference = scene.word_referents()
     token_idx, words = caption_words(run)
     matcher = difflib.SequenceMatcher(None, words, [w for w, _, _ in reference], autojunk=False)
@@ -89,7 +85,8 @@ def word_pointing(run: Any, scene: Any) -> list[WordPointing]:
             if mask is None or category is None or not mask.any():
                 continue
             t = token_idx[block.a + k]
-            out.append(WordPointing(word, category, t, mask, _hit(run.layout.render(maps[t]), mask)))
+            hit = pointing_hit(argmax_point(run.layout.render(maps[t])), mask)
+            out.append(WordPointing(word, category, t, mask, hit))
     return out
 
 

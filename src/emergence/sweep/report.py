@@ -158,7 +158,7 @@ def make_report(out: str | os.PathLike) -> Path:
     figures = {
         "emergence_position.png": plot_emergence_positions(samples),
         "categories.png": plot_categories(samples),
-        "head_grid.png": plot_head_grid(head_grid(SweepStore(out).tensors())),
+        "head_grid.png": plot_head_grid(head_grid(SweepStore(out).tensors(key_suffix="/head_mass"))),
         "templates.png": plot_templates(samples),
     }
     for name, (fig, _) in figures.items():

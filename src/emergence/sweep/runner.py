@@ -263,7 +263,7 @@ def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, pro
 
     if backend not in ("local", "ray"):
         raise ValueError(f"backend={backend!r} is not one of 'local', 'ray'")
-    store = SweepStore(config.out)
+    store = SweepStore(config.out, writable=True)
     dataset = load_dataset_of(config)
     templates_of(config)
     items = work_items(config, len(dataset), [s.question is not None and bool(s.options) for s in dataset])

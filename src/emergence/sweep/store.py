@@ -32,14 +32,21 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 class SweepStore:
-    """Reads and writes one sweep folder (module docstring)."""
+    """Reads one sweep folder (module docstring); ``writable=True`` (the runner) also creates it and removes the
+    temporary files a killed run left behind."""
 
-    def __init__(self, out: str | os.PathLike) -> None:
+    def __init__(self, out: str | os.PathLike, writable: bool = False) -> None:
         self.out = Path(out)
-        for sub in ("samples", "units", "maps"):
-            (self.out / sub).mkdir(parents=True, exist_ok=True)
-        for stale in self.out.rglob("*.tmp"):
-            stale.unlink()
+        self.writable = writable
+        if writable:
+            for sub in ("samples", "units", "maps"):
+                (self.out / sub).mkdir(parents=True, exist_ok=True)
+            for stale in self.out.rglob("*.tmp"):
+                stale.unlink()
+
+    def _check_writable(self) -> None:
+        if not self.writable:
+            raise PermissionError(f"this SweepStore of {str(self.out)!r} is read-only; open it with writable=True")
 
     # ------------------------------------------------------------------ manifest and progress
     @property
@@ -50,6 +57,7 @@ class SweepStore:
         return json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else None
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self._check_writable()
         _atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1, default=str).encode())
 
     def committed(self) -> list[int]:
@@ -63,6 +71,7 @@ class SweepStore:
     # ------------------------------------------------------------------ chunks
     def write_chunk(self, chunk: int, sample_rows: list[dict], unit_rows: list[dict], tensors: dict[str, Any]) -> None:
         """Write one chunk's rows and tensors, then commit it."""
+        self._check_writable()
         import io
 
         import pandas as pd
@@ -85,16 +94,20 @@ class SweepStore:
         frames = [f for f in frames if len(f)]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
-    def tensors(self, key_prefix: str | None = None) -> dict[str, Any]:
-        """Committed tensors (optionally those whose key starts with ``key_prefix``)."""
-        from safetensors.torch import load as load_tensors
+    def tensors(self, key_prefix: str = "", key_suffix: str = "") -> dict[str, Any]:
+        """Committed tensors whose key starts with ``key_prefix`` and ends with ``key_suffix`` (default: all); only
+        those are read from the shards."""
+        from safetensors import safe_open
 
         out: dict[str, Any] = {}
         for c in self.committed():
-            data = (self.out / "maps" / f"shard-{c:05d}.safetensors").read_bytes()
-            if data:
-                out.update({k: v for k, v in load_tensors(data).items()
-                            if key_prefix is None or k.startswith(key_prefix)})
+            path = self.out / "maps" / f"shard-{c:05d}.safetensors"
+            if path.stat().st_size == 0:  # a chunk without tensors
+                continue
+            with safe_open(str(path), framework="pt") as fh:
+                for key in fh.keys():
+                    if key.startswith(key_prefix) and key.endswith(key_suffix):
+                        out[key] = fh.get_tensor(key)
         return out
 
 
