@@ -41,10 +41,11 @@ Why objects float freely instead of sitting on the organism's 8-px patch grid (t
 scenes of seed 7): on the grid, bodies 2 or 3 patches square with one-patch parts beside them, a map of each region's
 patch coverage (upsampled like the model's maps; 400 scenes) points at 0.99 for colours and shapes and 1.0 for parts
 (on this world: 0.91 for colours, 0.78 for large poles, narrower than a patch), and captions came out 0.97 exact, but
-the trained model's maps pointed worse than on this world (appearance 0.73, entity 0.46, part 0.48). On the grid a triangle or a cross
-differs from a square only in which patches are empty, and a handle from a pole in the empty patches above and below
-it; the rows naming them looked at those empty patches (entity pointing: triangles 0.04, large crosses 0.04, squares
-0.82; large handles 0.0). Free-floating objects keep the evidence inside their own, partly covered patches.
+the trained model's maps pointed worse than on this world (appearance 0.73, entity 0.46, part 0.48). On the grid a
+triangle or a cross differs from a square only in which patches are empty, and a handle from a pole in the empty
+patches above and below it; the rows naming them looked at those empty patches (entity pointing: triangles 0.04,
+large crosses 0.04, squares 0.82; large handles 0.0). Free-floating objects keep the evidence inside their own,
+partly covered patches.
 
 Why the background pattern stays faint (tried; the same scenes with stripes and 2 x 2 dots every 4 px in
 (140, 140, 136)): exact captions rose to 0.914 on 500 scenes of seed 7 (shipped: 0.718, its misses nearly all the
