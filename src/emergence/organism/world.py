@@ -62,16 +62,16 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 __all__ = [
-    "COLOURS",
-    "SHAPES",
-    "PARTS",
     "BACKGROUNDS",
     "CATEGORIES",
-    "ShapeObject",
-    "Scene",
-    "ShapesWorld",
-    "ReferringExpression",
+    "COLOURS",
+    "PARTS",
+    "SHAPES",
     "Question",
+    "ReferringExpression",
+    "Scene",
+    "ShapeObject",
+    "ShapesWorld",
 ]
 
 COLOURS: dict[str, tuple[int, int, int]] = {
