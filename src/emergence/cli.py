@@ -262,7 +262,6 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     import matplotlib.pyplot as plt
 
     from .analysis import analyze
-
     from .specs import resolve_probe
 
     if args.local_model and not args.probe:

@@ -44,7 +44,7 @@ patch coverage (upsampled like the model's maps; 400 scenes) points at 0.99 for 
 the trained model's maps pointed worse than on this world (appearance 0.73, entity 0.46, part 0.48). On the grid a
 triangle or a cross differs from a square only in which patches are empty, and a handle from a pole in the empty
 patches above and below it; the rows naming them looked at those empty patches (entity pointing: triangles 0.04,
-large crosses 0.04, squares 0.82; large handles 0.0). Free-floating objects keep the evidence inside their own,
+large crosses 0.04, squares 0.84; large handles 0.0). Free-floating objects keep the evidence inside their own,
 partly covered patches.
 
 Why the background pattern stays faint (tried; the same scenes with stripes and 2 x 2 dots every 4 px in

@@ -19,11 +19,11 @@ Tasks:
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 __all__ = ["SweepConfig", "run_sweep", "work_items"]
@@ -132,10 +132,9 @@ class Worker:
 
     def __init__(self, config: SweepConfig) -> None:
         from ..analysis import build_segmenter
-
-        self.config = config
         from ..specs import resolve_probe
 
+        self.config = config
         self.probe, self.spec = resolve_probe(config.probe, config.model, config.local_model, device=config.device,
                                               dtype=config.dtype)
         self.segmenter = build_segmenter(config.segmenter, device=config.device)
@@ -238,9 +237,9 @@ def _manifest(config: SweepConfig, n_samples: int, n_items: int) -> dict[str, An
     revision = None
     if config.local_model or config.model:
         path = config.local_model or config.model
-        cfg = os.path.join(str(path), "config.json")
-        if os.path.exists(cfg):
-            revision = json.load(open(cfg)).get("_commit_hash")
+        cfg = Path(path) / "config.json"
+        if cfg.exists():
+            revision = json.loads(cfg.read_text(encoding="utf-8")).get("_commit_hash")
     return {"format": 1, "options": config.result_options(), "model_id": model_id, "model_revision": revision,
             "samples": n_samples, "items": n_items,
             "versions": {"emergence": __version__, "torch": torch.__version__,
