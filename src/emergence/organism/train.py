@@ -49,6 +49,7 @@ def train(
     batch_size: int = 48,
     lr: float = 1.5e-3,
     seed: int = 0,
+    layers: int = 5,
     save_every: int = 250,
     log_every: int = 10,
     resume: bool = False,
@@ -72,7 +73,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint.pt"
     processor = build_processor()
-    model = build_model(processor, seed=seed)
+    model = build_model(processor, seed=seed, layers=layers)
     model.train()
     optim = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     warmup = max(1, min(200, steps // 10))
@@ -141,8 +142,8 @@ def train(
     staging.rmdir()
     ckpt.unlink(missing_ok=True)
     (out / "training_args.json").write_text(json.dumps(
-        {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "world_seed": TRAIN_WORLD_SEED + seed},
-        indent=1))
+        {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "layers": layers,
+         "world_seed": TRAIN_WORLD_SEED + seed}, indent=1))
     return records
 
 
@@ -153,11 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layers", type=int, default=5, help="decoder layers")
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
-    train(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+    train(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, layers=args.layers,
           save_every=args.save_every, resume=args.resume, threads=args.threads)
     return 0
 
