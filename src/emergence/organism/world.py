@@ -107,7 +107,7 @@ IMAGE_SIZE = 64
 JITTER = 2
 ROOF, POLE, HANDLE, HANDLE_SPAN = 0.5, 0.42, 0.45, 0.7  # part sizes as fractions of the object size
 OUTLINE = 5  # hollow objects' outline width
-HOLLOW_P, HOLLOW_SIZES = 0.35, ("large",)
+HOLLOW_P, HOLLOW_SIZES = 0.35, ("large",)  # of large non-cross bodies: about 14% of all objects (v5: 16%)
 _BG_BASE = (200, 200, 196)
 _BG_ALT = (140, 140, 136)
 
@@ -341,7 +341,7 @@ def _render_object(draw, shape, colour, part, part_colour, size, hollow, row, co
         pw = max(2, int(s * POLE))
         part_prims.append(("rectangle", ([x0, y0, x0 + pw - 1, y1],)))
         bx0 = x0 + pw
-    elif part == "handle":  # a bar on the right, middle half of the height
+    elif part == "handle":  # a bar on the right, over the middle HANDLE_SPAN of the height
         hw = max(3, int(s * HANDLE))
         inset = int(s * (1 - HANDLE_SPAN) / 2)
         part_prims.append(("rectangle", ([x1 - hw + 1, y0 + inset, x1, y1 - inset],)))
