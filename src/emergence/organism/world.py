@@ -47,24 +47,25 @@ patches above and below it; the rows naming them looked at those empty patches (
 large crosses 0.04, squares 0.84; large handles 0.0). Free-floating objects keep the evidence inside their own,
 partly covered patches.
 
-Why the background pattern is dark and dense (v6; v5 drew stripes and 2-px dots every 5 px in (170, 170, 166)):
-v5 captioned 0.718 of 500 scenes of seed 7 exactly, its misses nearly all the pattern word (plain / dotted). With the
+Why the background pattern is dark and dense (v6; v5 drew stripes and 2-px dots every 5 px in (170, 170, 166)): v5
+captioned 0.718 of 500 scenes of seed 7 exactly, its misses nearly all the pattern word (plain / dotted). With the
 pattern in (140, 140, 136) and 2 x 2 dots every 4 px, the same scenes captioned 0.914 exactly; that run's entity
-pointing fell to 0.50 (`bench/organism_eval_seed7_contrast_variant.json`). v6 keeps this background with the part
-and hollow changes below and points at entity nouns at 0.89, so the background alone does not explain that fall.
-Entity pointing on the map averaged over all layers and heads varies this much between runs: a 4-layer decoder
-trained on v6's world with the same schedule captioned 0.906 exactly but pointed at entity nouns at 0.64 and part
-nouns at 0.66 (its layer-0 heads alone: 0.92 and 0.88).
+pointing fell to 0.50 (`bench/organism_eval_seed7_contrast_variant.json`). v6 keeps this background with the part and
+hollow changes below and points at entity nouns at 0.89, so the background alone does not explain that fall. Entity
+pointing on the map averaged over all layers and heads varies this much between runs: a 4-layer decoder trained on v6's
+world with the same schedule captioned 0.906 exactly but pointed at entity nouns at 0.64 and part nouns at 0.66 (its
+layer-0 heads alone: 0.92 and 0.88), and v6 retrained from the same seed with 2 threads instead of 1 pointed at entity
+nouns at 0.62 (exact 0.900).
 
-Why parts are wide and hollow bodies large and thick (v6; v5: pole 0.34 and handle 0.4 of the object size, handle
-over the middle half of the height, hollow on any size with a 4-px outline). The ceiling is a map of each region's
-8-px patch coverage, rendered like the model's maps and read at its argmax (300-400 scenes of seed 7). With v5's
-sizes it points at 0.91 for part colours and 0.80 for large poles, narrower than a patch; hollow bodies score 0.38, as
-the argmax falls into the empty middle. With v6's sizes (pole 0.42, handle 0.45 over 70% of the height) part colours
-reach 0.96 and poles 0.92-1.0; with hollow on large bodies only and a 5-px outline, hollow bodies reach 0.60 and
-body colours 0.94 (v5: 0.90). v6 trained on the same schedule: part nouns 0.61 -> 0.83, entity 0.73 -> 0.89, exact
-0.72 -> 0.88. Its remaining gap is the part's colour word (0.64 on 150 scenes; body colours 0.89): the row that
-predicts it, right after "with a", has to find the part first.
+Why parts are wide and hollow bodies large and thick (v6; v5: pole 0.34 and handle 0.4 of the object size, handle over
+the middle half of the height, hollow on any size with a 4-px outline). The ceiling is a map of each region's 8-px patch
+coverage, rendered like the model's maps and read at its argmax (300-400 scenes of seed 7). With v5's sizes it points at
+0.91 for part colours and 0.80 for large poles, narrower than a patch; with v5's hollow rule (any size, 4-px outline)
+hollow bodies score 0.38, as the argmax falls into the empty middle. With v6's sizes (pole 0.42, handle 0.45 over 70% of
+the height) part colours reach 0.96 and poles 0.92-1.0; with hollow on large bodies only and a 5-px outline, hollow
+bodies reach 0.60 and body colours 0.94 (v5: 0.90). v6 trained on the same schedule: part nouns 0.61 -> 0.83, entity
+0.73 -> 0.89, exact 0.72 -> 0.88. Its remaining gap is the part's colour word (0.64 on 150 scenes; body colours 0.89):
+the row that predicts it, right after "with a", has to find the part first.
 """
 
 from __future__ import annotations
