@@ -80,11 +80,18 @@ def test_processor_tokenizes_every_caption_word_to_one_known_token():
 
 # ---------------------------------------------------------------------------------------------------- training
 def test_short_training_run_lowers_the_loss_and_saves_a_loadable_model(tmp_path):
+    import torch
+
     from emergence.organism.train import train
 
-    records = train(tmp_path / "org", steps=40, batch_size=8, lr=3e-3, log_every=5, save_every=1000, quiet=True)
+    callers_threads = torch.get_num_threads()
+    records = train(tmp_path / "org", steps=40, batch_size=8, lr=3e-3, log_every=5, save_every=1000, threads=1,
+                    quiet=True)
+    assert torch.get_num_threads() == callers_threads  # the run's thread count does not leak out
     first, last = records[0]["loss"], records[-1]["loss"]
     assert last < 0.6 * first, (first, last)
+    args = json.loads((tmp_path / "org" / "training_args.json").read_text())
+    assert args["threads"] == 1 and args["torch"] == torch.__version__ and args["steps"] == 40
     lines = (tmp_path / "org" / "train_log.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["step"] == 40
     probe = Probe.from_pretrained(tmp_path / "org", dtype="float32")
@@ -127,7 +134,8 @@ def test_retraining_reproduces_the_first_steps_of_the_shipped_training_log(tmp_p
     args = json.loads((ORGANISM_DIR / "training_args.json").read_text())
     shipped = [json.loads(line) for line in (ORGANISM_DIR / "train_log.jsonl").read_text().splitlines()]
     records = train(tmp_path / "again", steps=args["steps"], batch_size=args["batch_size"], lr=args["lr"],
-                    seed=args["seed"], layers=args.get("layers", 5), quiet=True, stop_at=20)
+                    seed=args["seed"], layers=args.get("layers", 5), threads=args.get("threads"), quiet=True,
+                    stop_at=20)
     assert [r["step"] for r in records] == [10, 20]
     np.testing.assert_allclose([r["loss"] for r in records], [r["loss"] for r in shipped[:2]], rtol=1e-5)
 
@@ -179,7 +187,7 @@ def test_full_retraining_reproduces_the_shipped_eval(tmp_path, organism_probe):
 
     args = json.loads((ORGANISM_DIR / "training_args.json").read_text())
     train(tmp_path / "again", steps=args["steps"], batch_size=args["batch_size"], lr=args["lr"], seed=args["seed"],
-          layers=args.get("layers", 5), quiet=True)
+          layers=args.get("layers", 5), threads=args.get("threads"), quiet=True)
     fresh = evaluate(Probe.from_pretrained(tmp_path / "again", dtype="float32"), seed=4242, n=200, per_head=False)
     shipped = evaluate(organism_probe, seed=4242, n=200, per_head=False)
     assert abs(fresh.exact_caption - shipped.exact_caption) <= 0.03

@@ -2,26 +2,44 @@
 
     python -m emergence.organism.train --out OUT [--steps N] [--batch-size B] [--seed S]
 
-Reproducible from the seed on CPU (the shipped weights: `--seed 0` with the defaults). Checkpoints every
-``--save-every`` steps (atomic) so a killed run resumes with ``--resume``. Logs one JSON line per logged step to
-``OUT/train_log.jsonl``; prints a progress line with loss, rate and ETA.
+Reproducible from the seed on CPU (the shipped weights: `--seed 0` with the defaults): with the same torch build and
+thread count (`training_args.json` records both; pass ``--threads``) a run repeats the shipped one to the bit on the
+same kind of CPU. Another thread count sums in another order and trains a different model (README: how much its
+figures move). Checkpoints every ``--save-every`` steps (atomic) so a killed run resumes with ``--resume``. Logs one
+JSON line per logged step to ``OUT/train_log.jsonl``; prints a progress line with loss, rate and ETA.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = ["train", "main"]
 
 TRAIN_WORLD_SEED = 1_000  # evaluation uses other seeds
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch threads (``None``: unchanged), then restore the caller's setting."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _prompt(processor: Any) -> str:
@@ -67,84 +85,85 @@ def train(
     from .model import build_model, build_processor
     from .world import ShapesWorld
 
-    if threads:
-        torch.set_num_threads(threads)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / "checkpoint.pt"
-    processor = build_processor()
-    model = build_model(processor, seed=seed, layers=layers)
-    model.train()
-    optim = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
-    warmup = max(1, min(200, steps // 10))
+    with _torch_threads(threads):
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt = out / "checkpoint.pt"
+        processor = build_processor()
+        model = build_model(processor, seed=seed, layers=layers)
+        model.train()
+        optim = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
+        warmup = max(1, min(200, steps // 10))
 
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        def lr_at(step: int) -> float:
+            if step < warmup:
+                return lr * (step + 1) / warmup
+            progress = (step - warmup) / max(1, steps - warmup)
+            return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
 
-    start_step, records = 0, []
-    log_path = out / "train_log.jsonl"
-    if resume and ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        torch.set_rng_state(state["rng"])
-        start_step, records = state["step"], state["records"]
-        log_path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    elif log_path.exists():
-        log_path.unlink()
-    world = ShapesWorld(seed=TRAIN_WORLD_SEED + seed)
-    prompt = _prompt(processor)
-    t0 = time.perf_counter()
-    running = None
-    for step in range(start_step, steps):
-        if stop_at is not None and step >= stop_at:
-            return records
-        scenes = [world.scene(step * batch_size + i) for i in range(batch_size)]
-        batch = make_batch(processor, scenes, prompt)
-        for group in optim.param_groups:
-            group["lr"] = lr_at(step)
-        loss = model(**batch).loss
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optim.step()
-        value = float(loss.detach())
-        running = value if running is None else 0.9 * running + 0.1 * value
-        if (step + 1) % log_every == 0 or step + 1 == steps:
-            elapsed = time.perf_counter() - t0
-            record = {"step": step + 1, "loss": value, "smoothed": running, "lr": lr_at(step), "elapsed_s": elapsed}
-            records.append(record)
-            with open(log_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
-            if not quiet:
-                rate = (step + 1 - start_step) / elapsed
-                eta = (steps - step - 1) / max(rate, 1e-9)
-                bar = "#" * int(30 * (step + 1) / steps)
-                print(f"\r[{bar:<30}] {step + 1}/{steps} loss {running:.4f} {rate:.2f} it/s ETA {eta / 60:.1f} min",
-                      end="", file=sys.stderr, flush=True)
-        if (step + 1) % save_every == 0 and step + 1 < steps:
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": torch.get_rng_state(),
-                        "step": step + 1, "records": records}, tmp)
-            os.replace(tmp, ckpt)
-    if not quiet:
-        print(file=sys.stderr)
-    model.eval()
-    staging = out.with_name(out.name + ".saving")
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    processor.save_pretrained(staging)
-    for item in staging.iterdir():
-        os.replace(item, out / item.name)
-    staging.rmdir()
-    ckpt.unlink(missing_ok=True)
-    (out / "training_args.json").write_text(json.dumps(
-        {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "layers": layers,
-         "world_seed": TRAIN_WORLD_SEED + seed}, indent=1))
-    return records
+        start_step, records = 0, []
+        log_path = out / "train_log.jsonl"
+        if resume and ckpt.exists():
+            state = torch.load(ckpt, weights_only=False)
+            model.load_state_dict(state["model"])
+            optim.load_state_dict(state["optim"])
+            torch.set_rng_state(state["rng"])
+            start_step, records = state["step"], state["records"]
+            log_path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        elif log_path.exists():
+            log_path.unlink()
+        world = ShapesWorld(seed=TRAIN_WORLD_SEED + seed)
+        prompt = _prompt(processor)
+        t0 = time.perf_counter()
+        running = None
+        for step in range(start_step, steps):
+            if stop_at is not None and step >= stop_at:
+                return records
+            scenes = [world.scene(step * batch_size + i) for i in range(batch_size)]
+            batch = make_batch(processor, scenes, prompt)
+            for group in optim.param_groups:
+                group["lr"] = lr_at(step)
+            loss = model(**batch).loss
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+            value = float(loss.detach())
+            running = value if running is None else 0.9 * running + 0.1 * value
+            if (step + 1) % log_every == 0 or step + 1 == steps:
+                elapsed = time.perf_counter() - t0
+                record = {"step": step + 1, "loss": value, "smoothed": running, "lr": lr_at(step), "elapsed_s": elapsed}
+                records.append(record)
+                with open(log_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                if not quiet:
+                    rate = (step + 1 - start_step) / elapsed
+                    eta = (steps - step - 1) / max(rate, 1e-9)
+                    bar = "#" * int(30 * (step + 1) / steps)
+                    print(f"\r[{bar:<30}] {step + 1}/{steps} loss {running:.4f} {rate:.2f} it/s ETA {eta / 60:.1f} min",
+                          end="", file=sys.stderr, flush=True)
+            if (step + 1) % save_every == 0 and step + 1 < steps:
+                tmp = ckpt.with_suffix(".tmp")
+                torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": torch.get_rng_state(),
+                            "step": step + 1, "records": records}, tmp)
+                os.replace(tmp, ckpt)
+        if not quiet:
+            print(file=sys.stderr)
+        model.eval()
+        staging = out.with_name(out.name + ".saving")
+        shutil.rmtree(staging, ignore_errors=True)
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        for item in staging.iterdir():
+            os.replace(item, out / item.name)
+        staging.rmdir()
+        ckpt.unlink(missing_ok=True)
+        # the thread count fixes the order of floating-point sums: the same seed on another count trains another model
+        (out / "training_args.json").write_text(json.dumps(
+            {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "layers": layers,
+             "world_seed": TRAIN_WORLD_SEED + seed, "threads": torch.get_num_threads(),
+             "torch": torch.__version__}, indent=1))
+        return records
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", type=int, default=5, help="decoder layers")
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args(argv)
     train(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, layers=args.layers,
           save_every=args.save_every, resume=args.resume, threads=args.threads)
