@@ -46,7 +46,7 @@ def build_processor() -> Any:
     )
 
 
-def build_model(processor: Any, seed: int = 0, width: int = 192, layers: int = 5, vision_width: int = 128) -> Any:
+def build_model(processor: Any, seed: int = 0, width: int = 192, layers: int = 3, vision_width: int = 128) -> Any:
     """A freshly initialised organism (``LlavaForConditionalGeneration``).
 
     The language model reads the vision tower's patch-embedding output (``vision_feature_layer=-2`` of a one-layer

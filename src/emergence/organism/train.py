@@ -67,7 +67,7 @@ def train(
     batch_size: int = 48,
     lr: float = 1.5e-3,
     seed: int = 0,
-    layers: int = 5,
+    layers: int = 3,
     save_every: int = 250,
     log_every: int = 10,
     resume: bool = False,
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--layers", type=int, default=5, help="decoder layers")
+    parser.add_argument("--layers", type=int, default=3, help="decoder layers")
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")

@@ -6,9 +6,9 @@ Objects have a colour, a body shape, a size, optionally a state (``hollow``: dra
 and, half of them, a part of another colour: a roof (a triangle on top), a pole (a bar along the left side) or a
 handle (a bar on the right). Any body can carry any part, so naming the part requires looking at it.
 
-Caption grammar (objects in slot order, column-major from the left)::
+Caption grammar (objects in slot order, column-major from the left; v7 names each object's slot first)::
 
-    a solid red square with a blue roof at the top left and a hollow green circle at the bottom right
+    at the top left a solid red square with a blue roof and at the bottom right a hollow green circle
     on a striped background .
 
 Each caption word has a referent mask (or none) and a concept category:
@@ -31,8 +31,15 @@ Every colour occurs at most once per scene (bodies and parts together), so a col
 
 Why this grammar (measured on held-out scenes, attention of the row that predicts each word): the first word of an
 object's phrase is predicted by a row that still has to find the next object, and its map is diffuse; the next word's
-row looks at the object (v0: 31-49% pointing for leading size words, 93% for the colours after them), hence a state
-word first. A noun predicted right after its colour word is found by matching that colour (85% for shape nouns), hence
+row looks at the object (v0: 31-49% pointing for leading size words, 93% for the colours after them). Up to v6 a state
+word came first and the location last; v7 puts the slot first ("at the top left a solid red ..."), so every later row
+of the phrase is written knowing where the object is. On 150 scenes of seed 7 (2000 steps x 48, seed 0) this raised
+exact captions from 0.88 (v6) to 0.97 and colour pointing from 0.80 to 0.84 with v6's 5-layer decoder, but that run
+pointed at entity nouns at 0.56 and parts at 0.63 (v6: 0.89 / 0.83): its layer-0 maps still found them (0.93 / 0.81
+on 80 scenes) while the last layer, the strongest in the average, pointed at 0.19 / 0.37. Half of its entity misses
+lay within 3 px of the object; most others on a few fixed patches (the last visual token, row ends). A guess, not
+tested: in a causal decoder a later visual token has read the patches before it, so deep layers find summaries there.
+A 3-layer decoder (v7, shipped) keeps the slot-first gains and points at entity nouns and parts again (README). A noun predicted right after its colour word is found by matching that colour (85% for shape nouns), hence
 the part's colour before the part's name; with parts tied to shapes (house/roof) or named before their colour, the
 part noun's row looked at the object's body (10-21%). Sizes are in every scene's referring expressions and
 questions, not in its caption: a size is judged against the object's surroundings and its row spreads over the slot.
@@ -143,6 +150,7 @@ class ShapeObject:
         """``(word, referent, category)`` for this object's phrase, in caption order."""
         whole = self.mask
         words: list[tuple[str, np.ndarray | None, str | None]] = [
+            ("at", None, None), ("the", None, None), (self.row, whole, "location"), (self.col, whole, "location"),
             ("a", None, None), ("hollow" if self.hollow else "solid", self.body, "state"),
             (self.colour, self.body, "appearance"), (self.shape, whole, "entity"),
         ]
@@ -151,7 +159,6 @@ class ShapeObject:
             article = "an" if self.part_colour[0] in "aeiou" else "a"
             words += [("with", None, None), (article, None, None), (self.part_colour, pm, "appearance"),
                       (self.part, pm, "part")]
-        words += [("at", None, None), ("the", None, None), (self.row, whole, "location"), (self.col, whole, "location")]
         return words
 
 
