@@ -181,7 +181,7 @@ def test_shipped_organism_captions_and_grounds_unseen_scenes(organism_probe):
 @pytest.mark.slow
 @needs_weights
 def test_full_retraining_reproduces_the_shipped_eval(tmp_path, organism_probe):
-    """~45 min on 2 CPU cores: retrain from the seed and compare held-out figures with the shipped model."""
+    """~20 min on 2 CPU cores (v7): retrain from the seed and compare held-out figures with the shipped model."""
     from emergence.organism.evaluate import evaluate
     from emergence.organism.train import train
 
