@@ -37,13 +37,14 @@ the phrase is written knowing where the object is. With v6's 5-layer decoder (20
 0.97 of 150 scenes of seed 7 exactly and pointed at colours at 0.84 (v6 on 500 scenes: 0.88 and 0.80), but at entity
 nouns at 0.56 and parts at 0.63 (v6: 0.89 / 0.83): its layer-0 maps still found them (0.93 / 0.81 on 80 scenes) while
 the last layer, the strongest in the average, pointed at 0.19 / 0.37. Of its 68 entity misses on 80 scenes, half lay
-within 3 px of the object; 41 (the two counts may overlap) fell on four fixed patches (the last visual token, two other row ends,
-one on the left edge). A guess, not tested: in a causal decoder a later visual token has read the patches before it, so
-deep layers find summaries there. A 3-layer decoder (v7, shipped) keeps the slot-first gains and points at entity nouns
-and parts again (README). A noun predicted right after its colour word is found by matching that colour (85% for shape
-nouns), hence the part's colour before the part's name; with parts tied to shapes (house/roof) or named before their
-colour, the part noun's row looked at the object's body (10-21%). Sizes are in every scene's referring expressions and
-questions, not in its caption: a size is judged against the object's surroundings and its row spreads over the slot.
+within 3 px of the object; 41 (the two counts may overlap) fell on four fixed patches (the last visual token, two other
+row ends, one on the left edge). A guess, not tested: in a causal decoder a later visual token has read the patches
+before it, so deep layers find summaries there. A 3-layer decoder (v7, shipped) keeps the slot-first gains and points at
+entity nouns and parts again (README). A noun predicted right after its colour word is found by matching that colour
+(85% for shape nouns), hence the part's colour before the part's name; with parts tied to shapes (house/roof) or named
+before their colour, the part noun's row looked at the object's body (10-21%). Sizes are in every scene's referring
+expressions and questions, not in its caption: a size is judged against the object's surroundings and its row spreads
+over the slot.
 
 Why objects float freely instead of sitting on the organism's 8-px patch grid (tried and dropped; 2000 steps, 150
 scenes of seed 7): on the grid, bodies 2 or 3 patches square with one-patch parts beside them, a map of each region's
