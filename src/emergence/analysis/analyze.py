@@ -16,6 +16,7 @@ Definitions (DESIGN.md, pipeline steps 3-8):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import EmergenceError
-from ..images import load_image
+from ..images import MaskError, load_image, load_mask
 from .concepts import Judge, LexiconJudge
 from .grouping import Unit, UnitKind, units as make_units
 from .maps import MapOptions, Normalise, peakiness, token_maps
@@ -32,46 +33,22 @@ from .metrics import BIN_LABELS, map_mass_inside, mask_ious, pointing_hit, posit
 from .prompts import PointPrompt, PromptOptions, make_prompt
 from .segmenters import Segmenter, build_segmenter, segment_prompts
 
-__all__ = ["analyze", "EmergenceReport", "ground_truth_mask"]
+__all__ = ["analyze", "EmergenceReport", "EmptyGroundTruthWarning", "MaskError", "ground_truth_mask"]
+
+
+class EmptyGroundTruthWarning(UserWarning):
+    """The ground truth is all zero: the object is scored as ABSENT (PixFoundation's rule)."""
 
 
 def ground_truth_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:
-    """Validate a ground truth: ``[H, W]`` (bool, 0/1 or 0/255 numbers, a PIL image or a path to a mask image), or
-    ``[N, H, W]`` instances (their union is used). ``size`` = the image's ``(H, W)``.
+    """A ground truth as ``[H, W]`` bool at the image's ``size`` ``(H, W)``, by the mask rules of
+    :mod:`emergence.images` (nonzero / any colour channel / alpha / probabilities >= 0.5; ``[N, H, W]`` instances
+    united).
 
     Raises:
-        EmergenceError: wrong size or shape, naming both and the fix.
+        MaskError: wrong size or shape, or values no rule covers, naming both and the fix.
     """
-    from PIL import Image
-
-    if isinstance(mask, (str, bytes)) or hasattr(mask, "__fspath__"):
-        from pathlib import Path
-
-        path = Path(mask)
-        if not path.exists():
-            raise EmergenceError(f"ground-truth mask file not found: {str(path)!r}")
-        try:
-            with Image.open(path) as im:
-                mask = np.asarray(im.convert("L"))
-        except OSError as exc:
-            raise EmergenceError(f"cannot read ground-truth mask {str(path)!r}: {exc}") from exc
-    elif isinstance(mask, Image.Image):
-        mask = np.asarray(mask.convert("L"))
-    elif isinstance(mask, torch.Tensor):
-        mask = mask.detach().cpu().numpy()
-    arr = np.asarray(mask)
-    if arr.ndim == 3:
-        arr = arr.any(0) if arr.dtype == bool else (arr > (127 if arr.max() > 1 else 0)).any(0)
-    elif arr.ndim == 2 and arr.dtype != bool:
-        arr = arr > (127 if arr.max() > 1 else 0)
-    if arr.ndim != 2:
-        raise EmergenceError(f"a ground-truth mask must be [H, W] or [N, H, W], got shape {np.asarray(mask).shape}")
-    if arr.shape != tuple(size):
-        raise EmergenceError(
-            f"the ground-truth mask is {arr.shape[1]}x{arr.shape[0]} (WxH) but the image is {size[1]}x{size[0]}; "
-            "give the mask at the ORIGINAL image's size (resize it with nearest-neighbour sampling)"
-        )
-    return arr.astype(bool)
+    return load_mask(mask, size)
 
 
 @dataclass
@@ -168,6 +145,8 @@ class EmergenceReport:
                          f"layer {self.emergence_layer})")
         elif self.gt is not None:
             parts.append(f"no unit reaches IoU {self.tau}")
+        if self.gt is not None and not self.gt.any():
+            parts.append("ground truth EMPTY: scored as an absent object")
         return ", ".join(parts) + ")"
 
     # ------------------------------------------------------------------ figures
@@ -240,6 +219,11 @@ def analyze(
         raise EmergenceError(f"the run's layout is for a {run.layout.image_size[1]}x{run.layout.image_size[0]} image "
                              f"but the image given is {size[1]}x{size[0]}")
     gt = ground_truth_mask(gt_mask, size) if gt_mask is not None else None
+    if gt is not None and not gt.any():
+        warnings.warn("the ground-truth mask is empty (all zero): the object is scored as ABSENT — a unit is correct "
+                      "when its mask covers less than half the image (PixFoundation's rule). If the object is in the "
+                      "image, the mask file did not load as intended (see emergence.images for the mask rules).",
+                      EmptyGroundTruthWarning, stacklevel=2)
     if not 0 < tau <= 1:
         raise ValueError(f"tau must lie in (0, 1], got {tau}")
     map_options = MapOptions(layers=layers, heads=heads, normalise=normalise, sink_z=sink_z,

@@ -103,8 +103,9 @@ class Sample:
             raise DatasetError(f"sample {self.id!r} of {self.dataset} has no ground-truth mask")
         try:
             mask = np.asarray(self.mask_fn(), dtype=bool)
-        except (ValueError, KeyError, SyntaxError) as exc:
-            raise DatasetError(f"sample {self.id!r} of {self.dataset}: cannot decode its annotation: {exc}") from exc
+        except (ValueError, KeyError, SyntaxError, TypeError, OSError) as exc:
+            detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise DatasetError(f"sample {self.id!r} of {self.dataset}: cannot build its ground truth: {detail}") from exc
         if size is not None and tuple(mask.shape) != tuple(size):
             raise DatasetError(
                 f"sample {self.id!r} of {self.dataset}: ground-truth mask is {mask.shape[1]}x{mask.shape[0]} (WxH) "
@@ -115,12 +116,30 @@ class Sample:
 
 
 class Dataset:
-    """A sized, indexable collection of :class:`Sample` (subclasses fill ``self.samples``)."""
+    """A sized, indexable collection of :class:`Sample` (subclasses fill ``self.samples``).
+
+    Attributes:
+        samples: the samples, in a fixed order.
+        sources: the annotation files the loader read (their bytes enter a sweep's dataset fingerprint).
+        judge: a concept judge ``(unit_text, answer) -> category`` that knows this dataset's vocabulary, or ``None``
+            (the analyzer's offline lexicon is used).
+    """
 
     name = "dataset"
 
     def __init__(self) -> None:
         self.samples: list[Sample] = []
+        self.sources: list[Path] = []
+        self.judge: Callable[[str, str], str] | None = None
+
+    def _check_unique_ids(self, where: str) -> None:
+        """Raise a :class:`DatasetError` naming the first duplicate sample id (ids are a sweep's resume keys)."""
+        seen: set[str] = set()
+        for s in self.samples:
+            if s.id in seen:
+                raise DatasetError(f"{where}: sample id {s.id!r} occurs more than once; ids must be unique (they key "
+                                   "a sweep's rows and maps)")
+            seen.add(s.id)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -41,26 +41,31 @@ class RefCOCO(Dataset):
                 refs = pickle.load(fh)
         except (pickle.UnpicklingError, EOFError) as exc:
             raise DatasetError(f"cannot read {str(refs_path)!r}: {exc}") from exc
-        inst = read_json(folder / "instances.json")
-        anns = {a["id"]: a for a in inst["annotations"]}
-        images_by_id = {im["id"]: im for im in inst["images"]}
+        self.sources = [refs_path, folder / "instances.json"]
+        inst = read_json(self.sources[1])
         image_dir = Path(images) if images is not None else None
-        for ref in refs:
-            if ref.get("split") != split:
-                continue
-            ann = anns.get(ref["ann_id"])
-            im = images_by_id.get(ref["image_id"])
-            if ann is None or im is None:
-                raise DatasetError(f"{refs_path}: ref {ref.get('ref_id')} points to a missing annotation or image")
-            h, w = int(im["height"]), int(im["width"])
-            for k, sent in enumerate(ref["sentences"]):
-                self.samples.append(Sample(
-                    id=f"{ref['ref_id']}/{k}", dataset=name, expression=sent["sent"],
-                    image_path=image_dir / im["file_name"] if image_dir is not None else None,
-                    meta={"ref_id": ref["ref_id"], "ann_id": ref["ann_id"], "file_name": im["file_name"],
-                          "category_id": ref.get("category_id")},
-                    mask_fn=lazy_union([ann["segmentation"]], h, w),
-                ))
+        try:
+            anns = {a["id"]: a for a in inst["annotations"]}
+            images_by_id = {im["id"]: im for im in inst["images"]}
+            for ref in refs:
+                if ref.get("split") != split:
+                    continue
+                ann = anns.get(ref["ann_id"])
+                im = images_by_id.get(ref["image_id"])
+                if ann is None or im is None:
+                    raise DatasetError(f"{refs_path}: ref {ref.get('ref_id')} points to a missing annotation or image")
+                image_path = image_dir / im["file_name"] if image_dir is not None else None
+                for k, sent in enumerate(ref["sentences"]):
+                    self.samples.append(Sample(
+                        id=f"{ref['ref_id']}/{k}", dataset=name, expression=sent["sent"], image_path=image_path,
+                        meta={"ref_id": ref["ref_id"], "ann_id": ref["ann_id"], "file_name": im["file_name"],
+                              "category_id": ref.get("category_id")},
+                        mask_fn=_sized_union([ann["segmentation"]], im, image_path),
+                    ))
+        except (KeyError, TypeError) as exc:
+            raise DatasetError(f"{refs_path} / instances.json are not in the refer toolkit's format: missing field "
+                               f"{exc}") from exc
+        self._check_unique_ids(str(refs_path))
 
 
 class CocoJson(Dataset):
@@ -71,24 +76,47 @@ class CocoJson(Dataset):
                  name: str = "coco") -> None:
         super().__init__()
         self.name = name
-        data = read_json(Path(annotation_file))
-        cats = {c["id"]: c["name"] for c in data.get("categories", [])}
-        images_by_id = {im["id"]: im for im in data["images"]}
-        groups: dict[tuple[int, int], list] = {}
-        for a in data["annotations"]:
-            groups.setdefault((a["image_id"], a["category_id"]), []).append(a["segmentation"])
+        self.sources = [Path(annotation_file)]
+        data = read_json(self.sources[0])
         image_dir = Path(images) if images is not None else None
-        for (image_id, cat), segs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
-            im = images_by_id.get(image_id)
-            if im is None:
-                raise DatasetError(f"{annotation_file}: annotation for missing image id {image_id}")
-            h, w = im.get("height"), im.get("width")
-            self.samples.append(Sample(
-                id=f"{image_id}/{cat}", dataset=name, expression=cats.get(cat, str(cat)),
-                image_path=image_dir / im["file_name"] if image_dir is not None else None,
-                meta={"image_id": image_id, "category_id": cat, "file_name": im["file_name"]},
-                mask_fn=lazy_union(segs, h, w),
-            ))
+        try:
+            cats = {c["id"]: c["name"] for c in data.get("categories", [])}
+            images_by_id = {im["id"]: im for im in data["images"]}
+            groups: dict[tuple[int, int], list] = {}
+            for a in data["annotations"]:
+                groups.setdefault((a["image_id"], a["category_id"]), []).append(a["segmentation"])
+            for (image_id, cat), segs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+                im = images_by_id.get(image_id)
+                if im is None:
+                    raise DatasetError(f"{annotation_file}: annotation for missing image id {image_id}")
+                image_path = image_dir / im["file_name"] if image_dir is not None else None
+                self.samples.append(Sample(
+                    id=f"{image_id}/{cat}", dataset=name, expression=cats.get(cat, str(cat)), image_path=image_path,
+                    meta={"image_id": image_id, "category_id": cat, "file_name": im["file_name"]},
+                    mask_fn=_sized_union(segs, im, image_path),
+                ))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise DatasetError(f"{annotation_file} is not a COCO instances file: missing or malformed field {exc}") \
+                from exc
+        self._check_unique_ids(str(annotation_file))
+
+
+def _sized_union(segmentations: list, image_info: dict, image_path: Path | None):
+    """:func:`lazy_union` at the image entry's ``height``/``width``; where the entry has none, at the image file's
+    size (read from its header when the mask is built)."""
+    h, w = image_info.get("height"), image_info.get("width")
+    if h is not None and w is not None:
+        return lazy_union(segmentations, int(h), int(w))
+
+    def build() -> np.ndarray:
+        if image_path is None or not image_path.exists():
+            raise ValueError(f"the image entry {image_info.get('file_name')!r} has no height/width and the image file "
+                             f"{str(image_path) if image_path else '(no image folder given)'} is not available")
+        from ..images import image_size
+
+        return lazy_union(segmentations, *image_size(image_path))()
+
+    return build
 
 
 class JsonlDataset(Dataset):
@@ -102,6 +130,7 @@ class JsonlDataset(Dataset):
         self.name = name or path.stem
         if not path.exists():
             raise DatasetError(f"dataset file not found: {str(path)!r}")
+        self.sources = [path]
         seen = set()
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
@@ -129,28 +158,25 @@ class JsonlDataset(Dataset):
 def _jsonl_mask(rec: dict, base: Path, image_path: Path):
     if rec.get("absent") and not any(k in rec for k in ("mask", "polygons", "rle")):
         def empty() -> np.ndarray:
-            from PIL import Image
+            from ..images import image_size
 
-            with Image.open(image_path) as im:
-                return np.zeros((im.height, im.width), bool)
+            return np.zeros(image_size(image_path), bool)
 
         return empty
     if "mask" in rec:
         def from_file() -> np.ndarray:
-            from PIL import Image
+            from ..images import load_mask
 
-            with Image.open(base / rec["mask"]) as im:
-                return np.asarray(im.convert("L")) > 0
+            return load_mask(base / rec["mask"])
 
         return from_file
     if "rle" in rec:
         return lambda: decode_segmentation(rec["rle"])
     if "polygons" in rec:
         def from_polygons() -> np.ndarray:
-            from PIL import Image
+            from ..images import image_size
 
-            with Image.open(image_path) as im:
-                return decode_segmentation(rec["polygons"], im.height, im.width)
+            return decode_segmentation(rec["polygons"], *image_size(image_path))
 
         return from_polygons
     return None
@@ -176,3 +202,6 @@ class ShapesBench(Dataset):
                 answer=q.answer, meta={"target": expr.category, "seed": seed},
                 mask_fn=(lambda m=expr.mask: m), image_fn=(lambda s=scene: s.image),
             ))
+        from ..organism.grounding import organism_judge
+
+        self.judge = organism_judge()

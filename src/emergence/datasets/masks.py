@@ -74,10 +74,17 @@ def polygons_to_mask(polygons: Sequence[Sequence[float]], height: int, width: in
     """COCO polygons (each ``[x0, y0, x1, y1, ...]``) -> ``[height, width]`` bool, rasterised and unioned."""
     canvas = Image.new("L", (int(width), int(height)), 0)
     draw = ImageDraw.Draw(canvas)
+    if len(polygons) == 0:
+        raise ValueError("the segmentation holds no polygon (an empty list)")
     for poly in polygons:
-        pts = [float(v) for v in poly]
+        try:
+            pts = [float(v) for v in poly]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"a polygon must be a flat list of numbers [x0, y0, x1, y1, ...]: {exc}") from exc
         if len(pts) < 6 or len(pts) % 2:
             raise ValueError(f"a polygon needs an even number (>= 6) of coordinates, got {len(pts)}")
+        if not np.all(np.isfinite(pts)):
+            raise ValueError("a polygon has NaN or infinite coordinates")
         draw.polygon(list(zip(pts[0::2], pts[1::2])), fill=1, outline=1)
     return np.asarray(canvas, dtype=bool)
 
@@ -91,6 +98,7 @@ def decode_segmentation(segmentation: Any, height: int | None = None, width: int
         return decode_rle(segmentation)
     if isinstance(segmentation, list):
         if height is None or width is None:
-            raise ValueError("polygon segmentations need the image's height and width")
+            raise ValueError("polygon segmentations need the image's height and width (the annotation's image entry "
+                             "has none and no image file was available to read them from)")
         return polygons_to_mask(segmentation, height, width)
     raise ValueError(f"unknown segmentation format {type(segmentation).__name__}")

@@ -16,11 +16,60 @@ from .masks import decode_segmentation
 __all__ = ["PixMMVP", "PixCVBench", "parse_options"]
 
 
-def _read_csv(path: Path) -> list[list[str]]:
+def _read_csv(path: Path, columns: tuple[str, ...]) -> list[list[str]]:
+    """The data rows of an annotation CSV whose header names ``columns`` (in that order, possibly after an unnamed
+    index column); rows are padded to the header's length only if they reach every named column.
+
+    Raises:
+        DatasetError: missing file, no header, a missing column, no data row, or a short row (names file and line).
+    """
     if not path.exists():
         raise DatasetError(f"annotation file not found: {str(path)!r}")
     with open(path, newline="", encoding="utf-8") as fh:
-        return [row for row in csv.reader(fh) if row]
+        rows = [(n, row) for n, row in enumerate(csv.reader(fh), 1) if any(c.strip() for c in row)]
+    if not rows:
+        raise DatasetError(f"{str(path)!r} is empty; expected a header with columns {list(columns)}")
+    header = [c.strip() for c in rows[0][1]]
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DatasetError(f"{str(path)!r}: missing column(s) {missing} in its header {header}")
+    if len(rows) == 1:
+        raise DatasetError(f"{str(path)!r} has a header but no data rows")
+    need = max(header.index(c) for c in columns) + 1
+    for n, row in rows[1:]:
+        if len(row) < need:
+            raise DatasetError(f"{str(path)!r} line {n}: {len(row)} fields, expected {len(header)} ({header})")
+    return [row for _, row in rows[1:]]
+
+
+def _coco_tables(path: Path, data: object) -> tuple[dict, dict[int, list[dict]]]:
+    """``(images by file name, annotations by image id)`` of a COCO-style json, validated.
+
+    Raises:
+        DatasetError: missing keys, duplicate images, or an annotation whose image id has no image entry.
+    """
+    try:
+        images = {im["file_name"]: im for im in data["images"]}
+        ids = {int(im["id"]) for im in data["images"]}
+        anns: dict[int, list[dict]] = {}
+        for a in data["annotations"]:
+            if int(a["image_id"]) not in ids:
+                raise DatasetError(f"{str(path)!r}: annotation {a.get('id')} refers to image id {a['image_id']}, "
+                                   "which has no entry in 'images'")
+            a["segmentation"]  # noqa: B018 - every annotation needs one
+            anns.setdefault(int(a["image_id"]), []).append(a)
+    except (KeyError, TypeError) as exc:
+        raise DatasetError(f"{str(path)!r} is not a COCO-style annotation file: missing field {exc}") from exc
+    if len(images) != len(data["images"]):
+        raise DatasetError(f"{str(path)!r}: two image entries share a file name")
+    return images, anns
+
+
+def _int(text: str, path: Path, column: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise DatasetError(f"{str(path)!r}: {column} {text!r} is not an integer") from None
 
 
 def parse_options(text: str) -> tuple[str, ...]:
@@ -51,17 +100,20 @@ class PixMMVP(Dataset):
     def __init__(self, annotations: str | os.PathLike, images: str | os.PathLike | None = None) -> None:
         super().__init__()
         root = Path(annotations)
-        objects = _read_csv(root / "Objects.csv")[1:]
-        seg = read_json(root / "Segmentations.json")
-        patterns = {int(r[1]): r for r in _read_csv(root / "visual_patterns.csv")[1:]}
-        images_by_name = {im["file_name"]: im for im in seg["images"]}
-        anns: dict[int, list[dict]] = {}
-        for a in seg["annotations"]:
-            anns.setdefault(int(a["image_id"]), []).append(a)
+        self.sources = [root / "Objects.csv", root / "Segmentations.json", root / "visual_patterns.csv"]
+        objects = _read_csv(self.sources[0], ("Index", "Object"))
+        seg = read_json(self.sources[1])
+        patterns = {}
+        for r in _read_csv(self.sources[2], ("Index", "Question", "Options", "Correct Answer", "Pattern")):
+            patterns[_int(r[1], self.sources[2], "Index")] = r
+        images_by_name, anns = _coco_tables(self.sources[1], seg)
         image_dir = Path(images) if images is not None else None
         for row in objects:
-            index = int(row[0])
+            index = _int(row[0], self.sources[0], "Index")
             expression = ",".join(row[1:]).strip().replace('""', '"')
+            if not expression:
+                raise DatasetError(f"{self.sources[0]}: sample {index} has an empty Object (write None for an "
+                                   "absent object)")
             name = f"{index}.jpg"
             info = images_by_name.get(name)
             if info is None:
@@ -80,6 +132,7 @@ class PixMMVP(Dataset):
                       "bboxes": [a["bbox"] for a in anns.get(int(info["id"]), [])], "file_name": name},
                 mask_fn=lazy_union(polys, h, w),
             ))
+        self._check_unique_ids(str(self.sources[0]))
 
 
 def _rle_union(segs: list, sample: str, image_path: Path | None):
@@ -95,10 +148,9 @@ def _rle_union(segs: list, sample: str, image_path: Path | None):
             if rles:
                 h, w = rles[0].shape
             elif image_path is not None and image_path.exists():
-                from PIL import Image
+                from ..images import image_size
 
-                with Image.open(image_path) as im:
-                    w, h = im.size
+                h, w = image_size(image_path)
             else:
                 raise ValueError(f"its polygon annotation carries no image size and the image "
                                  f"{str(image_path) if image_path else '(no image folder given)'} is not available")
@@ -133,16 +185,16 @@ class PixCVBench(Dataset):
         bad = [s for s in splits if s not in ("ADE20K", "COCO")]
         if bad:
             raise ValueError(f"unknown PixCV-Bench splits {bad}; use 'ADE20K' and/or 'COCO'")
-        objects = _read_csv(root / "Objects.csv")[1:]
+        self.sources = [root / "Objects.csv"]
+        objects = _read_csv(self.sources[0], ("Id", "file", "Objects"))
         folders = {"ADE20K": ade20k_images, "COCO": coco_images}
         self.annotation_counts: dict[str, int] = {}
         for split in splits:
             path = root / split / "FinalSegmentations.json"
+            self.sources.append(path)
             data = read_json(path)
-            by_name = {im["file_name"]: im for im in data["images"]}
-            anns: dict[int, list] = {}
-            for a in data["annotations"]:
-                anns.setdefault(int(a["image_id"]), []).append(a["segmentation"])
+            by_name, by_image = _coco_tables(path, data)
+            anns = {k: [a["segmentation"] for a in v] for k, v in by_image.items()}
             self.annotation_counts[split] = len(data["annotations"])
             folder = Path(folders[split]) if folders[split] is not None else None
             for row in objects:
@@ -164,6 +216,7 @@ class PixCVBench(Dataset):
                           "polygons": sum(isinstance(s, list) for s in segs)},
                     mask_fn=_rle_union(segs, sid, image_path),
                 ))
+        self._check_unique_ids(str(self.sources[0]))
 
 
 def _object_names(text: str) -> list[str]:

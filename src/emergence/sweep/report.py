@@ -18,7 +18,7 @@ import numpy as np
 from ..analysis.concepts import CATEGORIES
 from ..analysis.metrics import BIN_LABELS
 
-__all__ = ["make_report", "grounding_rows", "miou_table", "template_table", "plot_emergence_positions",
+__all__ = ["make_report", "sweep_status", "grounding_rows", "miou_table", "template_table", "plot_emergence_positions",
            "plot_categories", "plot_head_grid", "plot_templates", "head_grid"]
 
 
@@ -142,23 +142,22 @@ def _md_table(df: Any) -> str:
 
 def make_report(out: str | os.PathLike) -> Path:
     """Write ``OUT/report/*.png`` and ``OUT/report/report.md``; returns the Markdown path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    from ..files import atomic_write_text
     from .store import SweepStore, load_sweep
     from .vqa import paired_analysis, pair_accuracy
 
     samples, _units, manifest = load_sweep(out)
+    store = SweepStore(out)
     folder = Path(out) / "report"
     folder.mkdir(exist_ok=True)
     tau = float(manifest["options"].get("tau", 0.5))
     figures = {
         "emergence_position.png": plot_emergence_positions(samples),
         "categories.png": plot_categories(samples),
-        "head_grid.png": plot_head_grid(head_grid(SweepStore(out).tensors(key_suffix="/head_mass"))),
+        "head_grid.png": plot_head_grid(head_grid(store.tensors(key_suffix="/head_mass"))),
         "templates.png": plot_templates(samples),
     }
     for name, (fig, _) in figures.items():
@@ -169,7 +168,10 @@ def make_report(out: str | os.PathLike) -> Path:
              f"{manifest['items']} work items over {manifest['samples']} samples; tasks "
              f"{', '.join(manifest['options']['tasks'])}; segmenter {manifest['options']['segmenter']}; "
              f"tau {tau}. Versions: " + ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()) + ".", "",
-             "## Grounding (mIoU)", "", _md_table(miou_table(samples, tau)), ""]
+             ]
+    status = sweep_status(store, manifest, samples)
+    lines += status["notes"]
+    lines += ["## Grounding (mIoU)", "", _md_table(miou_table(samples, tau)), ""]
     if len(g) and "emerged" in g:
         bins = np.bincount(g.loc[g["emerged"].astype(bool), "emergence_bin"].astype(int), minlength=10)[:10]
         lines += ["## Where grounding emerges", "", "![emergence position](emergence_position.png)", "",
@@ -182,8 +184,9 @@ def make_report(out: str | os.PathLike) -> Path:
     v = samples[samples["task"] == "vqa"] if "task" in samples else samples.iloc[0:0]
     if len(v):
         acc = pair_accuracy(v.to_dict("records"))
-        lines += ["## VQA", "", f"question accuracy {acc['question']:.3f} ({acc['questions']} questions), "
-                  f"pair accuracy {acc['pair']:.3f} ({acc['pairs']} pairs, MMVP protocol)", ""]
+        pairs = (f", pair accuracy {acc['pair']:.3f} ({acc['pairs']} pairs, MMVP protocol)" if acc["pairs"]
+                 else " (the dataset has no question pairs: no pair accuracy)")
+        lines += ["## VQA", "", f"question accuracy {acc['question']:.3f} ({acc['questions']} questions){pairs}", ""]
         merged = pd.DataFrame()
         if len(g) and "oracle_iou" in g:
             first = g[["sample", "oracle_iou"]].groupby("sample", as_index=False).first()
@@ -193,9 +196,33 @@ def make_report(out: str | os.PathLike) -> Path:
             lines += ["Paired analysis (per pair):", "", _md_table(pd.DataFrame([pa])), ""]
     errors = samples[samples["error"].notna()] if "error" in samples else samples.iloc[0:0]
     if len(errors):
-        lines += ["## Errors", "", f"{len(errors)} items failed; first: {errors['error'].iloc[0]}", ""]
-    path = folder / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
+        kinds = errors["error_type"].fillna("?").value_counts() if "error_type" in errors else None
+        lines += ["## Errors", "", f"{len(errors)} of {len(samples)} items failed and are left out of every table "
+                  "above" + (" (" + ", ".join(f"{k}: {n}" for k, n in kinds.items()) + ")" if kinds is not None
+                             else "") + ":", ""]
+        lines += [f"- `{r.key}`: {r.error}" for r in errors.head(20).itertuples()]
+        if len(errors) > 20:
+            lines.append(f"- ... and {len(errors) - 20} more (the `error` column of samples/*.parquet)")
+        lines.append("")
+    path = atomic_write_text(folder / "report.md", "\n".join(lines))
     return path
+
+
+def sweep_status(store: Any, manifest: dict[str, Any], samples: Any) -> dict[str, Any]:
+    """``{"finished", "items_done", "items", "errors", "environments", "notes"}`` of a sweep: whether every work item
+    is committed, how many failed, and from how many environments its chunks came (``notes``: Markdown lines)."""
+    items = int(manifest.get("items", 0))
+    done = len(samples)
+    errors = int(samples["error"].notna().sum()) if "error" in samples else 0
+    envs = {rec.get("env") for rec in store.chunk_records().values() if rec.get("env")}
+    notes = []
+    if done < items:
+        notes += [f"> **UNFINISHED**: {done} of {items} work items are committed. Every figure and table below covers "
+                  "only those; run the same `emergence sweep` command again to finish it.", ""]
+    if errors:
+        notes += [f"> {errors} items failed (see Errors below).", ""]
+    if len(envs) > 1:
+        notes += [f"> The committed chunks come from {len(envs)} different environments (resumed with "
+                  "--allow-env-change): rows may differ in their last bits between chunks.", ""]
+    return {"finished": done >= items, "items_done": done, "items": items, "errors": errors,
+            "environments": len(envs), "notes": notes}

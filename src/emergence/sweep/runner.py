@@ -22,11 +22,12 @@ import json
 import platform
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SweepConfig", "run_sweep", "work_items"]
+__all__ = ["SweepConfig", "dataset_fingerprint", "environment", "run_sweep", "work_items"]
 
 
 @dataclass
@@ -45,6 +46,10 @@ class SweepConfig:
         store: attention kept per item: ``"layers"`` ([T, L, V] float16), ``"mean"`` ([T, V]) or ``"none"``.
         chunk_size: work items per committed chunk.
         seed: torch seed set before every item.
+        threads: torch CPU threads in every worker (``None``: this process's count when the sweep starts; a resume
+            uses the count recorded in the manifest). Float sums are split by thread, so another count changes the
+            last bits of logits and maps; a sweep therefore runs every item, local or on Ray, fresh or resumed, with
+            one recorded count.
     """
 
     out: str
@@ -69,6 +74,7 @@ class SweepConfig:
     store: str = "layers"
     chunk_size: int = 8
     seed: int = 0
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         self.templates = tuple(self.templates)
@@ -81,11 +87,18 @@ class SweepConfig:
             raise ValueError(f"store={self.store!r} is not one of 'layers', 'mean', 'none'")
         if self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"tau must lie in (0, 1], got {self.tau}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
     def result_options(self) -> dict[str, Any]:
-        """The options that determine the rows (compared on resume; ``out`` and ``device`` excluded)."""
+        """The options that determine the rows (compared on resume; ``out``, ``device`` and ``threads`` excluded:
+        those are part of the manifest's environment)."""
         d = asdict(self)
-        for k in ("out", "device"):
+        for k in ("out", "device", "threads"):
             d.pop(k)
         return json.loads(json.dumps(d, default=str))
 
@@ -128,23 +141,28 @@ def work_items(config: SweepConfig, n_samples: int, has_question: list[bool]) ->
 
 
 class Worker:
-    """Holds the probe, the segmenter and the dataset; computes chunks. One per process (or Ray actor)."""
+    """Holds the probe, the segmenter and the dataset; computes chunks. One per process (or Ray actor).
 
-    def __init__(self, config: SweepConfig) -> None:
+    Args:
+        config: the sweep's options.
+        threads: torch CPU threads for this worker's process (the sweep's recorded count); ``None`` leaves them.
+    """
+
+    def __init__(self, config: SweepConfig, threads: int | None = None) -> None:
         from ..analysis import build_segmenter
         from ..specs import resolve_probe
 
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         self.config = config
         self.probe, self.spec = resolve_probe(config.probe, config.model, config.local_model, device=config.device,
                                               dtype=config.dtype)
         self.segmenter = build_segmenter(config.segmenter, device=config.device)
         self.dataset = load_dataset_of(config)
         self.ground_t, self.vqa_t = templates_of(config)
-        self.judge = None
-        if config.dataset == "shapes":
-            from ..organism.grounding import organism_judge
-
-            self.judge = organism_judge()
+        self.judge = getattr(self.dataset, "judge", None)  # a dataset may carry its own concept judge
 
     def _phrase(self, prompt: str) -> str:
         """The probe spec's prompt template around a filled template (none for the organism)."""
@@ -163,8 +181,7 @@ class Worker:
         import numpy as np
         import torch
 
-        from ..analysis import analyze, head_scores
-        from ..datasets import DatasetError
+        from ..analysis import EmptyGroundTruthWarning, analyze, head_scores
         from ..datasets.templates import format_grounding, format_vqa
         from .vqa import answer_letter, parse_option
 
@@ -172,7 +189,8 @@ class Worker:
         key = f"{task}/{template}/{sample.id}"
         row: dict[str, Any] = {"key": key, "task": task, "template": template, "sample": sample.id,
                                "index": index, "expression": sample.expression, "pair": sample.pair,
-                               "absent": sample.absent, "unannotated": sample.unannotated, "error": None}
+                               "absent": sample.absent, "unannotated": sample.unannotated, "error": None,
+                               "error_type": None}
         torch.manual_seed(self.config.seed)
         try:
             image = sample.image()
@@ -188,10 +206,13 @@ class Worker:
             text = sample.expression or sample.question or "the object"
             prompt = self._phrase(format_grounding(self.ground_t[template], text))
             run = self.probe.generate(image, prompt, max_new_tokens=self.config.max_new_tokens)
-            report = analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
-                             tau=self.config.tau, judge=self.judge)
-        except DatasetError as exc:
-            row["error"] = str(exc)
+            with warnings.catch_warnings():  # an empty ground truth is flagged in the row ("absent")
+                warnings.simplefilter("ignore", EmptyGroundTruthWarning)
+                report = analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
+                                 tau=self.config.tau, judge=self.judge)
+        except Exception as exc:  # one bad sample must not stop the sweep: an error row names it and the cause
+            row["error"] = f"sample {sample.id!r}: {type(exc).__name__}: {exc}"
+            row["error_type"] = type(exc).__name__
             return row, [], {}
         row.update(prompt=prompt, **report.summary())
         row["noun_iou"] = _noun_baseline(report, sample.expression)
@@ -226,13 +247,33 @@ def _noun_baseline(report: Any, expression: str | None) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------- driver
-def _manifest(config: SweepConfig, n_samples: int, n_items: int) -> dict[str, Any]:
+def environment(threads: int, device: str | None) -> dict[str, Any]:
+    """What, besides the options and the data, decides a sweep's bits: library versions, the torch thread count, the
+    device kind and the CPU's vector instruction set (another one sums in another order)."""
     import numpy
     import torch
     import transformers
 
     from .. import __version__
 
+    dev = torch.device(device or "cpu")
+    env = {"threads": int(threads), "device": dev.type, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+           "machine": platform.machine(), "emergence": __version__, "torch": torch.__version__,
+           "transformers": transformers.__version__, "numpy": numpy.__version__}
+    if dev.type == "cuda" and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(dev)
+    return env
+
+
+def environment_id(env: dict[str, Any]) -> str:
+    """A short stable id of :func:`environment`'s dict (recorded with every committed chunk)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _manifest(config: SweepConfig, n_samples: int, n_items: int, env: dict[str, Any],
+              fingerprint: str) -> dict[str, Any]:
     model_id = config.model or config.probe or "emergence-organism"
     revision = None
     if config.local_model or config.model:
@@ -240,55 +281,183 @@ def _manifest(config: SweepConfig, n_samples: int, n_items: int) -> dict[str, An
         cfg = Path(path) / "config.json"
         if cfg.exists():
             revision = json.loads(cfg.read_text(encoding="utf-8")).get("_commit_hash")
-    return {"format": 1, "options": config.result_options(), "model_id": model_id, "model_revision": revision,
-            "samples": n_samples, "items": n_items,
-            "versions": {"emergence": __version__, "torch": torch.__version__,
-                         "transformers": transformers.__version__, "numpy": numpy.__version__,
-                         "python": platform.python_version()}}
+    versions = {k: env[k] for k in ("emergence", "torch", "transformers", "numpy")}
+    versions["python"] = platform.python_version()
+    return {"format": 2, "options": config.result_options(), "model_id": model_id, "model_revision": revision,
+            "samples": n_samples, "items": n_items, "dataset_fingerprint": fingerprint, "environment": env,
+            "versions": versions}
 
 
-def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, progress: bool = True) -> Any:
-    """Run (or resume) a sweep; returns its :class:`~emergence.sweep.store.SweepStore`.
+def _check_resume(config: SweepConfig, old: dict[str, Any], env: dict[str, Any], fingerprint: str,
+                  allow_env_change: bool) -> None:
+    """Refuse a resume that would mix rows made with other options, data or environment."""
+    from .store import SweepError
+
+    options = config.result_options()
+    if old.get("options") != options:
+        changed = sorted(k for k in set(options) | set(old.get("options", {}))
+                         if old.get("options", {}).get(k) != options.get(k))
+        raise SweepError(f"{config.out!r} holds a sweep made with other options ({changed}); use a new --out "
+                         "or the same options to resume it")
+    recorded = old.get("dataset_fingerprint")
+    if recorded is not None and recorded != fingerprint:
+        raise SweepError(f"the dataset changed since the sweep in {config.out!r} started (its annotations, samples or "
+                         "prompts differ: fingerprint " f"{fingerprint[:12]} vs {recorded[:12]}); resuming would mix "
+                         "rows of the old and the new data. Restore the data, or start a new sweep in a new --out.")
+    old_env = old.get("environment")
+    if old_env is None:
+        return  # a format-1 sweep recorded no environment: nothing to compare
+    diff = {k: (old_env.get(k), env.get(k)) for k in set(old_env) | set(env) if old_env.get(k) != env.get(k)}
+    if diff and not allow_env_change:
+        shown = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(diff.items()))
+        raise SweepError(f"the sweep in {config.out!r} was started in another environment ({shown}); its remaining "
+                         "rows could differ in the last bits from the committed ones. Resume where it started, or "
+                         "pass allow_env_change=True (--allow-env-change) to go on; the report then lists the "
+                         "environments its chunks came from.")
+
+
+def _resolve_threads(config: SweepConfig, old: dict[str, Any] | None) -> int:
+    import torch
+
+    from .store import SweepError
+
+    recorded = (old or {}).get("environment", {}).get("threads")
+    if config.threads is not None and recorded is not None and config.threads != recorded:
+        raise SweepError(f"the sweep in {config.out!r} runs with threads={recorded} (recorded in its manifest), not "
+                         f"{config.threads}: another count changes the last bits of the results. Leave threads unset "
+                         "to resume it.")
+    return int(config.threads or recorded or torch.get_num_threads())
+
+
+class _Threads:
+    """Set torch's CPU thread count for a block and restore the caller's afterwards."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, progress: bool = True,
+              allow_env_change: bool = False, max_consecutive_errors: int = 25) -> Any:
+    """Run (or resume) a sweep; returns its :class:`~emergence.sweep.store.SweepStore` (read-only).
+
+    Every item is computed with the thread count recorded in the manifest, so a local run, a Ray run and a resumed
+    run give the same bits. On resume the options, the dataset's fingerprint and the environment are compared with
+    the manifest, and committed chunks whose files were damaged are recomputed.
 
     Args:
         backend: ``"local"`` (in this process) or ``"ray"`` (an actor per worker, each holding the MLLM and the
             segmenter; one GPU each when the cluster has GPUs). Both write identical outputs.
         workers: Ray actors.
+        allow_env_change: resume in another environment (versions, device, CPU kind) instead of refusing; each chunk
+            records the environment it was computed in.
+        max_consecutive_errors: stop when this many items in a row failed (a broken model or setup, not bad samples).
+            Failed items are written as rows with ``error`` / ``error_type``.
 
     Raises:
-        ValueError: ``config.out`` holds a sweep made with different options.
+        SweepError: ``config.out`` is not a sweep folder, another process writes it, or resuming would mix options,
+            data or environments.
     """
-    from .store import SweepStore
+    from .store import SweepError, SweepStore
 
     if backend not in ("local", "ray"):
         raise ValueError(f"backend={backend!r} is not one of 'local', 'ray'")
-    store = SweepStore(config.out, writable=True)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     dataset = load_dataset_of(config)
     templates_of(config)
     items = work_items(config, len(dataset), [s.question is not None and bool(s.options) for s in dataset])
-    old = store.manifest()
-    if old is not None and old["options"] != config.result_options():
-        changed = sorted(k for k in config.result_options() if old["options"].get(k) != config.result_options()[k])
-        raise ValueError(f"{config.out!r} holds a sweep made with other options ({changed}); use a new --out "
-                         "or the same options to resume it")
-    if old is None:
-        store.write_manifest(_manifest(config, len(dataset), len(items)))
-    chunks = [items[i: i + config.chunk_size] for i in range(0, len(items), config.chunk_size)]
-    done = set(store.committed())
-    todo = [c for c in range(len(chunks)) if c not in done]
-    bar = _Progress(len(items), sum(len(chunks[c]) for c in done), enabled=progress)
-    if backend == "local":
-        worker = Worker(config)
-        for c in todo:
-            store.write_chunk(c, *worker.chunk(chunks[c]))
-            bar.update(len(chunks[c]))
-    else:
-        _run_ray(config, store, chunks, todo, workers, bar)
-    bar.close()
-    return store
+    fingerprint = dataset_fingerprint(dataset, config)
+    with SweepStore(config.out, writable=True) as store:
+        old = store.manifest()
+        threads = _resolve_threads(config, old)
+        env = environment(threads, config.device)
+        if old is None:
+            if store.committed():
+                raise SweepError(f"{config.out!r} holds committed chunks but no manifest.json: the options they were "
+                                 "made with are unknown. Restore manifest.json, or start the sweep in a new --out.")
+            created = store.create_manifest(_manifest(config, len(dataset), len(items), env, fingerprint))
+            if created.get("dataset_fingerprint") != fingerprint or created.get("options") != config.result_options():
+                _check_resume(config, created, env, fingerprint, allow_env_change)
+        else:
+            _check_resume(config, old, env, fingerprint, allow_env_change)
+        damaged = store.damaged()
+        if damaged:
+            for c, problems in sorted(damaged.items()):
+                warnings.warn(f"sweep {config.out!r}: chunk {c} is damaged ({'; '.join(problems)}); recomputing it",
+                              stacklevel=2)
+            store.uncommit(list(damaged))
+        chunks = [items[i: i + config.chunk_size] for i in range(0, len(items), config.chunk_size)]
+        done = set(store.committed())
+        todo = [c for c in range(len(chunks)) if c not in done]
+        bar = _Progress(len(items), sum(len(chunks[c]) for c in done if c < len(chunks)), enabled=progress)
+        guard = _ErrorGuard(max_consecutive_errors)
+        env_id = environment_id(env)
+        if backend == "local":
+            with _Threads(threads):
+                worker = Worker(config)
+                for c in todo:
+                    result = worker.chunk(chunks[c])
+                    guard.check(result[0])
+                    store.write_chunk(c, *result, env=env_id)
+                    bar.update(len(chunks[c]))
+        else:
+            _run_ray(config, store, chunks, todo, workers, threads, bar, guard, env_id)
+        bar.close()
+    return SweepStore(config.out)
 
 
-def _run_ray(config: SweepConfig, store: Any, chunks: list, todo: list[int], workers: int, bar: Any) -> None:
+def dataset_fingerprint(dataset: Any, config: SweepConfig) -> str:
+    """SHA-256 over what the sweep reads of the dataset: each sample's id, prompt material and flags, the bytes of the
+    annotation files the loader read (``dataset.sources``), and the prompt templates in use."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for s in dataset:
+        h.update(json.dumps([s.id, s.expression, s.question, s.options, s.answer, s.pair, s.absent, s.unannotated,
+                             str(s.image_path) if s.image_path else None], default=str).encode())
+    for src in sorted(str(p) for p in getattr(dataset, "sources", ())):
+        h.update(src.encode())
+        with open(src, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    ground, vqa = templates_of(config)
+    h.update(json.dumps([[ground[t] for t in config.templates], [vqa[t] for t in config.vqa_templates]]).encode())
+    return h.hexdigest()
+
+
+class _ErrorGuard:
+    """Stops a sweep when ``limit`` items in a row failed: that is a broken setup, not a few bad samples."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.run, self.last = limit, 0, None
+
+    def check(self, rows: list[dict]) -> None:
+        from .store import SweepError
+
+        for row in rows:
+            if row.get("error"):
+                self.run += 1
+                self.last = row["error"]
+            else:
+                self.run = 0
+        if self.limit and self.run >= self.limit:
+            raise SweepError(f"{self.run} items in a row failed; stopping (the committed chunks are kept). Last "
+                             f"error: {self.last}")
+
+
+def _run_ray(config: SweepConfig, store: Any, chunks: list, todo: list[int], workers: int, threads: int, bar: Any,
+             guard: _ErrorGuard, env_id: str) -> None:
     from ..errors import require
 
     ray = require("ray", "distributed", "backend='ray'")
@@ -296,14 +465,16 @@ def _run_ray(config: SweepConfig, store: Any, chunks: list, todo: list[int], wor
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
-        actor_cls = ray.remote(num_gpus=1 if gpus >= 1 else 0, num_cpus=1)(Worker)
-        pool = ActorPool([actor_cls.remote(config) for _ in range(max(1, workers))])
+        # each actor reserves the CPUs its torch threads use, and sets that count itself (Ray sets OMP_NUM_THREADS=1)
+        actor_cls = ray.remote(num_gpus=1 if gpus >= 1 else 0, num_cpus=threads)(Worker)
+        pool = ActorPool([actor_cls.remote(config, threads) for _ in range(workers)])
         # ordered map: chunks are committed in order as their results arrive
         for c, result in zip(todo, pool.map(lambda a, c: a.chunk.remote(chunks[c]), todo)):
-            store.write_chunk(c, *result)
+            guard.check(result[0])
+            store.write_chunk(c, *result, env=env_id)
             bar.update(len(chunks[c]))
     finally:
         if started:

@@ -1,120 +1,289 @@
 """The sweep's output folder: a manifest, Parquet parts and safetensors map shards, committed chunk by chunk.
 
-    OUT/manifest.json             model, revision, versions, seed, every option (written once; a resume checks it)
+    OUT/.emergence.json           marks the folder as an emergence sweep (nothing else is ever written into a folder)
+    OUT/.lock                     held (flock) by the one process writing the sweep
+    OUT/manifest.json             model, revision, versions, environment, dataset fingerprint, every option
+                                  (created exclusively, once; a resume checks it)
     OUT/samples/part-00000.parquet  one row per work item (sample x template x task)
     OUT/units/part-00000.parquet    one row per work item x unit (word)
     OUT/maps/shard-00000.safetensors  per item: "<key>/maps" [T, L, V] float16 attention, "<key>/head_mass" [L, H]
-    OUT/progress.json             the committed chunk ids
+    OUT/progress.json             per committed chunk: each file's size and SHA-256, and the environment id
 
-A chunk's files are written to temporary names and renamed into place, then its id is added to ``progress.json``
-(also replaced atomically). Readers only trust committed chunks, so a kill at any moment loses at most the chunk in
-flight, which a resumed run recomputes (deterministically) and rewrites under the same names: no lost, duplicated or
-half-written rows.
+A chunk's files are written to temporary names and renamed into place, then the chunk is added to ``progress.json``
+(also replaced atomically) with its files' sizes and checksums. Readers only trust committed chunks whose files still
+match what was committed; a resume recomputes chunks whose files were truncated, edited or removed. A kill at any
+moment loses at most the chunk in flight, which a resumed run recomputes (deterministically) and rewrites under the
+same names: no lost, duplicated or half-written rows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SweepStore", "load_sweep"]
+from ..errors import EmergenceError
+from ..files import (
+    LOCK,
+    atomic_write_bytes,
+    atomic_write_json,
+    check_output_dir,
+    is_own_dir,
+    mark_output_dir,
+    remove_own_temporaries,
+)
+
+__all__ = ["SweepError", "SweepStore", "load_sweep"]
+
+_SUBDIRS = ("samples", "units", "maps")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+class SweepError(EmergenceError, ValueError):
+    """A sweep folder cannot be used as asked: another sweep holds it, its files are damaged, or resuming it would
+    mix rows of different options, data or environments."""
+
+
+def _chunk_files(chunk: int) -> list[str]:
+    return [f"samples/part-{chunk:05d}.parquet", f"units/part-{chunk:05d}.parquet",
+            f"maps/shard-{chunk:05d}.safetensors"]
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 class SweepStore:
-    """Reads one sweep folder (module docstring); ``writable=True`` (the runner) also creates it and removes the
-    temporary files a killed run left behind."""
+    """One sweep folder (module docstring).
+
+    ``writable=False`` (readers, the report) never creates, locks or deletes anything. ``writable=True`` (the runner)
+    claims the folder (new, empty, or already a sweep; anything else is refused), takes an exclusive lock on it for the
+    life of the store (a second writer gets a :class:`SweepError`), and removes only the temporary files of its own
+    naming that a killed run left behind.
+    """
 
     def __init__(self, out: str | os.PathLike, writable: bool = False) -> None:
         self.out = Path(out)
         self.writable = writable
+        self._lock_fd: int | None = None
         if writable:
-            for sub in ("samples", "units", "maps"):
-                (self.out / sub).mkdir(parents=True, exist_ok=True)
-            for stale in self.out.rglob("*.tmp"):
-                stale.unlink()
+            check_output_dir(self.out, "sweep", legacy=("manifest.json",))
+            self._lock()  # marker, sub-folders and clean-up only under the lock
+            mark_output_dir(self.out, "sweep")
+            for sub in _SUBDIRS:
+                (self.out / sub).mkdir(exist_ok=True)
+            remove_own_temporaries([self.out, *(self.out / s for s in _SUBDIRS)])
+
+    # ------------------------------------------------------------------ lock
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            warnings.warn("no file locking on this platform: do not run two sweeps into one folder", stacklevel=3)
+            return
+        fd = os.open(self.out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise SweepError(f"another process is writing the sweep in {str(self.out)!r}; wait for it to finish, or "
+                             "use another --out") from None
+        self._lock_fd = fd
+
+    def close(self) -> None:
+        """Release the writer's lock (also on garbage collection)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def __enter__(self) -> SweepStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _check_writable(self) -> None:
         if not self.writable:
             raise PermissionError(f"this SweepStore of {str(self.out)!r} is read-only; open it with writable=True")
 
-    # ------------------------------------------------------------------ manifest and progress
+    # ------------------------------------------------------------------ manifest
     @property
     def manifest_path(self) -> Path:
         return self.out / "manifest.json"
 
     def manifest(self) -> dict[str, Any] | None:
-        return json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else None
+        """The manifest, or ``None`` when there is none.
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        Raises:
+            SweepError: the manifest exists but is not readable JSON.
+        """
+        if not self.manifest_path.exists():
+            return None
+        try:
+            return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SweepError(f"cannot read {str(self.manifest_path)!r}: {exc}; the sweep folder is damaged "
+                             "(start a new sweep in another folder)") from exc
+
+    def create_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create the manifest exclusively; when another process created it first, return that one instead."""
         self._check_writable()
-        _atomic_write_bytes(self.manifest_path, json.dumps(manifest, indent=1, default=str).encode())
+        tmp = self.out / f".manifest.{os.getpid()}.json.emergence-tmp"
+        tmp.write_text(json.dumps(manifest, indent=1, default=str), encoding="utf-8")
+        try:
+            os.link(tmp, self.manifest_path)  # atomic, fails if it exists
+        except FileExistsError:
+            return self.manifest() or manifest
+        finally:
+            tmp.unlink(missing_ok=True)
+        return manifest
+
+    # ------------------------------------------------------------------ progress
+    def _progress(self) -> dict[str, Any]:
+        path = self.out / "progress.json"
+        if not path.exists():
+            return {}
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SweepError(f"cannot read {str(path)!r} ({exc}); it is damaged. Delete it to recompute every chunk "
+                             "of this sweep (the manifest keeps the options).") from exc
+        chunks = doc.get("chunks") if isinstance(doc, dict) else None
+        if isinstance(chunks, list):  # format 1: ids only, nothing to verify
+            return {str(c): {} for c in chunks}
+        if not isinstance(chunks, dict):
+            raise SweepError(f"{str(path)!r} is not a sweep progress file (no 'chunks'); delete it to recompute")
+        return chunks
 
     def committed(self) -> list[int]:
-        path = self.out / "progress.json"
-        return sorted(json.loads(path.read_text())["chunks"]) if path.exists() else []
+        """Ids of the committed chunks (not verified; see :meth:`verify`)."""
+        return sorted(int(c) for c in self._progress())
 
-    def _commit(self, chunk: int) -> None:
-        done = set(self.committed()) | {chunk}
-        _atomic_write_bytes(self.out / "progress.json", json.dumps({"chunks": sorted(done)}).encode())
+    def chunk_records(self) -> dict[int, dict[str, Any]]:
+        """``{chunk: {"files": {path: {"size", "sha256"}}, "env": id}}`` of the committed chunks, in chunk order (the
+        work order, whatever order they were committed in)."""
+        return {int(c): rec for c, rec in sorted(self._progress().items(), key=lambda kv: int(kv[0]))}
+
+    def verify(self, chunk: int, record: dict[str, Any] | None = None) -> list[str]:
+        """Problems of one committed chunk's files (missing, other size, other checksum); empty when intact."""
+        record = self.chunk_records().get(chunk, {}) if record is None else record
+        problems = []
+        for rel in _chunk_files(chunk):
+            path = self.out / rel
+            expected = record.get("files", {}).get(rel)
+            if not path.exists():
+                problems.append(f"{rel} is missing")
+            elif expected is not None:
+                data = path.read_bytes()
+                if len(data) != expected["size"]:
+                    problems.append(f"{rel} has {len(data)} bytes, {expected['size']} were committed")
+                elif _digest(data) != expected["sha256"]:
+                    problems.append(f"{rel} was changed after it was committed (checksum differs)")
+        return problems
+
+    def damaged(self) -> dict[int, list[str]]:
+        """``{chunk: problems}`` of every committed chunk that fails :meth:`verify`."""
+        out = {}
+        for c, rec in self.chunk_records().items():
+            problems = self.verify(c, rec)
+            if problems:
+                out[c] = problems
+        return out
+
+    def uncommit(self, chunks: list[int]) -> None:
+        """Drop chunks from ``progress.json`` (a resume recomputes them)."""
+        self._check_writable()
+        progress = {c: r for c, r in self._progress().items() if int(c) not in set(chunks)}
+        atomic_write_json(self.out / "progress.json", {"format": 2, "chunks": progress}, indent=None)
 
     # ------------------------------------------------------------------ chunks
-    def write_chunk(self, chunk: int, sample_rows: list[dict], unit_rows: list[dict], tensors: dict[str, Any]) -> None:
-        """Write one chunk's rows and tensors, then commit it."""
+    def write_chunk(self, chunk: int, sample_rows: list[dict], unit_rows: list[dict], tensors: dict[str, Any],
+                    env: str | None = None) -> None:
+        """Write one chunk's rows and tensors, then commit it with its files' sizes and checksums."""
         self._check_writable()
         import io
 
         import pandas as pd
         from safetensors.torch import save as save_tensors
 
-        for name, rows in (("samples", sample_rows), ("units", unit_rows)):
+        blobs = []
+        for rows in (sample_rows, unit_rows):
             buf = io.BytesIO()
             pd.DataFrame(rows).to_parquet(buf, index=False)
-            _atomic_write_bytes(self.out / name / f"part-{chunk:05d}.parquet", buf.getvalue())
-        data = save_tensors({k: v.contiguous() for k, v in tensors.items()}) if tensors else b""
-        _atomic_write_bytes(self.out / "maps" / f"shard-{chunk:05d}.safetensors", data)
-        self._commit(chunk)
+            blobs.append(buf.getvalue())
+        blobs.append(save_tensors({k: v.contiguous() for k, v in tensors.items()}) if tensors else b"")
+        files = {}
+        for rel, data in zip(_chunk_files(chunk), blobs):
+            atomic_write_bytes(self.out / rel, data)
+            files[rel] = {"size": len(data), "sha256": _digest(data)}
+        progress = self._progress()
+        progress[str(chunk)] = {"files": files, "env": env}
+        atomic_write_json(self.out / "progress.json", {"format": 2, "chunks": progress}, indent=None)
+
+    def _read_committed(self, rel_of: int) -> list[tuple[int, bytes]]:
+        """The bytes of one file kind (index into the chunk's files) of every committed chunk, verified."""
+        out = []
+        for c, rec in self.chunk_records().items():
+            rel = _chunk_files(c)[rel_of]
+            path = self.out / rel
+            if not path.exists():
+                raise SweepError(f"{str(path)!r} of committed chunk {c} is missing; resume the sweep to recompute it")
+            data = path.read_bytes()
+            expected = rec.get("files", {}).get(rel)
+            if expected is not None and (len(data) != expected["size"] or _digest(data) != expected["sha256"]):
+                raise SweepError(f"{str(path)!r} of committed chunk {c} was truncated or changed after it was "
+                                 "committed; resume the sweep (same command) to recompute it")
+            out.append((c, data))
+        return out
 
     def table(self, name: str) -> Any:
-        """The committed rows of ``"samples"`` or ``"units"`` as one DataFrame, in work order."""
+        """The committed rows of ``"samples"`` or ``"units"`` as one DataFrame, in work order.
+
+        Raises:
+            SweepError: a committed file is missing or differs from what was committed (names the file).
+        """
+        import io
+
         import pandas as pd
 
-        parts = [self.out / name / f"part-{c:05d}.parquet" for c in self.committed()]
-        frames = [pd.read_parquet(p) for p in parts]
-        frames = [f for f in frames if len(f)]
+        frames = []
+        for c, data in self._read_committed(("samples", "units").index(name)):
+            try:
+                frame = pd.read_parquet(io.BytesIO(data))
+            except Exception as exc:  # pyarrow raises several types for a bad file
+                raise SweepError(f"{name}/part-{c:05d}.parquet in {str(self.out)!r} is not readable: {exc}") from exc
+            if len(frame):
+                frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def tensors(self, key_prefix: str = "", key_suffix: str = "") -> dict[str, Any]:
-        """Committed tensors whose key starts with ``key_prefix`` and ends with ``key_suffix`` (default: all); only
-        those are read from the shards."""
-        from safetensors import safe_open
+        """Committed tensors whose key starts with ``key_prefix`` and ends with ``key_suffix`` (default: all)."""
+        from safetensors.torch import load as load_tensors
 
         out: dict[str, Any] = {}
-        for c in self.committed():
-            path = self.out / "maps" / f"shard-{c:05d}.safetensors"
-            if path.stat().st_size == 0:  # a chunk without tensors
+        for _, data in self._read_committed(2):
+            if not data:  # a chunk without tensors
                 continue
-            with safe_open(str(path), framework="pt") as fh:
-                for key in fh.keys():
-                    if key.startswith(key_prefix) and key.endswith(key_suffix):
-                        out[key] = fh.get_tensor(key)
+            for key, value in load_tensors(data).items():
+                if key.startswith(key_prefix) and key.endswith(key_suffix):
+                    out[key] = value
         return out
 
 
 def load_sweep(out: str | os.PathLike) -> tuple[Any, Any, dict[str, Any]]:
-    """``(samples, units, manifest)`` of a sweep folder (committed chunks only)."""
+    """``(samples, units, manifest)`` of a sweep folder (committed, verified chunks only).
+
+    Raises:
+        SweepError: ``out`` holds no sweep, or a committed file is damaged.
+    """
     store = SweepStore(out)
     manifest = store.manifest()
     if manifest is None:
-        raise FileNotFoundError(f"{str(out)!r} holds no sweep (no manifest.json)")
+        what = "an emergence sweep without its manifest.json" if is_own_dir(out, "sweep") else "no sweep"
+        raise SweepError(f"{str(out)!r} holds {what} (no manifest.json)")
     return store.table("samples"), store.table("units"), manifest

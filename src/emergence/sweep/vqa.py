@@ -3,6 +3,7 @@ paired grounding/VQA analysis."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,15 +56,23 @@ def parse_option(answer: str, options: Sequence[str], judge: OptionJudge | None 
 
 def pair_accuracy(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     """MMVP protocol: ``question`` = mean correctness, ``pair`` = share of pairs whose questions are all correct.
-    ``rows`` need ``pair`` and ``vqa_correct``."""
-    rows = [r for r in rows if r.get("vqa_correct") is not None]
+    ``rows`` need ``pair`` and ``vqa_correct``; rows without a pair id count as questions only, and a dataset
+    without pairs has ``pair`` = NaN and ``pairs`` = 0."""
+    rows = [r for r in rows if _present(r.get("vqa_correct"))]
     if not rows:
         return {"question": float("nan"), "pair": float("nan"), "questions": 0, "pairs": 0}
     pairs: dict[Any, list[bool]] = {}
     for r in rows:
-        pairs.setdefault(r.get("pair"), []).append(bool(r["vqa_correct"]))
+        if _present(r.get("pair")):
+            pairs.setdefault(r["pair"], []).append(bool(r["vqa_correct"]))
     return {"question": sum(bool(r["vqa_correct"]) for r in rows) / len(rows),
-            "pair": sum(all(v) for v in pairs.values()) / len(pairs), "questions": len(rows), "pairs": len(pairs)}
+            "pair": sum(all(v) for v in pairs.values()) / len(pairs) if pairs else float("nan"),
+            "questions": len(rows), "pairs": len(pairs)}
+
+
+def _present(value: Any) -> bool:
+    """Not None and not NaN (pandas writes a missing value of a numeric column as NaN)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def paired_analysis(rows: Sequence[dict[str, Any]], tau: float = 0.5) -> dict[str, int]:
@@ -71,7 +80,7 @@ def paired_analysis(rows: Sequence[dict[str, Any]], tau: float = 0.5) -> dict[st
     Counts of ``both_succeed``, ``grounding_only_failure``, ``vqa_only_failure``, ``both_fail``."""
     pairs: dict[Any, list[dict]] = {}
     for r in rows:
-        if r.get("vqa_correct") is not None and r.get("pair") is not None:
+        if _present(r.get("vqa_correct")) and _present(r.get("pair")):
             pairs.setdefault(r["pair"], []).append(r)
     out = {"both_succeed": 0, "grounding_only_failure": 0, "vqa_only_failure": 0, "both_fail": 0}
     for members in pairs.values():

@@ -1,0 +1,167 @@
+"""Safe file output: atomic writes under temporary names only this toolkit uses, and output folders it may claim.
+
+Rules every writer of the toolkit follows:
+
+* a file is written under a temporary name ``.<name>.<random>.emergence-tmp`` in the same folder, flushed, fsynced and
+  renamed over its final name (:func:`atomic_write_bytes`); a kill at any moment leaves either the old or the new file,
+  plus at most a temporary file that :func:`remove_own_temporaries` recognises by its suffix;
+* an output folder is claimed with :func:`claim_output_dir`: a new or empty folder, or one that holds a marker file
+  ``.emergence.json`` of the same kind (written by this toolkit). Anything else — a folder with the user's notes, a
+  file — is refused with an :class:`OutputDirError`; nothing the toolkit did not write is ever deleted or replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from .errors import EmergenceError
+
+__all__ = [
+    "OutputDirError",
+    "TMP_SUFFIX",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "atomic_write_json",
+    "check_output_dir",
+    "claim_output_dir",
+    "is_own_dir",
+    "mark_output_dir",
+    "remove_own_temporaries",
+]
+
+TMP_SUFFIX = ".emergence-tmp"
+MARKER = ".emergence.json"
+LOCK = ".lock"
+
+
+class OutputDirError(EmergenceError):
+    """An output path cannot be used without overwriting or deleting something the toolkit did not write."""
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, rename).
+
+    Raises:
+        OutputDirError: the folder is not writable or the disk is full (names the path).
+    """
+    path = Path(path)
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputDirError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` of UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> Path:
+    """:func:`atomic_write_bytes` of ``obj`` as JSON (non-JSON values written with ``str``)."""
+    return atomic_write_bytes(path, json.dumps(obj, indent=indent, default=str, ensure_ascii=False).encode("utf-8"))
+
+
+def remove_own_temporaries(folders: Iterable[str | os.PathLike]) -> int:
+    """Delete this toolkit's temporary files (``*.emergence-tmp``) directly inside ``folders`` (not recursive).
+
+    Returns:
+        the number of files removed.
+    """
+    n = 0
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            continue
+        for f in folder.iterdir():
+            if f.name.endswith(TMP_SUFFIX) and f.name.startswith(".") and f.is_file():
+                f.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+def _marker_kind(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / MARKER).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def is_own_dir(folder: str | os.PathLike, kind: str) -> bool:
+    """Whether ``folder`` carries this toolkit's marker of ``kind``."""
+    return _marker_kind(Path(folder)) == kind
+
+
+def check_output_dir(path: str | os.PathLike, kind: str, legacy: Iterable[str] = ()) -> Path:
+    """Refuse ``path`` as an output folder of ``kind`` unless it is missing (then created, empty), empty, marked as
+    ``kind``, or holds every file named in ``legacy`` (what older versions wrote, without a marker). Writes no file.
+
+    Raises:
+        OutputDirError: ``path`` is a file, holds files this toolkit did not write, or belongs to another kind.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputDirError(f"{str(path)!r} is a file, not a folder; choose another output folder")
+    if not path.is_dir():
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputDirError(f"cannot create {str(path)!r}: {exc.strerror or exc}") from exc
+        return path
+    found = _marker_kind(path)
+    if found is not None and found != kind:
+        raise OutputDirError(f"{str(path)!r} holds an emergence {found} output, not a {kind}; choose another output "
+                             "folder")
+    if found is None:
+        try:
+            entries = sorted(p.name for p in path.iterdir() if not _own_name(p.name))
+        except OSError as exc:
+            raise OutputDirError(f"cannot list {str(path)!r}: {exc.strerror or exc}") from exc
+        legacy = list(legacy)
+        adopt = bool(legacy) and all((path / name).exists() for name in legacy)
+        if entries and not adopt:
+            shown = ", ".join(repr(e) for e in entries[:3]) + (" ..." if len(entries) > 3 else "")
+            raise OutputDirError(
+                f"{str(path)!r} is not empty ({shown}) and was not written by emergence; refusing to write into it so "
+                "that nothing of yours is overwritten. Choose a new or empty folder."
+            )
+    return path
+
+
+def _own_name(name: str) -> bool:
+    return name in (MARKER, LOCK) or (name.startswith(".") and name.endswith(TMP_SUFFIX))
+
+
+def mark_output_dir(path: str | os.PathLike, kind: str) -> None:
+    """Write the marker that says ``path`` is an emergence output of ``kind`` (once)."""
+    path = Path(path)
+    if _marker_kind(path) != kind:
+        from . import __version__
+
+        atomic_write_json(path / MARKER, {"kind": kind, "emergence": __version__})
+
+
+def claim_output_dir(path: str | os.PathLike, kind: str, legacy: Iterable[str] = ()) -> Path:
+    """:func:`check_output_dir`, then :func:`mark_output_dir`: the folder is ours from now on.
+
+    Raises:
+        OutputDirError: as :func:`check_output_dir`.
+    """
+    path = check_output_dir(path, kind, legacy)
+    mark_output_dir(path, kind)
+    return path

@@ -1,0 +1,233 @@
+"""Sweeps stay exact and honest: the same bits under any thread count, fresh or resumed; one writer per folder;
+damaged or edited inputs and outputs are detected; bad samples become error rows; nothing of the user's is deleted."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from emergence.files import OutputDirError
+from emergence.sweep import SweepConfig, load_sweep, make_report, run_sweep
+from emergence.sweep.store import SweepError, SweepStore
+
+N = 8
+
+
+def _config(out: Path, **kw) -> SweepConfig:
+    return SweepConfig(out=str(out), dataset="shapes", dataset_kwargs={"n": N, "seed": 41}, chunk_size=2,
+                       store="mean", max_new_tokens=24, **kw)
+
+
+def _same(a: Path, b: Path) -> None:
+    sa, ua, _ = load_sweep(a)
+    sb, ub, _ = load_sweep(b)
+    pd.testing.assert_frame_equal(sa, sb)
+    pd.testing.assert_frame_equal(ua, ub)
+    ta, tb = SweepStore(a).tensors(), SweepStore(b).tensors()
+    assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted sweep run with 1 thread (recorded in its manifest)."""
+    out = tmp_path_factory.mktemp("integrity") / "ref"
+    run_sweep(_config(out, threads=1), progress=False)
+    return out
+
+
+@pytest.fixture
+def threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _half_done_copy(reference: Path, dest: Path, keep: int = 2) -> Path:
+    shutil.copytree(reference, dest)
+    with SweepStore(dest, writable=True) as store:
+        store.uncommit([c for c in store.committed() if c >= keep])
+    return dest
+
+
+def test_manifest_records_threads_and_environment(reference):
+    manifest = json.loads((reference / "manifest.json").read_text())
+    env = manifest["environment"]
+    assert env["threads"] == 1 and env["torch"] == torch.__version__ and env["device"] == "cpu"
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert len(manifest["dataset_fingerprint"]) == 64
+
+
+def test_resume_under_another_thread_count_applies_the_recorded_one(reference, tmp_path, threads):
+    """A half-done 1-thread sweep resumed by a process running 3 threads ends bit-identical to the uninterrupted
+    run; the caller's thread count is restored afterwards."""
+    out = _half_done_copy(reference, tmp_path / "resumed")
+    torch.set_num_threads(3)
+    run_sweep(_config(out), progress=False)
+    assert torch.get_num_threads() == 3
+    _same(out, reference)
+
+
+def test_resume_with_an_explicit_other_thread_count_is_refused(reference, tmp_path):
+    out = _half_done_copy(reference, tmp_path / "other")
+    with pytest.raises(SweepError, match=r"threads=1 .* not 2"):
+        run_sweep(_config(out, threads=2), progress=False)
+
+
+def test_resume_in_another_environment_is_refused_unless_allowed(reference, tmp_path):
+    out = _half_done_copy(reference, tmp_path / "env")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["environment"]["torch"] = "0.0.1-elsewhere"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    progress = json.loads((out / "progress.json").read_text())  # the committed chunks came from there too
+    for record in progress["chunks"].values():
+        record["env"] = "elsewhere"
+    (out / "progress.json").write_text(json.dumps(progress))
+    with pytest.raises(SweepError, match=r"another environment \(torch: 0.0.1-elsewhere -> "):
+        run_sweep(_config(out), progress=False)
+    run_sweep(_config(out), progress=False, allow_env_change=True)
+    text = make_report(out).read_text()
+    assert "2 different environments" in text
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_folder(reference, tmp_path):
+    out = _half_done_copy(reference, tmp_path / "locked")
+    with SweepStore(out, writable=True):
+        with pytest.raises(SweepError, match="another process is writing the sweep"):
+            run_sweep(replace(_config(out), tau=0.9), progress=False)
+    assert SweepStore(out).committed() == [0, 1]  # untouched
+
+
+def test_concurrent_starts_into_one_empty_folder_never_mix_options(tmp_path):
+    """Two sweeps with different options started at once into one empty folder: exactly one may write."""
+    import threading
+
+    out = tmp_path / "race"
+    out.mkdir()
+    errors: list[BaseException] = []
+
+    def start(tau: float) -> None:
+        try:
+            run_sweep(SweepConfig(out=str(out), dataset="shapes", dataset_kwargs={"n": 2, "seed": 3}, tau=tau,
+                                  store="none", max_new_tokens=8), progress=False)
+        except SweepError as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=start, args=(tau,)) for tau in (0.5, 0.9)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    samples, _, manifest = load_sweep(out)
+    assert len(errors) == 1 and len(samples) == 2
+    assert set(samples["tau"]) == {manifest["options"]["tau"]}
+
+
+def test_a_deleted_manifest_is_not_silently_replaced(reference, tmp_path):
+    out = _half_done_copy(reference, tmp_path / "nomanifest")
+    (out / "manifest.json").unlink()
+    with pytest.raises(SweepError, match="committed chunks but no manifest.json"):
+        run_sweep(replace(_config(out), tau=0.9), progress=False)
+
+
+def test_a_truncated_chunk_is_named_by_readers_and_recomputed_on_resume(reference, tmp_path):
+    out = tmp_path / "damaged"
+    shutil.copytree(reference, out)
+    part = out / "samples" / "part-00001.parquet"
+    part.write_bytes(part.read_bytes()[:-40])
+    with pytest.raises(SweepError, match=r"part-00001.parquet.*truncated or changed"):
+        load_sweep(out)
+    edited = out / "units" / "part-00002.parquet"
+    frame = pd.read_parquet(edited)
+    frame.loc[0, "iou"] = 0.123
+    frame.to_parquet(edited, index=False)
+    with pytest.warns(UserWarning, match=r"chunk 1 is damaged"):
+        run_sweep(_config(out), progress=False)
+    _same(out, reference)
+
+
+def test_annotations_edited_between_kill_and_resume_are_refused(tmp_path):
+    images = tmp_path / "data"
+    images.mkdir()
+    rows = []
+    for i in range(4):
+        img = np.zeros((64, 64, 3), np.uint8)
+        img[8 + 8 * i: 32 + 8 * i, 10:40] = (200, 40, 40)
+        Image.fromarray(img).save(images / f"{i}.png")
+        mask = np.zeros((64, 64), np.uint8)
+        mask[8 + 8 * i: 32 + 8 * i, 10:40] = 1
+        Image.fromarray(mask).save(images / f"{i}_mask.png")
+        rows.append({"id": f"s{i}", "image": f"{i}.png", "mask": f"{i}_mask.png", "expression": "the red square"})
+    ann = images / "set.jsonl"
+    ann.write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = SweepConfig(out=str(tmp_path / "out"), dataset="jsonl", root=str(ann), store="none", max_new_tokens=8,
+                      chunk_size=2)
+    run_sweep(cfg, progress=False)
+    with SweepStore(cfg.out, writable=True) as store:
+        store.uncommit([1])
+    rows[3]["expression"] = "the blue circle"
+    ann.write_text("\n".join(json.dumps(r) for r in rows))
+    with pytest.raises(SweepError, match="the dataset changed since the sweep"):
+        run_sweep(cfg, progress=False)
+
+
+def test_bad_samples_become_error_rows_and_the_report_counts_them(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("RGB", (48, 40), (30, 120, 200)).save(data / "ok.png")
+    Image.fromarray(np.full((40, 48), 255, np.uint8)).save(data / "ok_mask.png")
+    bomb = data / "bomb.png"
+    Image.new("L", (12000, 12000)).save(bomb)  # 144 Mpx > PIL's decompression-bomb limit (2 x 89 Mpx is an error)
+    rows = [{"id": "good", "image": "ok.png", "mask": "ok_mask.png", "expression": "the sky"},
+            {"id": "no-mask", "image": "ok.png", "mask": "missing.png", "expression": "the sky"},
+            {"id": "bomb", "image": "bomb.png", "mask": "ok_mask.png", "expression": "the sky"}]
+    (data / "set.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = 12000 * 12000 // 4  # make the 144-Mpx file a bomb without a 180-Mpx fixture
+    try:
+        run_sweep(SweepConfig(out=str(tmp_path / "out"), dataset="jsonl", root=str(data / "set.jsonl"),
+                              store="none", max_new_tokens=8), progress=False)
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+    samples, _, _ = load_sweep(tmp_path / "out")
+    by_id = samples.set_index("sample")
+    assert pd.isna(by_id.loc["good", "error"])
+    assert "sample 'no-mask'" in by_id.loc["no-mask", "error"] and "missing.png" in by_id.loc["no-mask", "error"]
+    assert "sample 'bomb'" in by_id.loc["bomb", "error"] and "too large" in by_id.loc["bomb", "error"]
+    text = make_report(tmp_path / "out").read_text()
+    assert "2 of 3 items failed" in text and "`grounding/describe/bomb`" in text
+
+
+def test_report_says_a_sweep_is_unfinished_and_omits_pair_accuracy_without_pairs(reference, tmp_path):
+    out = _half_done_copy(reference, tmp_path / "unfinished", keep=1)
+    text = make_report(out).read_text()
+    assert "**UNFINISHED**: 2 of 8 work items are committed" in text
+    assert "UNFINISHED" not in make_report(reference).read_text()
+    from emergence.sweep import pair_accuracy
+
+    acc = pair_accuracy([{"vqa_correct": True, "pair": None}, {"vqa_correct": False, "pair": float("nan")}])
+    assert acc["pairs"] == 0 and np.isnan(acc["pair"]) and acc["question"] == 0.5
+
+
+def test_sweep_refuses_a_folder_of_user_files_and_never_deletes_their_tmp_files(reference, tmp_path):
+    user = tmp_path / "mine"
+    (user / "deep").mkdir(parents=True)
+    (user / "notes.txt").write_text("my notes")
+    (user / "deep" / "draft.tmp").write_text("keep me")
+    with pytest.raises(OutputDirError, match="not empty"):
+        run_sweep(_config(user), progress=False)
+    assert (user / "notes.txt").read_text() == "my notes" and (user / "deep" / "draft.tmp").exists()
+    # inside a sweep folder, only the toolkit's own temporary names are cleaned up
+    out = _half_done_copy(reference, tmp_path / "sweep")
+    (out / "maps" / "mine.tmp").write_text("keep me too")
+    stale = out / "samples" / ".part-00002.parquet.1a2b3c4d.emergence-tmp"
+    stale.write_bytes(b"half")
+    run_sweep(_config(out), progress=False)
+    assert (out / "maps" / "mine.tmp").read_text() == "keep me too" and not stale.exists()
