@@ -137,3 +137,74 @@ def test_bad_capture_arguments_raise():
         AttentionCapture(model, [1], layers=[7])
     with pytest.raises(CaptureError, match="empty"):
         AttentionCapture(model, [])
+
+
+def test_concurrent_captures_in_threads_equal_sequential_ones_and_leave_nothing_registered(image):
+    """Two threads capture on two models at once (the same backend key), many times: each run equals the run made
+    alone, no capture takes the other's steps, and the attention registry ends exactly as it began."""
+    import threading
+
+    before = dict(ALL_ATTENTION_FUNCTIONS._local_mapping)
+    probes = [Probe(*FAMILIES["llava"]()), Probe(*FAMILIES["qwen2_vl"]())]
+    alone = [p.generate(image, "describe the image", max_new_tokens=N_NEW, min_new_tokens=N_NEW) for p in probes]
+    failures: list[BaseException] = []
+    results: dict[int, list] = {0: [], 1: []}
+
+    def work(i: int) -> None:
+        try:
+            for _ in range(6):
+                results[i].append(probes[i].generate(image, "describe the image", max_new_tokens=N_NEW,
+                                                     min_new_tokens=N_NEW))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+    for i in (0, 1):
+        assert len(results[i]) == 6
+        for run in results[i]:
+            assert run.token_ids.tolist() == alone[i].token_ids.tolist()
+            assert torch.equal(run.attention, alone[i].attention)
+    assert dict(ALL_ATTENTION_FUNCTIONS._local_mapping) == before
+
+
+def test_captures_exiting_out_of_order_restore_the_registry_and_one_model_is_captured_by_one_thread(image):
+    import threading
+
+    before = dict(ALL_ATTENTION_FUNCTIONS._local_mapping)
+    m1, _ = FAMILIES["llava"]()
+    m2, _ = FAMILIES["llava"]()
+    a = AttentionCapture(m1, [0, 1])
+    b = AttentionCapture(m2, [0, 1])
+    a.__enter__()
+    b.__enter__()
+    refused: list[BaseException] = []
+
+    def other_thread() -> None:
+        try:
+            AttentionCapture(m1, [0, 1]).__enter__()
+        except CaptureError as exc:
+            refused.append(exc)
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    t.join()
+    assert len(refused) == 1 and "another thread" in str(refused[0])
+    a.__exit__(None, None, None)  # the first one leaves first
+    assert "sdpa" in ALL_ATTENTION_FUNCTIONS._local_mapping  # b is still active
+    b.__exit__(None, None, None)
+    assert dict(ALL_ATTENTION_FUNCTIONS._local_mapping) == before
+    with AttentionCapture(m1, [0, 1]):  # free again
+        pass
+
+
+def test_capture_refuses_no_layers_and_non_float_storage():
+    model, _ = FAMILIES["llava"]()
+    with pytest.raises(ValueError, match=r"layers=\[\] selects no layer"):
+        AttentionCapture(model, [0, 1], layers=[])
+    with pytest.raises(ValueError, match="storage_dtype=torch.int8 cannot hold probabilities"):
+        AttentionCapture(model, [0, 1], storage_dtype=torch.int8)

@@ -12,13 +12,43 @@ from . import __version__
 DEMO_PROBE = "tiny-random-llava"
 
 
-def _parse_layers(text: str | None) -> list[int] | None:
-    if not text:
-        return None
+def _layers(text: str) -> list[int]:
+    """``--layers 0,2,5``: a non-empty list of non-negative integers."""
     try:
-        return [int(x) for x in text.split(",") if x.strip()]
+        layers = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--layers takes comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"takes comma-separated integers such as 0,2,5; got {text!r}") from None
+    if not layers or min(layers) < 0:
+        raise argparse.ArgumentTypeError(f"takes non-negative layer indices such as 0,2,5; got {text!r}")
+    return layers
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _tau(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1] (an IoU threshold), got {text!r}")
+    return value
+
+
+def _segmenter(text: str) -> str:
+    kind = text.partition(":")[0]
+    if kind not in ("classical", "sam2", "sam2-official"):
+        raise argparse.ArgumentTypeError(f"unknown segmenter {text!r}: use classical, sam2, sam2:<hub id or folder> "
+                                         "or sam2-official[:<id>]")
+    return text
 
 
 def _add_model_args(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -40,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="offline demo on the bundled model organism: caption a scene, write a figure")
     demo.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    demo.add_argument("--max-new-tokens", type=int, default=64)
+    demo.add_argument("--max-new-tokens", type=_positive_int, default=64)
     demo.add_argument("--seed", type=int, default=2024, help="shapes-world seed of the demo scene")
     demo.add_argument("--index", type=int, default=0, help="scene index in that world")
 
@@ -49,10 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--image", required=True, help="image file")
     run.add_argument("--prompt", required=True, help="the question or instruction about the image")
     run.add_argument("--out", required=True, help="folder to save the run (attention.safetensors, run.json, image)")
-    run.add_argument("--max-new-tokens", type=int, default=None)
+    run.add_argument("--max-new-tokens", type=_positive_int, default=None)
     run.add_argument("--keep", choices=["heads", "layers", "mean"], default=None)
     run.add_argument("--convention", choices=["predicting", "self"], default="predicting")
-    run.add_argument("--layers", default=None, help="comma-separated language-model layers (default all)")
+    run.add_argument("--layers", type=_layers, default=None, help="comma-separated language-model layers (default all)")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     run.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
     run.add_argument("--figure", action="store_true", help="also write figure.png with per-token heatmaps")
@@ -64,13 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--image", required=True, help="image file")
     an.add_argument("--prompt", required=True, help="the question or instruction about the image")
     an.add_argument("--gt-mask", default=None, help="ground-truth mask image (nonzero = object), at the image's size")
-    an.add_argument("--segmenter", default="sam2",
+    an.add_argument("--segmenter", type=_segmenter, default="sam2",
                     help="sam2 | sam2:<hub id or folder> | sam2-official[:<id>] | classical (default sam2)")
     an.add_argument("--units", choices=["tokens", "words", "phrases"], default="words")
-    an.add_argument("--tau", type=float, default=0.5, help="IoU threshold of emergence (default 0.5)")
-    an.add_argument("--layers", default=None, help="comma-separated layers to average (default all)")
+    an.add_argument("--tau", type=_tau, default=0.5, help="IoU threshold of emergence (default 0.5)")
+    an.add_argument("--layers", type=_layers, default=None, help="comma-separated layers to average (default all)")
     an.add_argument("--normalise", choices=["mean_subtract", "none", "minmax"], default="mean_subtract")
-    an.add_argument("--max-new-tokens", type=int, default=None)
+    an.add_argument("--max-new-tokens", type=_positive_int, default=None)
     an.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
     an.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
     an.add_argument("--out", default="analysis_out", help="folder for report.png, table.csv, summary.json, the run")
@@ -84,22 +114,26 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--ade20k-images", default=None)
     sw.add_argument("--coco-images", default=None)
     sw.add_argument("--split", default=None, help="refcoco split (val, testA, ...) / pixcvbench split (ADE20K, COCO)")
-    sw.add_argument("--n", type=int, default=None, help="only the first N samples (shapes: number of scenes)")
+    sw.add_argument("--n", type=_positive_int, default=None, help="only the first N samples (shapes: number of scenes)")
     sw.add_argument("--shapes-seed", type=int, default=11, help="world seed of the shapes dataset")
     sw.add_argument("--out", required=True, help="output folder (a rerun with the same options resumes)")
     sw.add_argument("--templates", default="describe", help="comma-separated grounding templates (or 'all')")
     sw.add_argument("--templates-dir", default=None, help="PixFoundation's data/pixmmvp folder for pf-* templates")
     sw.add_argument("--tasks", default="grounding", help="grounding, vqa or grounding,vqa")
     sw.add_argument("--vqa-templates", default="plain")
-    sw.add_argument("--segmenter", default="classical", help="classical (default) | sam2[:<id or folder>] | sam2-official")
+    sw.add_argument("--segmenter", type=_segmenter, default="classical", help="classical (default) | sam2[:<id or folder>] | sam2-official")
     sw.add_argument("--units", choices=["tokens", "words", "phrases"], default="words")
-    sw.add_argument("--tau", type=float, default=0.5)
-    sw.add_argument("--max-new-tokens", type=int, default=64)
+    sw.add_argument("--tau", type=_tau, default=0.5)
+    sw.add_argument("--max-new-tokens", type=_positive_int, default=64)
     sw.add_argument("--store", choices=["layers", "mean", "none"], default="layers", help="attention kept per item")
-    sw.add_argument("--chunk-size", type=int, default=8)
+    sw.add_argument("--chunk-size", type=_positive_int, default=8)
     sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch CPU threads per worker (default: this process's; a resume uses the recorded count)")
+    sw.add_argument("--allow-env-change", action="store_true",
+                    help="resume a sweep in another environment (versions, device, CPU) instead of refusing")
     sw.add_argument("--backend", choices=["local", "ray"], default="local")
-    sw.add_argument("--workers", type=int, default=2, help="Ray actors (one GPU each when there are GPUs)")
+    sw.add_argument("--workers", type=_positive_int, default=2, help="Ray actors (one GPU each when there are GPUs)")
     sw.add_argument("--device", default=None)
     sw.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
 
@@ -110,14 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     org_sub = org.add_subparsers(dest="organism_command", metavar="ACTION", required=True)
     ev = org_sub.add_parser("eval", help="exact captions and attention pointing per concept category")
     ev.add_argument("--seed", type=int, default=7, help="world seed of the held-out scenes (training used 1000)")
-    ev.add_argument("--n", type=int, default=500, help="number of scenes")
+    ev.add_argument("--n", type=_positive_int, default=500, help="number of scenes")
     ev.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
     ev.add_argument("--out", default=None, help="write the results as JSON here")
     ev.add_argument("--no-per-head", action="store_true", help="skip the per layer x head table")
     gr = org_sub.add_parser("ground", help="the analyzer on organism scenes (referring expressions as prompts)")
     gr.add_argument("--seed", type=int, default=11, help="world seed of the scenes (training used 1000)")
-    gr.add_argument("--n", type=int, default=200, help="number of scenes")
-    gr.add_argument("--segmenter", default="classical", help="classical (default) | sam2[:<folder>] | sam2-official")
+    gr.add_argument("--n", type=_positive_int, default=200, help="number of scenes")
+    gr.add_argument("--segmenter", type=_segmenter, default="classical", help="classical (default) | sam2[:<folder>] | sam2-official")
     gr.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
     gr.add_argument("--out", default=None, help="write the results as JSON here")
     tr = org_sub.add_parser("train", help="train an organism (same as python -m emergence.organism.train)")
@@ -145,21 +179,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sweep":
             return _cmd_sweep(args, parser)
         if args.command == "report":
-            from .sweep.report import make_report
+            return _cmd_report(args)
+    except KeyboardInterrupt:
+        print("emergence: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line; EMERGENCE_DEBUG=1 shows the traceback
+        import os
 
-            print(f"wrote {make_report(args.out)} and its figures")
-            return 0
-    except Exception as exc:  # one clear line for known errors; tracebacks for bugs
-        from .errors import EmergenceError
-
-        if isinstance(exc, (EmergenceError, KeyError, FileNotFoundError)) or (
-            isinstance(exc, ValueError) and args.command in ("sweep", "report")
-        ):
-            print(f"emergence: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+        if os.environ.get("EMERGENCE_DEBUG"):
+            raise
+        print(f"emergence: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    """The error as one line: our own errors as they are; others with their type and the debugging hint."""
+    from .errors import EmergenceError
+
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        text = f"{exc.strerror}: {exc.filename!r}"
+    if isinstance(exc, KeyError):
+        text = f"missing key {exc}"
+    if isinstance(exc, (EmergenceError, ValueError, OSError)):
+        return text
+    return f"{type(exc).__name__}: {text} (unexpected; rerun with EMERGENCE_DEBUG=1 for the traceback and report it)"
 
 
 def _cmd_probes() -> int:
@@ -185,30 +231,14 @@ def _save_figure(run, path: Path) -> None:
     plt.close(fig)
 
 
-def _summary(run) -> str:
-    from .analysis import argmax_point, token_maps
-
-    heats = run.layout.render(token_maps(run)).reshape(len(run), *run.layout.image_size)  # all tokens in one call
-    lines = [
-        f"model: {run.meta.get('model')}  backend: {run.meta.get('backend')}",
-        f"prompt: {run.prompt}",
-        f"answer: {run.text}",
-        f"attention: {tuple(run.attention.shape)} ({run.keep}), convention={run.convention}",
-        f"layout: {run.layout}",
-        "",
-        "token | text | peak of the mean-subtracted map (x, y) in original pixels",
-    ]
-    for t, tok in enumerate(run.tokens):
-        x, y = argmax_point(heats[t])
-        lines.append(f"{t:5d} | {tok!r:>14} | ({x}, {y})")
-    return "\n".join(lines) + "\n"
-
-
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .files import atomic_write_text, check_output_dir
+    from .run import run_summary
     from .specs import resolve_probe
 
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
+    check_output_dir(args.out, "run", legacy=("run.json",))  # refuse before the model is loaded
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     run = probe.generate(
         args.image,
@@ -216,11 +246,10 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         max_new_tokens=args.max_new_tokens or spec.max_new_tokens,
         keep=args.keep or spec.keep,
         convention=args.convention,
-        layers=_parse_layers(args.layers) or spec.layers,
+        layers=args.layers or spec.layers,
     )
-    out = Path(args.out)
-    run.save(out)
-    (out / "summary.txt").write_text(_summary(run), encoding="utf-8")
+    out = run.save(args.out)
+    atomic_write_text(out / "summary.txt", run_summary(run))
     if args.figure:
         _save_figure(run, out / "figure.png")
     print(run)
@@ -254,32 +283,27 @@ def _cmd_organism(args: argparse.Namespace) -> int:
 
 
 def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    import json
-
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     from .analysis import analyze
+    from .files import check_output_dir
+    from .images import load_image, load_mask
     from .specs import resolve_probe
 
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
+    out = check_output_dir(args.out, "analysis", legacy=("summary.json", "table.csv"))  # before any model loads
+    image = load_image(args.image)  # bad inputs fail before the model loads
+    gt = load_mask(args.gt_mask, (image.height, image.width)) if args.gt_mask else None
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     prompt = spec.format_prompt(args.prompt) if spec else args.prompt
     max_new = args.max_new_tokens or (spec.max_new_tokens if spec else 64)
-    run = probe.generate(args.image, prompt, max_new_tokens=max_new)
-    report = analyze(run, gt_mask=args.gt_mask, segmenter=args.segmenter, units=args.units, tau=args.tau,
-                     layers=_parse_layers(args.layers), normalise=args.normalise)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    run.save(out / "run")
-    report.table.to_csv(out / "table.csv", index=False)
-    (out / "summary.json").write_text(json.dumps(report.summary(), indent=1, default=str), encoding="utf-8")
-    fig, _ = report.plot()
-    fig.savefig(out / "report.png", dpi=110)
-    plt.close(fig)
+    run = probe.generate(image, prompt, max_new_tokens=max_new)
+    report = analyze(run, gt_mask=gt, segmenter=args.segmenter, units=args.units, tau=args.tau,
+                     layers=args.layers, normalise=args.normalise)
+    report.save(out)
     print(f"answer: {run.text}")
     print(report)
     cols = [c for c in ("text", "position", "category", "point_x", "point_y", "iou_chosen", "iou") if c in report.table]
@@ -316,12 +340,32 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         templates=tuple(templates), vqa_templates=tuple(args.vqa_templates.split(",")),
         templates_dir=args.templates_dir, tasks=tuple(args.tasks.split(",")), limit=limit,
         segmenter=args.segmenter, units=args.units, tau=args.tau, max_new_tokens=args.max_new_tokens,
-        store=args.store, chunk_size=args.chunk_size, seed=args.seed,
+        store=args.store, chunk_size=args.chunk_size, seed=args.seed, threads=args.threads,
     )
-    store = run_sweep(config, backend=args.backend, workers=args.workers)
+    store = run_sweep(config, backend=args.backend, workers=args.workers, allow_env_change=args.allow_env_change)
     samples = store.table("samples")
     print(f"{len(samples)} items in {store.out}/ (samples/, units/, maps/, manifest.json); "
           f"`emergence report {store.out}` draws the figures")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .sweep import load_sweep, make_report
+    from .sweep.report import sweep_status
+    from .sweep.store import SweepStore
+
+    path = make_report(args.out)
+    samples, _, manifest = load_sweep(args.out)
+    status = sweep_status(SweepStore(args.out), manifest, samples)
+    if not status["finished"]:
+        print(f"warning: the sweep is UNFINISHED ({status['items_done']} of {status['items']} items); the report "
+              "covers only those", file=sys.stderr)
+    if status["errors"]:
+        print(f"warning: {status['errors']} items failed (listed in the report)", file=sys.stderr)
+    print(f"wrote {path} and its figures")
     return 0
 
 
@@ -370,11 +414,12 @@ def _organism_emergence(run, scene, figure: Path) -> list[str]:
 def _cmd_demo(args: argparse.Namespace) -> int:
     import time
 
+    from .files import atomic_write_text, claim_output_dir
     from .organism.model import ORGANISM_DIR, PROMPT
+    from .run import run_summary
 
     start = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_output_dir(args.out, "demo", legacy=("figure.png", "summary.txt"))
     scene = None
     if (ORGANISM_DIR / "config.json").exists():
         from .organism import ShapesWorld
@@ -402,13 +447,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     run = probe.generate(image, prompt, max_new_tokens=args.max_new_tokens, **gen_kwargs)
     run.save(out / "run")
     _save_figure(run, out / "figure.png")
-    summary = note + _summary(run)
+    summary = note + run_summary(run)
     written = [out / "figure.png", out / "summary.txt"]
     if scene is not None:
         summary += "\n".join(_organism_pointing(run, scene)) + "\n"
         summary += "\n".join(_organism_emergence(run, scene, out / "masks.png")) + "\n"
         written.insert(1, out / "masks.png")
-    (out / "summary.txt").write_text(summary, encoding="utf-8")
+    atomic_write_text(out / "summary.txt", summary)
     print(summary)
     print(f"wrote {', '.join(str(p) for p in written)} and {out / 'run'}/ in {time.perf_counter() - start:.1f}s")
     return 0

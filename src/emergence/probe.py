@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .capture.engine import AttentionCapture, KeepMode, language_model_attention_modules
-from .errors import CaptureError, UnsupportedModelError
+from .errors import CaptureError, ModelLoadError, UnsupportedModelError, check_device
 from .images import ImageLike, load_image
 from .layouts.base import VisualLayout
 from .layouts.registry import build_layout, find_builder
@@ -25,6 +25,11 @@ def _is_vision_language(model: Any) -> bool:
     return getattr(cfg, "vision_config", None) is not None or any(
         isinstance(getattr(cfg, k, None), int) for k in ("image_token_id", "image_token_index")
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Probe:
@@ -83,13 +88,17 @@ class Probe:
         from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
         if isinstance(dtype, str):
+            if not isinstance(getattr(torch, dtype, None), torch.dtype):
+                raise ValueError(f"dtype {dtype!r} is not a torch dtype (use float32, float16 or bfloat16)")
             dtype = getattr(torch, dtype)
+        check_device(device)
+        where = str(path_or_id)
         try:
             config = AutoConfig.from_pretrained(path_or_id)
-        except OSError as exc:
-            raise OSError(
-                f"could not load a model config from {str(path_or_id)!r}: {exc}\nOn an offline machine pass a local "
-                "folder that holds config.json, the weights and the processor files."
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(
+                f"could not load a model config from {where!r}: {_first_line(exc)}. On an offline machine pass a "
+                "local folder that holds config.json, the weights and the processor files."
             ) from exc
         try:
             model = AutoModelForImageTextToText.from_pretrained(
@@ -98,13 +107,18 @@ class Probe:
         except ValueError as exc:
             if "Unrecognized configuration class" in str(exc):
                 raise UnsupportedModelError(
-                    f"{str(path_or_id)!r} ({type(config).__name__}) is not an image-text-to-text model: "
+                    f"{where!r} ({type(config).__name__}) is not an image-text-to-text model: "
                     "AutoModelForImageTextToText has no class for it. emergence probes models that read an image."
                 ) from exc
-            raise
+            raise ModelLoadError(f"could not load the model in {where!r}: {_first_line(exc)}") from exc
+        except OSError as exc:
+            raise ModelLoadError(f"could not load the model weights from {where!r}: {_first_line(exc)}") from exc
         if device is not None:
             model = model.to(device)
-        processor = AutoProcessor.from_pretrained(path_or_id)
+        try:
+            processor = AutoProcessor.from_pretrained(path_or_id)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"could not load the processor of {where!r}: {_first_line(exc)}") from exc
         probe = cls(model.eval(), processor)
         probe.name = str(path_or_id)
         return probe
@@ -175,6 +189,8 @@ class Probe:
         """
         if convention not in _CONVENTIONS:
             raise ValueError(f"convention={convention!r} is not one of {_CONVENTIONS}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if generate_kwargs.get("num_beams", 1) != 1:
             raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
         if inputs is None:
@@ -211,6 +227,7 @@ class Probe:
             generate_kwargs.setdefault("pad_token_id", pad_id)
 
         prompt_len = input_ids.shape[1]
+        self._warn_context(prompt_len, max_new_tokens)
         if convention == "predicting":
             with AttentionCapture(self.model, layout.positions, keep=keep, layers=layers, storage_dtype=storage_dtype) as cap, torch.no_grad():
                 sequences = self.model.generate(**model_inputs, max_new_tokens=max_new_tokens, **generate_kwargs)
@@ -259,6 +276,21 @@ class Probe:
             image=pil,
             meta=meta,
         )
+
+    def _warn_context(self, prompt_len: int, max_new_tokens: int) -> None:
+        """Warn when prompt + answer can exceed the language model's context (positions past it are unreliable)."""
+        import warnings
+
+        config = self.model.config
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        limit = getattr(text_config, "max_position_embeddings", None)
+        if isinstance(limit, int) and prompt_len + max_new_tokens > limit:
+            warnings.warn(
+                f"the prompt has {prompt_len} tokens (image tokens included) and up to {max_new_tokens} new tokens may "
+                f"follow, beyond the model's context of {limit} positions: attention past it is not meaningful. "
+                "Use a smaller image, a shorter prompt or fewer new tokens.",
+                stacklevel=3,
+            )
 
     def _decode(self, ids: torch.Tensor) -> tuple[str, list[str], torch.Tensor]:
         """Answer text, per-token strings and ``[T, 2]`` char offsets, by incremental decoding (exact substrings)."""

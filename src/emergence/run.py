@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,7 @@ from .capture.engine import KeepMode
 from .errors import EmergenceError
 from .layouts.base import FuseRule, VisualLayout
 
-__all__ = ["ProbeRun"]
+__all__ = ["ProbeRun", "run_summary"]
 
 _FORMAT_VERSION = 1
 
@@ -168,50 +166,57 @@ class ProbeRun:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the run to the directory ``path`` (created; replaced atomically if it exists).
+        """Write the run to the folder ``path``: a new or empty folder, or one that already holds a saved run (its
+        files are replaced; other files in it are kept). Any other folder is refused.
 
         Files: ``attention.safetensors`` (attention, ids, offsets), ``run.json`` (text, tokens, layout, meta) and
-        ``image.png`` when the image is known. Lossless: :meth:`load` gives back equal tensors and fields.
-        """
-        from safetensors.torch import save_file
+        ``image.png`` when the image is known, each written atomically; ``run.json`` is written last and names the
+        save it belongs to, so a folder caught half-way by a kill is detected by :meth:`load`. Lossless: :meth:`load`
+        gives back equal tensors and fields.
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        try:
-            save_file(
-                {
-                    "attention": self.attention.detach().cpu().contiguous(),
-                    "token_ids": self.token_ids.cpu().contiguous(),
-                    "token_offsets": self.token_offsets.cpu().contiguous(),
-                    "prompt_ids": self.prompt_ids.detach().cpu().to(torch.long).contiguous(),
-                },
-                str(tmp / "attention.safetensors"),
-            )
-            doc = {
-                "format_version": _FORMAT_VERSION,
-                "text": self.text,
-                "tokens": self.tokens,
-                "layers": self.layers,
-                "keep": self.keep,
-                "convention": self.convention,
-                "prompt": self.prompt,
-                "layout": self.layout.to_dict(),
-                "meta": self.meta,
-            }
-            (tmp / "run.json").write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
-            if self.image is not None:
-                self.image.save(tmp / "image.png")
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        Raises:
+            OutputDirError: ``path`` is a file or a folder with files this toolkit did not write; or it cannot be
+                written (read-only, disk full).
+        """
+        import io
+        import secrets
+
+        from safetensors.torch import save as save_tensors
+
+        from .files import atomic_write_bytes, atomic_write_json, check_output_dir, mark_output_dir
+
+        path = check_output_dir(path, "run", legacy=("run.json",))
+        save_id = secrets.token_hex(8)
+        data = save_tensors(
+            {
+                "attention": self.attention.detach().cpu().contiguous(),
+                "token_ids": self.token_ids.cpu().contiguous(),
+                "token_offsets": self.token_offsets.cpu().contiguous(),
+                "prompt_ids": self.prompt_ids.detach().cpu().to(torch.long).contiguous(),
+            },
+            metadata={"save_id": save_id},
+        )
+        mark_output_dir(path, "run")
+        atomic_write_bytes(path / "attention.safetensors", data)
+        if self.image is not None:
+            buf = io.BytesIO()
+            self.image.save(buf, format="PNG")
+            atomic_write_bytes(path / "image.png", buf.getvalue())
+        else:
+            (path / "image.png").unlink(missing_ok=True)  # the previous run's image (the folder is a run folder)
+        doc = {
+            "format_version": _FORMAT_VERSION,
+            "save_id": save_id,
+            "text": self.text,
+            "tokens": self.tokens,
+            "layers": self.layers,
+            "keep": self.keep,
+            "convention": self.convention,
+            "prompt": self.prompt,
+            "layout": self.layout.to_dict(),
+            "meta": self.meta,
+        }
+        atomic_write_json(path / "run.json", doc)
         return path
 
     @classmethod
@@ -227,6 +232,14 @@ class ProbeRun:
         if doc.get("format_version", 0) > _FORMAT_VERSION:
             raise EmergenceError(f"{str(path)!r} was written by a newer emergence (format {doc['format_version']})")
         tensors = load_file(str(path / "attention.safetensors"))
+        if "save_id" in doc:
+            from safetensors import safe_open
+
+            with safe_open(str(path / "attention.safetensors"), framework="pt") as fh:
+                stored = (fh.metadata() or {}).get("save_id")
+            if stored != doc["save_id"]:
+                raise EmergenceError(f"{str(path)!r} is half-written: its attention.safetensors and run.json come "
+                                     "from different saves (a save was interrupted). Save the run again.")
         image = None
         if (path / "image.png").exists():
             with Image.open(path / "image.png") as im:
@@ -246,3 +259,25 @@ class ProbeRun:
             image=image,
             meta=doc.get("meta", {}),
         )
+
+
+def run_summary(run: ProbeRun) -> str:
+    """A plain-text summary of a run: model, prompt, answer, shapes, layout, and per generated token the peak of its
+    mean-subtracted map (``x, y`` in original-image pixels). What ``emergence run`` writes to ``summary.txt``."""
+    from .analysis import argmax_point, token_maps
+
+    lines = [
+        f"model: {run.meta.get('model')}  backend: {run.meta.get('backend')}",
+        f"prompt: {run.prompt}",
+        f"answer: {run.text}",
+        f"attention: {tuple(run.attention.shape)} ({run.keep}), convention={run.convention}",
+        f"layout: {run.layout}",
+        "",
+        "token | text | peak of the mean-subtracted map (x, y) in original pixels",
+    ]
+    if len(run):
+        maps = token_maps(run)
+        for t, tok in enumerate(run.tokens):  # one token at a time: memory stays one image
+            x, y = argmax_point(run.layout.render(maps[t]).reshape(run.layout.image_size))
+            lines.append(f"{t:5d} | {tok!r:>14} | ({x}, {y})")
+    return "\n".join(lines) + "\n"

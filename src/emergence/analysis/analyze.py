@@ -149,6 +149,91 @@ class EmergenceReport:
             parts.append("ground truth EMPTY: scored as an absent object")
         return ", ".join(parts) + ")"
 
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Any, figure: bool = True) -> Any:
+        """Write the report to the folder ``path`` (new, empty, or an earlier analysis folder; anything else is
+        refused): ``run/`` (the :class:`~emergence.ProbeRun`), ``table.parquet`` (lossless) and ``table.csv``,
+        ``summary.json``, ``report.json`` (units, prompts, options), ``arrays.npz`` (``heat [U, H, W]`` float16,
+        ``masks [U, K, H, W]`` and ``gt [H, W]`` bit-packed, ``scores [U, K]``) and, with ``figure``,
+        ``report.png``. Every file is written atomically. Returns the folder.
+
+        Raises:
+            OutputDirError: the folder holds files this toolkit did not write, or cannot be written.
+        """
+        import io
+        from dataclasses import asdict
+
+        from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text, claim_output_dir
+
+        out = claim_output_dir(path, "analysis", legacy=("summary.json", "table.csv"))
+        self.run.save(out / "run")
+        buf = io.BytesIO()
+        self.table.to_parquet(buf, index=False)
+        atomic_write_bytes(out / "table.parquet", buf.getvalue())
+        atomic_write_text(out / "table.csv", self.table.to_csv(index=False))
+        atomic_write_json(out / "summary.json", self.summary())
+        arrays = {"heat": self.heat.astype(np.float16), "masks": np.packbits(self.masks, axis=-1),
+                  "scores": self.scores.astype(np.float32)}
+        if self.gt is not None:
+            arrays["gt"] = np.packbits(self.gt, axis=-1)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        atomic_write_bytes(out / "arrays.npz", buf.getvalue())
+        atomic_write_json(out / "report.json", {
+            "format_version": 1, "unit_kind": self.unit_kind, "tau": self.tau, "masks_shape": list(self.masks.shape),
+            "units": [asdict(u) for u in self.units], "layer_ious": {str(k): v for k, v in self.layer_ious.items()},
+            "automatic": self.automatic, "options": self.options,
+            "prompts": [{"points": p.points.tolist(), "labels": p.labels.tolist(),
+                         "box": None if p.box is None else p.box.tolist()} for p in self.prompts],
+        })
+        if figure:
+            import matplotlib.pyplot as plt
+
+            fig, _ = self.plot()
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=110)
+            plt.close(fig)
+            atomic_write_bytes(out / "report.png", buf.getvalue())
+        return out
+
+    @classmethod
+    def load(cls, path: Any) -> EmergenceReport:
+        """Read a report written by :meth:`save` (the heat maps come back as float16 values in float32).
+
+        Raises:
+            EmergenceError: ``path`` holds no saved report.
+        """
+        import json
+        from pathlib import Path
+
+        import pandas as pd
+
+        from ..run import ProbeRun
+
+        path = Path(path)
+        if not (path / "report.json").exists():
+            raise EmergenceError(f"{str(path)!r} holds no saved analysis (no report.json); write one with "
+                                 "report.save(folder)")
+        doc = json.loads((path / "report.json").read_text(encoding="utf-8"))
+        run = ProbeRun.load(path / "run")
+        size = tuple(run.layout.image_size)
+        with np.load(path / "arrays.npz") as z:
+            heat = z["heat"].astype(np.float32)
+            masks = np.unpackbits(z["masks"], axis=-1, count=size[1]).astype(bool)
+            scores = z["scores"]
+            gt = np.unpackbits(z["gt"], axis=-1, count=size[1]).astype(bool) if "gt" in z else None
+        return cls(
+            run=run, image=run.image, units=[Unit(u["kind"], u["text"], tuple(u["tokens"]), u["start"], u["end"])
+                                             for u in doc["units"]],
+            unit_kind=doc["unit_kind"], table=pd.read_parquet(path / "table.parquet"), heat=heat,
+            masks=masks.reshape(doc["masks_shape"]), scores=scores,
+            prompts=[PointPrompt(np.asarray(p["points"], np.float32), np.asarray(p["labels"], np.int64),
+                                 None if p["box"] is None else np.asarray(p["box"], np.float32))
+                     for p in doc["prompts"]],
+            gt=gt, tau=float(doc["tau"]), layer_ious={int(k): v for k, v in doc["layer_ious"].items()},
+            automatic=doc["automatic"], options=doc["options"],
+        )
+
     # ------------------------------------------------------------------ figures
     def plot(self, max_units: int = 6, panel_size: float = 2.6) -> tuple[Any, np.ndarray]:
         """Figure: the image (with the ground truth), the best, emergence and automatic units and the first others

@@ -27,7 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..errors import EmergenceError, require
+from ..errors import EmergenceError, check_device, require
 from ..images import load_image
 from .prompts import PointPrompt, PromptBatch
 
@@ -377,6 +377,7 @@ def build_segmenter(spec: str | Segmenter | None, device: str | None = None) -> 
             raise TypeError(f"segmenter must be a name or have set_image() and predict(), got {type(spec).__name__}")
         return spec
     kind, _, arg = spec.partition(":")
+    check_device(device)
     if kind == "classical":
         return ClassicalSegmenter()
     if kind == "sam2":

@@ -36,7 +36,6 @@ __all__ = ["AttentionCapture", "KeepMode", "language_model_attention_modules", "
 KeepMode = Literal["heads", "layers", "mean"]
 _KEEP_MODES = ("heads", "layers", "mean")
 _MISSING = object()
-_REGISTRY_LOCK = threading.RLock()
 
 
 def language_model_attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -166,6 +165,87 @@ def _model_eager_function(module: nn.Module) -> Callable[..., Any]:
     )
 
 
+class _Dispatcher:
+    """The one wrapper per backend key that transformers calls while any capture is active.
+
+    Captures may run at the same time in several threads (on different models): while at least one capture uses a
+    backend key, a single dispatch function is registered under it in ``ALL_ATTENTION_FUNCTIONS``. It calls the
+    backend that was registered before the first capture, then hands the call to the captures that own the calling
+    attention module (found by module identity, so it works from any thread, e.g. a streamer's generation thread).
+    Captures of one model may nest within one thread (each records); a capture of a model that another thread is
+    capturing is refused, since the two could not tell their forward passes apart.
+    Registration is reference-counted: the original mapping is restored exactly when the last capture on that key
+    exits, in whatever order captures exit.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._owners: dict[int, list[AttentionCapture]] = {}
+        self._users: dict[str, int] = {}
+        self._previous: dict[str, Any] = {}
+
+    def attach(self, capture: AttentionCapture) -> None:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        with self._lock:
+            capture._thread = threading.get_ident()
+            other = [c for m in capture._modules for c in self._owners.get(id(m), ()) if c._thread != capture._thread]
+            if other:
+                raise CaptureError(
+                    f"{type(capture.model).__name__} is already being captured by an AttentionCapture in another "
+                    "thread; capture one generation per model at a time, or load a second copy of the model for "
+                    "concurrent captures"
+                )
+            backend = capture.backend
+            if self._users.get(backend, 0) == 0:
+                previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(backend, _MISSING)
+                self._previous[backend] = previous
+                target = previous if previous is not _MISSING else ALL_ATTENTION_FUNCTIONS._global_mapping.get(backend)
+                ALL_ATTENTION_FUNCTIONS[backend] = self._make_dispatch(target)
+            self._users[backend] = self._users.get(backend, 0) + 1
+            for m in capture._modules:
+                self._owners.setdefault(id(m), []).append(capture)
+
+    def detach(self, capture: AttentionCapture) -> None:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        with self._lock:
+            for m in capture._modules:
+                owners = [c for c in self._owners.get(id(m), ()) if c is not capture]
+                if owners:
+                    self._owners[id(m)] = owners
+                else:
+                    self._owners.pop(id(m), None)
+            backend = capture.backend
+            left = self._users.get(backend, 0) - 1
+            if left > 0:
+                self._users[backend] = left
+                return
+            self._users.pop(backend, None)
+            previous = self._previous.pop(backend, _MISSING)
+            if previous is _MISSING:
+                ALL_ATTENTION_FUNCTIONS._local_mapping.pop(backend, None)
+            else:
+                ALL_ATTENTION_FUNCTIONS._local_mapping[backend] = previous
+
+    def _make_dispatch(self, backend_fn: Callable[..., Any] | None) -> Callable[..., Any]:
+        owners = self._owners
+
+        def capture_attention(module, query, key, value, attention_mask, *args, **kwargs):
+            fn = backend_fn if backend_fn is not None else _model_eager_function(module)
+            output = fn(module, query, key, value, attention_mask, *args, **kwargs)
+            for capture in owners.get(id(module), ()):
+                slot = capture._slot.get(id(module))
+                if slot is not None and capture._active:
+                    capture._record(slot, module, query, key, attention_mask, kwargs)
+            return output
+
+        return capture_attention
+
+
+_dispatcher = _Dispatcher()
+
+
 class AttentionCapture:
     """Context manager that records language-model attention over visual keys during forward passes.
 
@@ -206,6 +286,9 @@ class AttentionCapture:
     ) -> None:
         if keep not in _KEEP_MODES:
             raise ValueError(f"keep={keep!r} is not one of {_KEEP_MODES}")
+        if not (isinstance(storage_dtype, torch.dtype) and storage_dtype.is_floating_point):
+            raise ValueError(f"storage_dtype={storage_dtype} cannot hold probabilities in [0, 1]; use a floating dtype "
+                             "(torch.float16, torch.bfloat16 or torch.float32)")
         self.model = model
         self.keep: KeepMode = keep
         modules = language_model_attention_modules(model)
@@ -213,6 +296,9 @@ class AttentionCapture:
         if layers is None:
             layers = all_layers
         layers = [int(i) for i in layers]
+        if not layers:
+            raise ValueError(f"layers=[] selects no layer to capture; pass None for all {len(all_layers)} layers or "
+                             f"a non-empty list of indices in 0..{len(all_layers) - 1}")
         bad = [i for i in layers if i not in all_layers]
         if bad:
             raise ValueError(f"layers={bad} are not language-model layers; valid are 0..{len(all_layers) - 1}")
@@ -246,41 +332,19 @@ class AttentionCapture:
         self._filled = 0
         self._pending: list[torch.Tensor] = []
         self._chunks: list[torch.Tensor] = []
-        self._previous: Any = _MISSING
+        self._modules = modules
         self._active = False
+        self._thread: int | None = None
 
     # ------------------------------------------------------------------ registration
     def __enter__(self) -> AttentionCapture:
-        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-        with _REGISTRY_LOCK:
-            self._previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(self.backend, _MISSING)
-            # what the model would call without us ("eager" is not in the mapping: the model's own function)
-            backend_fn = self._previous
-            if backend_fn is _MISSING:
-                backend_fn = ALL_ATTENTION_FUNCTIONS._global_mapping.get(self.backend, None)
-
-            def capture_attention(module, query, key, value, attention_mask, *args, **kwargs):
-                fn = backend_fn if backend_fn is not None else _model_eager_function(module)
-                output = fn(module, query, key, value, attention_mask, *args, **kwargs)
-                slot = self._slot.get(id(module))
-                if slot is not None and self._active:
-                    self._record(slot, module, query, key, attention_mask, kwargs)
-                return output
-
-            ALL_ATTENTION_FUNCTIONS[self.backend] = capture_attention
-            self._active = True
+        _dispatcher.attach(self)
+        self._active = True
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-        with _REGISTRY_LOCK:
-            self._active = False
-            if self._previous is _MISSING:
-                ALL_ATTENTION_FUNCTIONS._local_mapping.pop(self.backend, None)
-            else:
-                ALL_ATTENTION_FUNCTIONS._local_mapping[self.backend] = self._previous
+        self._active = False
+        _dispatcher.detach(self)
         self._flush()
 
     # ------------------------------------------------------------------ recording
