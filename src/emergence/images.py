@@ -58,7 +58,9 @@ def _open_file(path: Path, what: str, error: type[Exception]) -> Image.Image:
     try:
         with Image.open(path) as im:
             im.load()
-            return ImageOps.exif_transpose(im) or im
+            upright = ImageOps.exif_transpose(im) or im
+            upright.format = im.format  # the transposed copy forgets it (masks warn about JPEG)
+            return upright
     except Image.DecompressionBombError as exc:
         raise error(f"{what} {str(path)!r} is too large to load safely ({exc}). Downscale it, or raise "
                     "PIL.Image.MAX_IMAGE_PIXELS if you trust the file.") from exc

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .layouts.base import working_size
 from .run import ProbeRun
 
 __all__ = ["plot_token_heatmaps", "overlay"]
@@ -15,15 +16,20 @@ __all__ = ["plot_token_heatmaps", "overlay"]
 def overlay(
     ax: Any, image: Any, heat: np.ndarray, alpha: float = 0.55, cmap: str = "jet", covered: np.ndarray | None = None
 ) -> None:
-    """Draw ``heat`` ([H, W], any range; min-max scaled for display) over ``image`` on ``ax``; pixels outside
-    ``covered`` ([H, W] bool, e.g. ``layout.coverage()``: cropped away by the processor) stay unpainted."""
+    """Draw ``heat`` ([h, w], any range; min-max scaled for display) over ``image`` on ``ax``, stretched over the
+    image's full extent when it is on a coarser working grid; pixels outside ``covered`` (same shape as ``heat``,
+    e.g. ``layout.coverage(size)``: cropped away by the processor) stay unpainted."""
+    extent = None
     if image is not None:
         ax.imshow(image)
+        width, height = image.size if hasattr(image, "size") and not isinstance(image, np.ndarray) else \
+            (np.asarray(image).shape[1], np.asarray(image).shape[0])
+        extent = (-0.5, width - 0.5, height - 0.5, -0.5)
     lo, hi = float(np.min(heat)), float(np.max(heat))
     scaled = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
     if covered is not None:
         scaled = np.where(covered, scaled, np.nan)
-    ax.imshow(scaled, cmap=cmap, alpha=alpha if image is not None else 1.0, vmin=0, vmax=1)
+    ax.imshow(scaled, cmap=cmap, alpha=alpha if image is not None else 1.0, vmin=0, vmax=1, extent=extent)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -36,6 +42,7 @@ def plot_token_heatmaps(
     mean_subtract: bool = True,
     cols: int = 5,
     panel_size: float = 2.4,
+    max_side: int | None = 768,
 ) -> tuple[Any, np.ndarray]:
     """The image, then one attention heatmap per generated token (overlaid).
 
@@ -45,6 +52,8 @@ def plot_token_heatmaps(
         layers, heads: reduction (mean) over these; default all captured.
         mean_subtract: subtract the mean map over all output tokens first (the references' normalisation against
             attention sinks and text-independent attention).
+        max_side: maps are rendered on a grid whose longer side is at most this (display resolution; ``None``:
+            the image's full size).
 
     Returns:
         ``(fig, axes)``; axes is a flat array, ``axes[0]`` shows the image.
@@ -66,9 +75,10 @@ def plot_token_heatmaps(
     axes[0].set_title("image", fontsize=9)
     axes[0].set_xticks([])
     axes[0].set_yticks([])
-    covered = run.layout.coverage()
+    size = working_size(run.layout.image_size, max_side)
+    covered = run.layout.coverage(size)
     for ax, t in zip(axes[1:], tokens):
-        overlay(ax, run.image, run.layout.render(maps[t]), covered=covered)
+        overlay(ax, run.image, run.layout.render(maps[t], size=size), covered=covered)
         ax.set_title(f"{t}: {run.tokens[t].strip()!r}", fontsize=9)
     for ax in axes[n:]:
         ax.axis("off")

@@ -264,7 +264,9 @@ class ProbeRun:
 def run_summary(run: ProbeRun) -> str:
     """A plain-text summary of a run: model, prompt, answer, shapes, layout, and per generated token the peak of its
     mean-subtracted map (``x, y`` in original-image pixels). What ``emergence run`` writes to ``summary.txt``."""
-    from .analysis import argmax_point, token_maps
+    from .analysis import make_prompt, token_maps
+    from .analysis.prompts import scale_prompt
+    from .layouts.base import working_size
 
     lines = [
         f"model: {run.meta.get('model')}  backend: {run.meta.get('backend')}",
@@ -277,7 +279,10 @@ def run_summary(run: ProbeRun) -> str:
     ]
     if len(run):
         maps = token_maps(run)
-        for t, tok in enumerate(run.tokens):  # one token at a time: memory stays one image
-            x, y = argmax_point(run.layout.render(maps[t]).reshape(run.layout.image_size))
+        size = tuple(run.layout.image_size)
+        work = working_size(size, 1024)  # as analyze(): a bounded grid, the peak mapped to its original pixel
+        for t, tok in enumerate(run.tokens):  # one token at a time: memory stays one grid
+            peak = scale_prompt(make_prompt(run.layout.render(maps[t], size=work).reshape(work)), work, size)
+            x, y = (int(v) for v in peak.points[0])
             lines.append(f"{t:5d} | {tok!r:>14} | ({x}, {y})")
     return "\n".join(lines) + "\n"

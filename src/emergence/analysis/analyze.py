@@ -27,10 +27,11 @@ import torch
 from ..errors import EmergenceError
 from ..images import MaskError, load_image, load_mask
 from .concepts import Judge, LexiconJudge
+from ..layouts.base import working_size
 from .grouping import Unit, UnitKind, units as make_units
 from .maps import MapOptions, Normalise, peakiness, token_maps
 from .metrics import BIN_LABELS, map_mass_inside, mask_ious, pointing_hit, position_bin
-from .prompts import PointPrompt, PromptOptions, make_prompt
+from .prompts import PointPrompt, PromptOptions, make_prompt, scale_prompt
 from .segmenters import Segmenter, build_segmenter, segment_prompts
 
 __all__ = ["analyze", "EmergenceReport", "EmptyGroundTruthWarning", "MaskError", "ground_truth_mask"]
@@ -59,7 +60,8 @@ class EmergenceReport:
         table: one row per unit (pandas DataFrame; columns in :func:`analyze`'s docstring).
         units: the units, in answer order.
         unit_kind: ``"tokens"``, ``"words"`` or ``"phrases"`` (what was used; phrases may fall back to words).
-        heat: ``[U, H, W]`` float32 rendered maps.
+        heat: ``[U, h, w]`` float32 rendered maps on the working grid (the image's size, or smaller with the same
+            aspect ratio when its longer side exceeds ``max_side``; plots stretch it over the image).
         masks: ``[U, K, H, W]`` bool segmenter outputs.
         scores: ``[U, K]`` float32 segmenter scores.
         prompts: one :class:`PointPrompt` per unit.
@@ -243,6 +245,16 @@ class EmergenceReport:
         return plot_report(self, max_units=max_units, panel_size=panel_size)
 
 
+def _resample_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``mask`` read at the pixel centres of a ``size`` grid over the same area (the identity at its own size)."""
+    h, w = mask.shape
+    if (h, w) == tuple(size):
+        return mask
+    ys = np.minimum(((np.arange(size[0]) + 0.5) * h / size[0]).astype(int), h - 1)
+    xs = np.minimum(((np.arange(size[1]) + 0.5) * w / size[1]).astype(int), w - 1)
+    return mask[np.ix_(ys, xs)]
+
+
 def _unit_maps(maps: torch.Tensor, units: Sequence[Unit]) -> torch.Tensor:
     return torch.stack([maps[list(u.tokens)].mean(0) for u in units]) if units else maps[:0]
 
@@ -265,6 +277,7 @@ def analyze(
     expression: str | None = None,
     image: Any = None,
     nlp: Any = None,
+    max_side: int | None = 1024,
 ) -> EmergenceReport:
     """Locate where grounding emerges in ``run``'s answer.
 
@@ -286,6 +299,10 @@ def analyze(
         expression: the referring expression (for ``mllm_judge``).
         image: the image (default ``run.image``).
         nlp: a spaCy pipeline for phrases.
+        max_side: maps are rendered on a grid whose longer side is at most this many pixels (``None``: the image's
+            full size). Bounds memory on large photos; the peak is found there and mapped to the original pixel it
+            falls in (at most ``image side / max_side`` pixels from the full-size peak), and masks and IoUs stay at
+            full size. Images up to ``max_side`` are rendered at their own size.
 
     Returns:
         :class:`EmergenceReport`. ``report.table`` columns: ``text, kind, token_start, token_end, char_start,
@@ -317,8 +334,9 @@ def analyze(
     judge = judge or LexiconJudge()
     unit_list, kind_used = make_units(run, units, nlp=nlp)
     maps = token_maps(run, map_options)  # [T, V]
-    heat = run.layout.render(_unit_maps(maps, unit_list)).reshape(len(unit_list), *size)
-    prompts = [make_prompt(h, prompt) for h in heat]
+    work = working_size(size, max_side)
+    heat = run.layout.render(_unit_maps(maps, unit_list), size=work).reshape(len(unit_list), *work)
+    prompts = [scale_prompt(make_prompt(h, prompt), work, size) for h in heat]
     seg = build_segmenter(segmenter)
     seg.set_image(image)
     if unit_list:
@@ -349,14 +367,14 @@ def analyze(
         table["iou_chosen"] = ious[np.arange(len(ious)), chosen]
         table["iou"] = ious.max(1)
         table["hit"] = [pointing_hit((r.point_x, r.point_y), gt) for r in table.itertuples()]
-        table["mass_inside"] = np.atleast_1d(map_mass_inside(heat, gt)) if gt.any() else np.nan
+        table["mass_inside"] = np.atleast_1d(map_mass_inside(heat, _resample_mask(gt, work))) if gt.any() else np.nan
     report = EmergenceReport(
         run=run, image=image, units=unit_list, unit_kind=kind_used, table=table, heat=heat, masks=masks,
         scores=scores, prompts=prompts, gt=gt, tau=float(tau),
         options={"units": units, "layers": None if layers is None else list(layers),
                  "heads": None if heads is None else [h if isinstance(h, int) else list(h) for h in heads],
                  "normalise": normalise, "sink_z": sink_z, "remove_corners": remove_corners,
-                 "prompt": prompt.__dict__, "segmenter": type(seg).__name__},
+                 "prompt": prompt.__dict__, "segmenter": type(seg).__name__, "max_side": max_side},
     )
     if unit_list:
         auto = np.asarray([scores[i, chosen[i]] * table.loc[i, "peakiness"] for i in range(len(unit_list))])
@@ -384,8 +402,8 @@ def analyze(
             lm = token_maps(run, MapOptions(layers=None if pairs else [layer], heads=layer_heads,
                                             normalise=normalise, sink_z=sink_z, remove_corners=remove_corners))
             layer_heat.append(_unit_maps(lm, [unit_list[idx]])[0])
-        lh = run.layout.render(torch.stack(layer_heat)).reshape(len(layer_list), *size)
-        lmasks, _ = segment_prompts(seg, [make_prompt(h, prompt) for h in lh])
+        lh = run.layout.render(torch.stack(layer_heat), size=work).reshape(len(layer_list), *work)
+        lmasks, _ = segment_prompts(seg, [scale_prompt(make_prompt(h, prompt), work, size) for h in lh])
         lious = mask_ious(lmasks, gt).max(1)
         report.layer_ious = {int(layer): float(v) for layer, v in zip(layer_list, lious)}
     return report

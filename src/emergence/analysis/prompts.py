@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["PointPrompt", "PromptOptions", "argmax_point", "peak_points", "heat_box", "make_prompt"]
+__all__ = ["PointPrompt", "PromptOptions", "argmax_point", "scale_prompt", "peak_points", "heat_box", "make_prompt"]
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,25 @@ def make_prompt(heat: np.ndarray, options: PromptOptions | None = None) -> Point
     labels = np.concatenate([np.ones(len(pos), np.int64), np.zeros(len(neg), np.int64)])
     box = heat_box(heat, options.box_threshold) if options.box else None
     return PointPrompt(points, labels, box)
+
+
+def scale_prompt(prompt: PointPrompt, from_size: tuple[int, int], to_size: tuple[int, int]) -> PointPrompt:
+    """A prompt found on a ``from_size`` ``(H, W)`` grid, in the pixels of a ``to_size`` image covering the same area:
+    each point goes to the pixel containing the same spot (pixel centre to pixel centre, rounded); a box keeps its
+    covered extent. The identity when the sizes are equal."""
+    if tuple(from_size) == tuple(to_size):
+        return prompt
+    sy, sx = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    scale = np.asarray([sx, sy], np.float64)
+    limit = np.asarray([to_size[1] - 1, to_size[0] - 1], np.float64)
+    points = np.clip(np.floor((prompt.points.astype(np.float64) + 0.5) * scale), 0, limit).astype(np.float32)
+    box = None
+    if prompt.box is not None:
+        b = prompt.box.astype(np.float64)
+        lo = np.floor(b[:2] * scale)
+        hi = np.ceil((b[2:] + 1) * scale) - 1
+        box = np.clip(np.concatenate([lo, hi]), 0, np.concatenate([limit, limit])).astype(np.float32)
+    return PointPrompt(points, prompt.labels, box)
 
 
 @dataclass

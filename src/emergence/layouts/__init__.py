@@ -1,7 +1,7 @@
 """Visual-token layouts: which sequence positions are visual tokens and which original-image pixels each covers."""
 
 from . import families as _families  # noqa: F401  (registers the built-in builders)
-from .base import FuseRule, View, VisualLayout
+from .base import FuseRule, View, VisualLayout, working_size
 from .geometry import Canvas, simple_canvas
 from .registry import (
     LayoutBuilder,
@@ -26,4 +26,5 @@ __all__ = [
     "register_layout",
     "registered_layouts",
     "simple_canvas",
+    "working_size",
 ]

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ..errors import LayoutError
 
-__all__ = ["View", "VisualLayout", "FuseRule"]
+__all__ = ["View", "VisualLayout", "FuseRule", "working_size"]
 
 FuseRule = Literal["mean", "density", "global", "tiles"]
 _FUSE_RULES = ("mean", "density", "global", "tiles")
@@ -70,6 +70,18 @@ class View:
         rows, cols = self.grid
         x0, y0, x1, y1 = self.box
         return (x1 - x0) / cols, (y1 - y0) / rows
+
+
+def working_size(image_size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
+    """``(height, width)`` of the grid maps are rendered on: the image's size, scaled down (aspect ratio kept) so that
+    its longer side is at most ``max_side`` pixels; ``None`` = the image's own size."""
+    h, w = (int(v) for v in image_size)
+    if max_side is None or max(h, w) <= max_side:
+        return h, w
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    scale = max_side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
 
 
 @dataclass
@@ -234,14 +246,16 @@ class VisualLayout:
         result = heat.numpy().astype(np.float32)
         return result[0] if single else result
 
-    def coverage(self) -> np.ndarray:
-        """``[H, W]`` bool: original pixels covered by at least one view (False where the processor cropped)."""
-        h, w = self.image_size
+    def coverage(self, size: tuple[int, int] | None = None) -> np.ndarray:
+        """``[H, W]`` bool: original pixels covered by at least one view (False where the processor cropped);
+        ``size`` = ``(height, width)`` of a scaled grid (as in :meth:`render`), sampled at its pixel centres."""
+        h, w = size or self.image_size
+        sy, sx = self.image_size[0] / h, self.image_size[1] / w
         covered = np.zeros((h, w), bool)
         for view in self.views:
             x0, y0, x1, y1 = view.box
-            xs = np.arange(w) + 0.5
-            ys = np.arange(h) + 0.5
+            xs = (np.arange(w) + 0.5) * sx
+            ys = (np.arange(h) + 0.5) * sy
             covered |= ((ys >= y0) & (ys < y1))[:, None] & ((xs >= x0) & (xs < x1))[None, :]
         return covered
 
