@@ -262,19 +262,20 @@ def _cmd_organism(args: argparse.Namespace) -> int:
         from .organism.train import main as train_main
 
         return train_main(args.args)
+    if args.organism_command == "ground":
+        from .organism.grounding import evaluate_grounding, format_grounding, save_grounding
+
+        grounding = evaluate_grounding(seed=args.seed, n=args.n, segmenter=args.segmenter, model=args.model,
+                                       progress=True)
+        print(format_grounding(grounding))
+        if args.out:
+            print(f"wrote {save_grounding(grounding, args.out)}")
+        return 0
     from .organism.evaluate import evaluate, format_table, save
     from .organism.model import ORGANISM_DIR
     from .probe import Probe
 
     probe = Probe.from_pretrained(args.model or ORGANISM_DIR, dtype="float32")
-    if args.organism_command == "ground":
-        from .organism.grounding import evaluate_grounding, format_grounding, save_grounding
-
-        grounding = evaluate_grounding(probe, seed=args.seed, n=args.n, segmenter=args.segmenter, progress=True)
-        print(format_grounding(grounding))
-        if args.out:
-            print(f"wrote {save_grounding(grounding, args.out)}")
-        return 0
     result = evaluate(probe, seed=args.seed, n=args.n, per_head=not args.no_per_head)
     print(format_table(result))
     if args.out:
@@ -313,21 +314,13 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 
 def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .datasets import dataset_options
     from .sweep import SweepConfig, run_sweep
 
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
-    kwargs: dict = {}
-    limit = args.n
-    if args.dataset == "shapes":
-        kwargs = {"n": args.n or 100, "seed": args.shapes_seed}
-        limit = None
-    elif args.dataset == "pixcvbench":
-        kwargs = {"ade20k_images": args.ade20k_images, "coco_images": args.coco_images}
-        if args.split:
-            kwargs["splits"] = (args.split,)
-    elif args.split:
-        kwargs["split"] = args.split
+    kwargs, limit = dataset_options(args.dataset, n=args.n, shapes_seed=args.shapes_seed, split=args.split,
+                                    ade20k_images=args.ade20k_images, coco_images=args.coco_images)
     templates = args.templates.split(",")
     if templates == ["all"]:
         from .datasets.templates import GROUNDING_TEMPLATES, load_templates
@@ -428,10 +421,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
         scene = ShapesWorld(args.seed).scene(args.index)
         image, prompt, gen_kwargs = scene.image, PROMPT, {}
+        params = sum(p.numel() for p in probe.model.parameters())
         note = (
-            "The model organism: a 2.5M-parameter LLaVA trained here on shapes-world captions only (no grounding\n"
-            "supervision). Heatmaps: attention of the row that predicts each word, layer and head mean, minus the\n"
-            "mean over the answer's tokens.\n\n"
+            f"The model organism: a {params / 1e6:.2f}M-parameter LLaVA trained here on shapes-world captions only (no\n"
+            "grounding supervision). Heatmaps: attention of the row that predicts each word, layer and head mean,\n"
+            "minus the mean over the answer's tokens.\n\n"
         )
     else:
         from .specs import load_spec

@@ -60,9 +60,9 @@ def plot_token_heatmaps(
     """
     import matplotlib.pyplot as plt
 
-    maps = run.token_map(None, layers, heads)  # [T, V]
-    if mean_subtract:
-        maps = maps - maps.mean(0, keepdim=True)
+    from .analysis.maps import normalise
+
+    maps = normalise(run.token_map(None, layers, heads), "mean_subtract" if mean_subtract else "none")  # [T, V]
     if tokens is None:
         tokens = [t for t, s in enumerate(run.tokens) if s.strip()][:24]
     tokens = list(tokens)

@@ -27,6 +27,8 @@ __all__ = ["ProbeSpec", "load_spec", "list_specs", "spec_dirs", "resolve_probe"]
 _DTYPES = ("float32", "float16", "bfloat16")
 _KEEPS = ("heads", "layers", "mean")
 _BUILTIN = "builtin:"
+#: ``builtin:<name>`` models a spec may name: an explicit table, so a spec cannot reach any other function.
+BUILTIN_MODELS = {"tiny_llava": "emergence.testing:tiny_llava"}
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,14 @@ class ProbeSpec:
 
         source = str(model) if model is not None else self.hf_id
         if source.startswith(_BUILTIN):
-            from . import testing
+            name = source[len(_BUILTIN):]
+            if name not in BUILTIN_MODELS:
+                raise ValueError(f"unknown builtin model {source!r}; built-in models: "
+                                 f"{', '.join(_BUILTIN + k for k in sorted(BUILTIN_MODELS))}")
+            module, _, attr = BUILTIN_MODELS[name].partition(":")
+            import importlib
 
-            factory = getattr(testing, source[len(_BUILTIN):], None)
-            if factory is None:
-                raise ValueError(f"unknown builtin model {source!r}")
+            factory = getattr(importlib.import_module(module), attr)
             mdl, proc = factory(attn_implementation=self.attn_implementation)
             probe = Probe(mdl, proc)
             probe.name = source

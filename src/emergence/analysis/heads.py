@@ -11,7 +11,36 @@ import numpy as np
 from .maps import Normalise, normalise as normalise_maps
 from .metrics import map_mass_inside
 
-__all__ = ["head_scores", "top_heads"]
+__all__ = ["head_maps", "head_scores", "peak_hits", "top_heads"]
+
+
+def head_maps(run: Any, normalise: Normalise = "mean_subtract") -> Any:
+    """Every layer x head's ``[T, V]`` maps, each normalised across the answer on its own.
+
+    Returns:
+        ``[L, H, T, V]`` float32 tensor (``run`` must be captured with keep="heads").
+    """
+    if run.keep != "heads":
+        raise ValueError("per-head maps need a run captured with keep='heads'")
+    att = run.attention.float()  # [T, L, H, V]
+    t_all, n_layers, n_heads, v = att.shape
+    per_head = normalise_maps(att.permute(1, 2, 0, 3).reshape(n_layers * n_heads, t_all, v), normalise)
+    return per_head.reshape(n_layers, n_heads, t_all, v)
+
+
+def peak_hits(heat: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Pointing hits of rendered maps: whether each ``[..., H, W]`` map's argmax pixel lies inside ``gt [H, W]``.
+
+    Returns:
+        ``[...]`` float64 of 0.0 / 1.0 (all 0.0 for an empty ``gt``).
+    """
+    heat = np.asarray(heat)
+    gt = np.asarray(gt, bool)
+    lead = heat.shape[:-2]
+    if not gt.any():
+        return np.zeros(lead)
+    flat = heat.reshape(-1, gt.size)
+    return gt.reshape(-1)[flat.argmax(1)].astype(float).reshape(lead)
 
 
 def head_scores(run: Any, gt: np.ndarray, tokens: Sequence[int] | None = None,
@@ -24,8 +53,6 @@ def head_scores(run: Any, gt: np.ndarray, tokens: Sequence[int] | None = None,
     Returns:
         ``{"mass": [L, H], "hit": [L, H]}`` float64 (mass inside ``gt`` in [0, 1]; pointing-hit rate).
     """
-    if run.keep != "heads":
-        raise ValueError("head_scores needs a run captured with keep='heads'")
     gt = np.asarray(gt, bool)
     if tuple(gt.shape) != tuple(run.layout.image_size):
         raise ValueError(f"ground truth {gt.shape} does not match the image size {tuple(run.layout.image_size)}")
@@ -34,13 +61,11 @@ def head_scores(run: Any, gt: np.ndarray, tokens: Sequence[int] | None = None,
     tokens = list(tokens)
     if not tokens:
         raise ValueError("no tokens to score")
-    att = run.attention.float()  # [T, L, H, V]
-    t_all, n_layers, n_heads, v = att.shape
-    per_head = normalise_maps(att.permute(1, 2, 0, 3).reshape(n_layers * n_heads, t_all, v), normalise)
-    chosen = per_head[:, tokens].reshape(-1, v)  # [L*H*t, V]
+    maps = head_maps(run, normalise)  # [L, H, T, V]
+    n_layers, n_heads, _, v = maps.shape
+    chosen = maps[:, :, tokens].reshape(-1, v)  # [L*H*t, V]
     heat = run.layout.render(chosen)  # [L*H*t, H, W]
-    flat = heat.reshape(len(chosen), -1)
-    hits = gt.reshape(-1)[flat.argmax(1)].astype(float) if gt.any() else np.zeros(len(chosen))
+    hits = peak_hits(heat, gt)
     mass = np.atleast_1d(map_mass_inside(heat, gt))
     shape = (n_layers, n_heads, len(tokens))
     return {"mass": mass.reshape(shape).mean(-1), "hit": hits.reshape(shape).mean(-1)}

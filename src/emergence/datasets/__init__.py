@@ -17,7 +17,7 @@ from .pixfoundation import PixCVBench, PixMMVP, parse_options
 from .templates import GROUNDING_TEMPLATES, VQA_TEMPLATES, format_grounding, format_vqa, load_templates
 
 __all__ = [
-    "Dataset", "DatasetError", "Sample", "load_dataset", "DATASETS",
+    "Dataset", "DatasetError", "Sample", "load_dataset", "dataset_options", "DATASETS",
     "PixMMVP", "PixCVBench", "RefCOCO", "CocoJson", "JsonlDataset", "ShapesBench",
     "decode_rle", "decode_segmentation", "encode_rle", "polygons_to_mask", "rle_counts", "parse_options",
     "GROUNDING_TEMPLATES", "VQA_TEMPLATES", "format_grounding", "format_vqa", "load_templates",
@@ -51,3 +51,19 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, images: str |
     if name == "jsonl":
         return JsonlDataset(root, **kwargs)
     raise ValueError(f"unknown dataset {name!r}; use one of {DATASETS}")
+
+
+def dataset_options(name: str, n: int | None = None, shapes_seed: int = 11, split: str | None = None,
+                    ade20k_images: str | os.PathLike | None = None, coco_images: str | os.PathLike | None = None
+                    ) -> tuple[dict[str, Any], int | None]:
+    """``(load_dataset kwargs, sample limit)`` from the command line's dataset options: ``shapes`` builds ``n``
+    scenes (100 by default) of world ``shapes_seed``; ``pixcvbench`` takes its two image folders and ``split`` as one
+    of its splits; RefCOCO's ``split`` is passed on; every other dataset keeps its first ``n`` samples."""
+    if name == "shapes":
+        return {"n": n or 100, "seed": shapes_seed}, None
+    if name == "pixcvbench":
+        kwargs: dict[str, Any] = {"ade20k_images": ade20k_images, "coco_images": coco_images}
+        if split:
+            kwargs["splits"] = (split,)
+        return kwargs, n
+    return ({"split": split} if split else {}), n

@@ -10,7 +10,6 @@ falls inside the word's referent mask. The random baseline is the probability th
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import atomic_write_json
 from .world import CATEGORIES, ShapesWorld
 
 __all__ = ["OrganismEval", "WordPointing", "caption_words", "evaluate", "format_table", "word_pointing"]
@@ -92,6 +92,7 @@ def word_pointing(run: Any, scene: Any) -> list[WordPointing]:
 
 def evaluate(probe: Any, seed: int, n: int, max_new_tokens: int = 64, per_head: bool = True) -> OrganismEval:
     """Caption ``n`` scenes of ``ShapesWorld(seed)`` with ``probe`` and score them (see module docstring)."""
+    from ..analysis.heads import head_maps, peak_hits
     from .model import PROMPT
 
     world = ShapesWorld(seed)
@@ -109,16 +110,14 @@ def evaluate(probe: Any, seed: int, n: int, max_new_tokens: int = 64, per_head: 
         if len(examples) < 5:
             examples.append((scene.caption, run.text.strip()))
         if per_head:
-            attn = run.attention.float()  # [T, L, H, V], each layer x head centred over the answer
-            attn = attn - attn.mean(0, keepdim=True)
-            layers, heads = attn.shape[1], attn.shape[2]
+            maps = head_maps(run)  # [L, H, T, V], each layer x head centred over the answer
+            layers, heads = maps.shape[:2]
         for wp in word_pointing(run, scene):
             hits[wp.category].append(float(wp.hit))
             base[wp.category].append(float(wp.mask.mean()))
             if per_head:
-                heats = run.layout.render(attn[wp.token].reshape(layers * heads, -1))
-                flat = heats.reshape(layers * heads, -1).argmax(1)
-                head_hits[wp.category].append(wp.mask.reshape(-1)[flat].reshape(layers, heads).astype(float))
+                heats = run.layout.render(maps[:, :, wp.token].reshape(layers * heads, -1))
+                head_hits[wp.category].append(peak_hits(heats, wp.mask).reshape(layers, heads))
     categories = {}
     for c in CATEGORIES:
         if hits[c]:
@@ -154,7 +153,4 @@ def save(result: OrganismEval, path: str | os.PathLike) -> Path:
     """Write the result as JSON (atomically)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=1))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, result.to_dict())

@@ -12,7 +12,6 @@ world's own vocabulary).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -78,33 +77,38 @@ class GroundingEval:
                 "best_categories": self.histogram("best_category"), "rows": self.rows}
 
 
-def evaluate_grounding(probe: Any, seed: int, n: int, segmenter: Any = "classical", max_new_tokens: int = 64,
-                       progress: bool = False) -> GroundingEval:
-    """Run the analyzer on ``n`` scenes of ``ShapesWorld(seed)`` (module docstring)."""
-    import sys
+def evaluate_grounding(seed: int, n: int, segmenter: str = "classical", model: str | os.PathLike | None = None,
+                       max_new_tokens: int = 64, progress: bool = False,
+                       out: str | os.PathLike | None = None) -> GroundingEval:
+    """The analyzer on ``n`` scenes of ``ShapesWorld(seed)`` (module docstring), run as a sweep over
+    :class:`~emergence.datasets.ShapesBench` with the ``describe`` template.
 
-    from ..analysis import analyze, build_segmenter
+    Args:
+        model: an organism folder (default: the shipped one).
+        out: keep the sweep folder there (default: a temporary folder); a sweep folder resumes.
+    """
+    import tempfile
 
-    seg = build_segmenter(segmenter)
-    judge = organism_judge()
-    world = ShapesWorld(seed)
-    result = GroundingEval(seed=seed, n=n, segmenter=segmenter if isinstance(segmenter, str) else type(seg).__name__)
-    start = time.perf_counter()
-    for i in range(n):
-        scene = world.scene(i)
-        expr = scene_expression(scene)
-        run = probe.generate(scene.image, f"describe {expr.text}", max_new_tokens=max_new_tokens)
-        report = analyze(run, gt_mask=expr.mask, segmenter=seg, judge=judge)
-        row = report.summary()
-        row.update({"scene": i, "expression": expr.text, "target": expr.category})
-        result.rows.append(row)
-        if progress:
-            print(f"\r{i + 1}/{n} scenes, oracle mIoU so far {result.oracle_miou:.3f}", end="", file=sys.stderr,
-                  flush=True)
-    if progress:
-        print(file=sys.stderr)
-    result.seconds = time.perf_counter() - start
-    return result
+    from ..sweep import SweepConfig, run_sweep
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = SweepConfig(out=str(out or Path(tmp) / "sweep"), dataset="shapes",
+                             dataset_kwargs={"n": n, "seed": seed}, model=None if model is None else str(model),
+                             segmenter=segmenter, max_new_tokens=max_new_tokens, store="none")
+        start = time.perf_counter()
+        samples = run_sweep(config, progress=progress).table("samples")
+        seconds = time.perf_counter() - start
+    if samples["error"].notna().any():
+        raise RuntimeError(f"organism grounding: {int(samples['error'].notna().sum())} scenes failed; first: "
+                           f"{samples.loc[samples['error'].notna(), 'error'].iloc[0]}")
+    keep = ["answer", "units", "unit_kind", "tau", "absent", "oracle_iou", "best_text", "best_category",
+            "best_position", "emerged", "emergence_text", "emergence_token", "emergence_position", "emergence_bin",
+            "emergence_layer", "auto_score_text", "auto_score_iou", "auto_mllm_iou"]
+    rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}  # plain Python values
+            for rec in samples[keep].to_dict("records")]
+    for row, r in zip(rows, samples.itertuples()):
+        row.update({"scene": int(r.sample), "expression": r.expression, "target": r.meta_target})
+    return GroundingEval(seed=seed, n=n, segmenter=segmenter, rows=rows, seconds=seconds)
 
 
 def format_grounding(result: GroundingEval) -> str:
@@ -141,9 +145,8 @@ def format_grounding(result: GroundingEval) -> str:
 
 def save_grounding(result: GroundingEval, path: str | os.PathLike) -> Path:
     """Write the result as JSON (atomically)."""
+    from ..files import atomic_write_json
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=1, default=str))
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, result.to_dict())

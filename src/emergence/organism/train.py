@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import math
 import os
-import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from ..files import atomic_write_bytes, atomic_write_json, claim_output_dir
+from ..progress import ProgressLine
 
 __all__ = ["train", "main"]
 
@@ -86,8 +90,7 @@ def train(
     from .world import ShapesWorld
 
     with _torch_threads(threads):
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
+        out = claim_output_dir(out, "organism", legacy=("training_args.json",))
         ckpt = out / "checkpoint.pt"
         processor = build_processor()
         model = build_model(processor, seed=seed, layers=layers)
@@ -114,6 +117,7 @@ def train(
             log_path.unlink()
         world = ShapesWorld(seed=TRAIN_WORLD_SEED + seed)
         prompt = _prompt(processor)
+        bar = ProgressLine(steps, start_step, unit="steps", per="s", enabled=not quiet)
         t0 = time.perf_counter()
         running = None
         for step in range(start_step, steps):
@@ -136,33 +140,25 @@ def train(
                 records.append(record)
                 with open(log_path, "a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
-                if not quiet:
-                    rate = (step + 1 - start_step) / elapsed
-                    eta = (steps - step - 1) / max(rate, 1e-9)
-                    bar = "#" * int(30 * (step + 1) / steps)
-                    print(f"\r[{bar:<30}] {step + 1}/{steps} loss {running:.4f} {rate:.2f} it/s ETA {eta / 60:.1f} min",
-                          end="", file=sys.stderr, flush=True)
+                bar.update(step + 1 - bar.done, note=f"loss {running:.4f}")
             if (step + 1) % save_every == 0 and step + 1 < steps:
-                tmp = ckpt.with_suffix(".tmp")
+                buf = io.BytesIO()
                 torch.save({"model": model.state_dict(), "optim": optim.state_dict(), "rng": torch.get_rng_state(),
-                            "step": step + 1, "records": records}, tmp)
-                os.replace(tmp, ckpt)
-        if not quiet:
-            print(file=sys.stderr)
+                            "step": step + 1, "records": records}, buf)
+                atomic_write_bytes(ckpt, buf.getvalue())
+        bar.close()
         model.eval()
-        staging = out.with_name(out.name + ".saving")
-        shutil.rmtree(staging, ignore_errors=True)
-        model.save_pretrained(staging)
-        processor.save_pretrained(staging)
-        for item in staging.iterdir():
-            os.replace(item, out / item.name)
-        staging.rmdir()
+        with tempfile.TemporaryDirectory(dir=out, prefix=".saving.") as staging:
+            model.save_pretrained(staging)
+            processor.save_pretrained(staging)
+            for item in Path(staging).iterdir():
+                os.replace(item, out / item.name)
         ckpt.unlink(missing_ok=True)
         # the thread count fixes the order of floating-point sums: the same seed on another count trains another model
-        (out / "training_args.json").write_text(json.dumps(
-            {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "layers": layers,
-             "world_seed": TRAIN_WORLD_SEED + seed, "threads": torch.get_num_threads(),
-             "torch": torch.__version__}, indent=1))
+        atomic_write_json(out / "training_args.json",
+                          {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "layers": layers,
+                           "world_seed": TRAIN_WORLD_SEED + seed, "threads": torch.get_num_threads(),
+                           "torch": torch.__version__})
         return records
 
 

@@ -29,52 +29,8 @@ a, with, and...  none         none
 
 Every colour occurs at most once per scene (bodies and parts together), so a colour word names one region.
 
-Why this grammar (measured on held-out scenes, attention of the row that predicts each word): the first word of an
-object's phrase is predicted by a row that still has to find the next object, and its map is diffuse; the next word's
-row looks at the object (v0: 31-49% pointing for leading size words, 93% for the colours after them). Up to v6 a state
-word came first and the location last; v7 puts the slot first ("at the top left a solid red ..."), so every later row of
-the phrase is written knowing where the object is. With v6's 5-layer decoder (2000 steps x 48, seed 0) this captioned
-0.97 of 150 scenes of seed 7 exactly and pointed at colours at 0.84 (v6 on 500 scenes: 0.88 and 0.80), but at entity
-nouns at 0.56 and parts at 0.63 (v6: 0.89 / 0.83): its layer-0 maps still found them (0.93 / 0.81 on 80 scenes) while
-the last layer, the strongest in the average, pointed at 0.19 / 0.37. Of its 68 entity misses on 80 scenes, half lay
-within 3 px of the object; 41 (the two counts may overlap) fell on four fixed patches (the last visual token, two other
-row ends, one on the left edge). A guess, not tested: in a causal decoder a later visual token has read the patches
-before it, so deep layers find summaries there. A 3-layer decoder (v7, shipped) keeps the slot-first gains and points at
-entity nouns and parts again (README). A noun predicted right after its colour word is found by matching that colour
-(85% for shape nouns), hence the part's colour before the part's name; with parts tied to shapes (house/roof) or named
-before their colour, the part noun's row looked at the object's body (10-21%). Sizes are in every scene's referring
-expressions and questions, not in its caption: a size is judged against the object's surroundings and its row spreads
-over the slot.
-
-Why objects float freely instead of sitting on the organism's 8-px patch grid (tried and dropped; 2000 steps, 150
-scenes of seed 7): on the grid, bodies 2 or 3 patches square with one-patch parts beside them, a map of each region's
-patch coverage (upsampled like the model's maps; 400 scenes) points at 0.99 for colours and shapes and 1.0 for parts
-(on v5's world: 0.91 for colours, 0.78 for large poles, narrower than a patch), and captions came out 0.97 exact, but
-the trained model's maps pointed worse than on v5's world (appearance 0.73, entity 0.46, part 0.48). On the grid a
-triangle or a cross differs from a square only in which patches are empty, and a handle from a pole in the empty
-patches above and below it; the rows naming them looked at those empty patches (entity pointing: triangles 0.04,
-large crosses 0.04, squares 0.84; large handles 0.0). Free-floating objects keep the evidence inside their own,
-partly covered patches.
-
-Why the background pattern is dark and dense (v6; v5 drew stripes and 2-px dots every 5 px in (170, 170, 166)): v5
-captioned 0.718 of 500 scenes of seed 7 exactly, its misses nearly all the pattern word (plain / dotted). With the
-pattern in (140, 140, 136) and 2 x 2 dots every 4 px, the same scenes captioned 0.914 exactly; that run's entity
-pointing fell to 0.50 (`bench/organism_eval_seed7_contrast_variant.json`). v6 keeps this background with the part and
-hollow changes below and points at entity nouns at 0.89, so the background alone does not explain that fall. Entity
-pointing on the map averaged over all layers and heads varies this much between runs: a 4-layer decoder trained on v6's
-world with the same schedule captioned 0.906 exactly but pointed at entity nouns at 0.64 and part nouns at 0.66 (its
-layer-0 heads alone: 0.92 and 0.88), and v6 retrained from the same seed with 2 threads instead of 1 pointed at entity
-nouns at 0.62 (exact 0.900).
-
-Why parts are wide and hollow bodies large and thick (v6; v5: pole 0.34 and handle 0.4 of the object size, handle over
-the middle half of the height, hollow on any size with a 4-px outline). The ceiling is a map of each region's 8-px patch
-coverage, rendered like the model's maps and read at its argmax (300-400 scenes of seed 7). With v5's sizes it points at
-0.91 for part colours and 0.80 for large poles, narrower than a patch; with v5's hollow rule (any size, 4-px outline)
-hollow bodies score 0.38, as the argmax falls into the empty middle. With v6's sizes (pole 0.42, handle 0.45 over 70% of
-the height) part colours reach 0.96 and poles 0.92-1.0; with hollow on large bodies only and a 5-px outline, hollow
-bodies reach 0.60 and body colours 0.94 (v5: 0.90). v6 trained on the same schedule: part nouns 0.61 -> 0.83, entity
-0.73 -> 0.89, exact 0.72 -> 0.88. Its remaining gap is the part's colour word (0.64 on 150 scenes; body colours 0.89):
-the row that predicts it, right after "with a", has to find the part first.
+Why the world looks the way it does (the grammar, free-floating objects, the background, part and outline
+sizes), with the measurements behind each choice: ``docs/organism_notes.md``.
 """
 
 from __future__ import annotations

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
-import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..progress import ProgressLine
 
 __all__ = ["SweepConfig", "dataset_fingerprint", "environment", "run_sweep", "work_items"]
 
@@ -191,6 +191,8 @@ class Worker:
                                "index": index, "expression": sample.expression, "pair": sample.pair,
                                "absent": sample.absent, "unannotated": sample.unannotated, "error": None,
                                "error_type": None}
+        row.update({f"meta_{k}": v for k, v in sample.meta.items()
+                    if v is None or isinstance(v, (str, bool, int, float))})  # scalar metadata (pattern, target...)
         torch.manual_seed(self.config.seed)
         try:
             image = sample.image()
@@ -400,7 +402,8 @@ def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, pro
         chunks = [items[i: i + config.chunk_size] for i in range(0, len(items), config.chunk_size)]
         done = set(store.committed())
         todo = [c for c in range(len(chunks)) if c not in done]
-        bar = _Progress(len(items), sum(len(chunks[c]) for c in done if c < len(chunks)), enabled=progress)
+        bar = ProgressLine(len(items), sum(len(chunks[c]) for c in done if c < len(chunks)), unit="items", per="h",
+                           enabled=progress)
         guard = _ErrorGuard(max_consecutive_errors)
         env_id = environment_id(env)
         if backend == "local":
@@ -479,32 +482,3 @@ def _run_ray(config: SweepConfig, store: Any, chunks: list, todo: list[int], wor
     finally:
         if started:
             ray.shutdown()
-
-
-class _Progress:
-    """A one-line progress bar with rate and ETA on stderr."""
-
-    def __init__(self, total: int, done: int, enabled: bool = True) -> None:
-        self.total, self.done, self.start_done = total, done, done
-        self.t0 = time.perf_counter()
-        self.enabled = enabled
-        self._draw()
-
-    def update(self, n: int) -> None:
-        self.done += n
-        self._draw()
-
-    def _draw(self) -> None:
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.t0
-        rate = (self.done - self.start_done) / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
-        frac = self.done / self.total if self.total else 1.0
-        bar = "#" * int(30 * frac)
-        print(f"\r[{bar:<30}] {self.done}/{self.total} items {rate * 3600:.0f}/h ETA {eta / 60:.1f} min",
-              end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr)
