@@ -34,7 +34,10 @@ from .metrics import BIN_LABELS, map_mass_inside, mask_ious, pointing_hit, posit
 from .prompts import PointPrompt, PromptOptions, make_prompt, scale_prompt
 from .segmenters import Segmenter, build_segmenter, segment_prompts
 
-__all__ = ["analyze", "EmergenceReport", "EmptyGroundTruthWarning", "MaskError", "ground_truth_mask"]
+__all__ = ["analyze", "AnalysisOptions", "EmergenceReport", "EmptyGroundTruthWarning", "MaskError", "ground_truth_mask"]
+
+
+_UNSET = object()
 
 
 class EmptyGroundTruthWarning(UserWarning):
@@ -259,58 +262,135 @@ def _unit_maps(maps: torch.Tensor, units: Sequence[Unit]) -> torch.Tensor:
     return torch.stack([maps[list(u.tokens)].mean(0) for u in units]) if units else maps[:0]
 
 
+@dataclass
+class AnalysisOptions:
+    """How :func:`analyze` turns maps into masks and scores (everything but the inputs and the judges).
+
+    Attributes:
+        units: ``"tokens"``, ``"words"`` or ``"phrases"``.
+        layers, heads: which attention to average (see :class:`MapOptions`); ``heads`` may be ``(layer, head)``
+            pairs, e.g. from :func:`~emergence.analysis.top_heads`.
+        tau: IoU threshold of emergence, in (0, 1].
+        normalise, sink_z, remove_corners: map normalisation (:mod:`emergence.analysis.maps`).
+        prompt: point/box prompt options (default: the argmax point).
+        layer_emergence: also segment single-layer maps of the emergence unit to find the emergence layer.
+        max_side: maps are rendered on a grid whose longer side is at most this many pixels (``None``: the image's
+            full size). Bounds memory on large photos; the peak is found there and mapped to the original pixel it
+            falls in (at most ``image side / max_side`` pixels from the full-size peak), and masks and IoUs stay at
+            full size. Images up to ``max_side`` are rendered at their own size.
+    """
+
+    units: UnitKind = "words"
+    layers: Sequence[int] | None = None
+    heads: Sequence[int] | Sequence[tuple[int, int]] | None = None
+    tau: float = 0.5
+    normalise: Normalise = "mean_subtract"
+    sink_z: float | None = None
+    remove_corners: bool = False
+    prompt: PromptOptions | None = None
+    layer_emergence: bool = True
+    max_side: int | None = 1024
+
+    def __post_init__(self) -> None:
+        if self.units not in ("tokens", "words", "phrases"):
+            raise ValueError(f"units={self.units!r} is not one of 'tokens', 'words', 'phrases'")
+        if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not 0 < self.tau <= 1:
+            raise ValueError(f"tau must lie in (0, 1], got {self.tau!r}")
+        if self.max_side is not None and self.max_side < 1:
+            raise ValueError(f"max_side must be >= 1 or None, got {self.max_side}")
+        self.prompt = self.prompt or PromptOptions()
+
+    def map_options(self, layers: Any = _UNSET, heads: Any = _UNSET) -> MapOptions:
+        """The :class:`MapOptions` of these options (``layers`` / ``heads`` replaced when given, ``None`` included)."""
+        return MapOptions(layers=self.layers if layers is _UNSET else layers,
+                          heads=self.heads if heads is _UNSET else heads, normalise=self.normalise,
+                          sink_z=self.sink_z, remove_corners=self.remove_corners)
+
+    @property
+    def head_pairs(self) -> bool:
+        """Whether ``heads`` holds ``(layer, head)`` pairs."""
+        return self.heads is not None and len(self.heads) > 0 and not isinstance(self.heads[0], (int, np.integer))
+
+
 def analyze(
     run: Any,
     gt_mask: Any = None,
     segmenter: str | Segmenter | None = "sam2",
-    units: UnitKind = "words",
-    layers: Sequence[int] | None = None,
-    heads: Sequence[int] | Sequence[tuple[int, int]] | None = None,
-    tau: float = 0.5,
-    normalise: Normalise = "mean_subtract",
-    sink_z: float | None = None,
-    remove_corners: bool = False,
-    prompt: PromptOptions | None = None,
+    options: AnalysisOptions | None = None,
+    *,
     judge: Judge | None = None,
-    layer_emergence: bool = True,
     mllm_judge: Any = None,
     expression: str | None = None,
     image: Any = None,
     nlp: Any = None,
-    max_side: int | None = 1024,
+    **option_values: Any,
 ) -> EmergenceReport:
     """Locate where grounding emerges in ``run``'s answer.
 
+    Steps (each a function of this module): check the inputs, render each unit's map on the working grid, turn each
+    map into a prompt in original pixels, segment all prompts on one image embedding, score the units, choose without
+    ground truth, and find the emergence layer.
+
     Args:
         run: a :class:`~emergence.ProbeRun` (keep="heads" for head selection and per-layer emergence).
-        gt_mask: ground truth at the ORIGINAL image size: ``[H, W]`` / ``[N, H, W]`` array, PIL image or mask file;
-            empty = absent object; ``None`` = no scoring (automatic selection only).
+        gt_mask: ground truth at the ORIGINAL image size: ``[H, W]`` / ``[N, H, W]`` array, PIL image or mask file
+            (rules in :mod:`emergence.images`); all zero = absent object; ``None`` = no scoring.
         segmenter: ``"sam2"`` (default), ``"sam2:<id or folder>"``, ``"sam2-official"``, ``"classical"`` or an
             object with ``set_image``/``predict``.
-        units: ``"tokens"``, ``"words"`` or ``"phrases"``.
-        layers, heads: which attention to average (see :class:`MapOptions`).
-        tau: IoU threshold of emergence.
-        normalise, sink_z, remove_corners: map normalisation (:mod:`emergence.analysis.maps`).
-        prompt: point/box prompt options (default: the argmax point).
+        options: :class:`AnalysisOptions`; its fields may also be given as keywords (``units="tokens"``,
+            ``tau=0.7``, ``layers=[...]``, ``max_side=None``...), which override ``options``.
         judge: concept classifier ``(unit_text, answer) -> category`` (default: offline lexicon).
-        layer_emergence: also segment single-layer maps of the emergence unit to find the emergence layer.
         mllm_judge: a :class:`~emergence.Probe` (usually the probed model) asked to pick the best candidate mask
             for ``expression`` without ground truth.
         expression: the referring expression (for ``mllm_judge``).
         image: the image (default ``run.image``).
         nlp: a spaCy pipeline for phrases.
-        max_side: maps are rendered on a grid whose longer side is at most this many pixels (``None``: the image's
-            full size). Bounds memory on large photos; the peak is found there and mapped to the original pixel it
-            falls in (at most ``image side / max_side`` pixels from the full-size peak), and masks and IoUs stay at
-            full size. Images up to ``max_side`` are rendered at their own size.
 
     Returns:
         :class:`EmergenceReport`. ``report.table`` columns: ``text, kind, token_start, token_end, char_start,
         char_end, position, position_bin, category, point_x, point_y, score_k, chosen, peakiness`` and, with ground
         truth, ``iou_k, iou_chosen, iou, hit, mass_inside`` (k = 0..K-1).
-    """
-    import pandas as pd
 
+    Raises:
+        TypeError: an unknown keyword.
+        ValueError, EmergenceError, MaskError: bad options, image or ground truth (the message names the value).
+    """
+    opts = _resolve_options(options, option_values)
+    image, size, gt = _check_inputs(run, image, gt_mask)
+    unit_list, kind_used = make_units(run, opts.units, nlp=nlp)
+    work = working_size(size, opts.max_side)
+    heat = _render_units(run, unit_list, opts.map_options(), work)
+    prompts = [scale_prompt(make_prompt(h, opts.prompt), work, size) for h in heat]
+    seg = build_segmenter(segmenter)
+    seg.set_image(image)
+    if unit_list:
+        masks, scores = segment_prompts(seg, prompts)
+    else:
+        masks, scores = np.zeros((0, 1, *size), bool), np.zeros((0, 1), np.float32)
+    table = _score_table(run, unit_list, prompts, heat, masks, scores, gt, work, judge or LexiconJudge())
+    report = EmergenceReport(
+        run=run, image=image, units=unit_list, unit_kind=kind_used, table=table, heat=heat, masks=masks,
+        scores=scores, prompts=prompts, gt=gt, tau=float(opts.tau), options=_options_record(opts, seg),
+    )
+    if unit_list:
+        report.automatic = _choose_without_ground_truth(report, mllm_judge, expression)
+    if gt is not None and unit_list and opts.layer_emergence and run.keep != "mean":
+        report.layer_ious = _layer_ious(report, seg, opts, work)
+    return report
+
+
+def _resolve_options(options: AnalysisOptions | None, values: dict[str, Any]) -> AnalysisOptions:
+    from dataclasses import fields, replace
+
+    known = {f.name for f in fields(AnalysisOptions)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TypeError(f"analyze() got unknown keyword(s) {unknown}; options are {sorted(known)}")
+    return replace(options or AnalysisOptions(), **values) if values else (options or AnalysisOptions())
+
+
+def _check_inputs(run: Any, image: Any, gt_mask: Any) -> tuple[Any, tuple[int, int], np.ndarray | None]:
+    """The image (the run's by default) checked against the run's layout, its ``(H, W)``, and the ground truth."""
     if image is None:
         image = run.image
     if image is None:
@@ -325,24 +405,23 @@ def analyze(
         warnings.warn("the ground-truth mask is empty (all zero): the object is scored as ABSENT — a unit is correct "
                       "when its mask covers less than half the image (PixFoundation's rule). If the object is in the "
                       "image, the mask file did not load as intended (see emergence.images for the mask rules).",
-                      EmptyGroundTruthWarning, stacklevel=2)
-    if not 0 < tau <= 1:
-        raise ValueError(f"tau must lie in (0, 1], got {tau}")
-    map_options = MapOptions(layers=layers, heads=heads, normalise=normalise, sink_z=sink_z,
-                             remove_corners=remove_corners)
-    prompt = prompt or PromptOptions()
-    judge = judge or LexiconJudge()
-    unit_list, kind_used = make_units(run, units, nlp=nlp)
+                      EmptyGroundTruthWarning, stacklevel=3)
+    return image, size, gt
+
+
+def _render_units(run: Any, unit_list: Sequence[Unit], map_options: MapOptions, work: tuple[int, int]) -> np.ndarray:
+    """``[U, h, w]``: each unit's map (mean of its tokens' normalised maps) rendered on the working grid."""
     maps = token_maps(run, map_options)  # [T, V]
-    work = working_size(size, max_side)
-    heat = run.layout.render(_unit_maps(maps, unit_list), size=work).reshape(len(unit_list), *work)
-    prompts = [scale_prompt(make_prompt(h, prompt), work, size) for h in heat]
-    seg = build_segmenter(segmenter)
-    seg.set_image(image)
-    if unit_list:
-        masks, scores = segment_prompts(seg, prompts)
-    else:
-        masks, scores = np.zeros((0, 1, *size), bool), np.zeros((0, 1), np.float32)
+    return run.layout.render(_unit_maps(maps, unit_list), size=work).reshape(len(unit_list), *work)
+
+
+def _score_table(run: Any, unit_list: Sequence[Unit], prompts: Sequence[PointPrompt], heat: np.ndarray,
+                 masks: np.ndarray, scores: np.ndarray, gt: np.ndarray | None, work: tuple[int, int],
+                 judge: Judge) -> Any:
+    """One row per unit: position, category, prompt point, segmenter scores and choice, peakiness and, with ground
+    truth, IoU per mask, of the chosen mask and the best, pointing hit and map mass inside."""
+    import pandas as pd
+
     n_k = masks.shape[1]
     chosen = scores.argmax(1) if len(scores) else np.zeros(0, int)
     text_len = max(len(run.text), 1)
@@ -368,42 +447,50 @@ def analyze(
         table["iou"] = ious.max(1)
         table["hit"] = [pointing_hit((r.point_x, r.point_y), gt) for r in table.itertuples()]
         table["mass_inside"] = np.atleast_1d(map_mass_inside(heat, _resample_mask(gt, work))) if gt.any() else np.nan
-    report = EmergenceReport(
-        run=run, image=image, units=unit_list, unit_kind=kind_used, table=table, heat=heat, masks=masks,
-        scores=scores, prompts=prompts, gt=gt, tau=float(tau),
-        options={"units": units, "layers": None if layers is None else list(layers),
-                 "heads": None if heads is None else [h if isinstance(h, int) else list(h) for h in heads],
-                 "normalise": normalise, "sink_z": sink_z, "remove_corners": remove_corners,
-                 "prompt": prompt.__dict__, "segmenter": type(seg).__name__, "max_side": max_side},
-    )
-    if unit_list:
-        auto = np.asarray([scores[i, chosen[i]] * table.loc[i, "peakiness"] for i in range(len(unit_list))])
-        report.automatic["score"] = int(auto.argmax())
-        report.automatic["mllm"] = None
-        if mllm_judge is not None:
-            from .select import select_with_mllm
+    return table
 
-            if not expression:
-                raise ValueError("mllm_judge needs expression=... (what the masks should show)")
-            candidates = [masks[i, chosen[i]] for i in range(len(unit_list))]
-            report.automatic["mllm"] = select_with_mllm(mllm_judge, image, expression, candidates,
-                                                        order=np.argsort(-auto))
-    if gt is not None and unit_list and layer_emergence and run.keep != "mean":
-        target = report.emergence if report.emergence is not None else report.best
-        idx = int(target.name)
-        pairs = heads is not None and len(heads) > 0 and not isinstance(heads[0], (int, np.integer))
-        if pairs:  # (layer, head) pairs: each layer with its own chosen heads
-            layer_list = sorted({int(h[0]) for h in heads})
+
+def _options_record(opts: AnalysisOptions, seg: Any) -> dict[str, Any]:
+    heads = None if opts.heads is None else [h if isinstance(h, int) else list(h) for h in opts.heads]
+    return {"units": opts.units, "layers": None if opts.layers is None else list(opts.layers), "heads": heads,
+            "normalise": opts.normalise, "sink_z": opts.sink_z, "remove_corners": opts.remove_corners,
+            "prompt": opts.prompt.__dict__, "segmenter": type(seg).__name__, "max_side": opts.max_side}
+
+
+def _choose_without_ground_truth(report: EmergenceReport, mllm_judge: Any, expression: str | None
+                                 ) -> dict[str, int | None]:
+    """The score-based choice (SAM score of the chosen mask x map peakiness) and, with a judge MLLM, its pick."""
+    table, masks, scores = report.table, report.masks, report.scores
+    chosen = table["chosen"].to_numpy()
+    auto = np.asarray([scores[i, chosen[i]] * table.loc[i, "peakiness"] for i in range(len(table))])
+    out: dict[str, int | None] = {"score": int(auto.argmax()), "mllm": None}
+    if mllm_judge is not None:
+        from .select import select_with_mllm
+
+        if not expression:
+            raise ValueError("mllm_judge needs expression=... (what the masks should show)")
+        candidates = [masks[i, chosen[i]] for i in range(len(table))]
+        out["mllm"] = select_with_mllm(mllm_judge, report.image, expression, candidates, order=np.argsort(-auto))
+    return out
+
+
+def _layer_ious(report: EmergenceReport, seg: Any, opts: AnalysisOptions, work: tuple[int, int]) -> dict[int, float]:
+    """``{layer: IoU}`` of the emergence unit (the best unit when none emerges), each layer's map on its own (with
+    ``(layer, head)`` pairs, each layer with its own chosen heads)."""
+    run, size = report.run, tuple(report.gt.shape)
+    target = report.emergence if report.emergence is not None else report.best
+    unit = report.units[int(target.name)]
+    pairs = opts.head_pairs
+    layer_list = sorted({int(h[0]) for h in opts.heads}) if pairs else \
+        (list(opts.layers) if opts.layers is not None else list(run.layers))
+    layer_heat = []
+    for layer in layer_list:
+        if pairs:
+            lm = token_maps(run, opts.map_options(layers=None, heads=[h for h in opts.heads if int(h[0]) == layer]))
         else:
-            layer_list = list(layers) if layers is not None else list(run.layers)
-        layer_heat = []
-        for layer in layer_list:
-            layer_heads = [h for h in heads if int(h[0]) == layer] if pairs else heads
-            lm = token_maps(run, MapOptions(layers=None if pairs else [layer], heads=layer_heads,
-                                            normalise=normalise, sink_z=sink_z, remove_corners=remove_corners))
-            layer_heat.append(_unit_maps(lm, [unit_list[idx]])[0])
-        lh = run.layout.render(torch.stack(layer_heat), size=work).reshape(len(layer_list), *work)
-        lmasks, _ = segment_prompts(seg, [scale_prompt(make_prompt(h, prompt), work, size) for h in lh])
-        lious = mask_ious(lmasks, gt).max(1)
-        report.layer_ious = {int(layer): float(v) for layer, v in zip(layer_list, lious)}
-    return report
+            lm = token_maps(run, opts.map_options(layers=[layer]))
+        layer_heat.append(_unit_maps(lm, [unit])[0])
+    lh = run.layout.render(torch.stack(layer_heat), size=work).reshape(len(layer_list), *work)
+    lmasks, _ = segment_prompts(seg, [scale_prompt(make_prompt(h, opts.prompt), work, size) for h in lh])
+    lious = mask_ious(lmasks, report.gt).max(1)
+    return {int(layer): float(v) for layer, v in zip(layer_list, lious)}
