@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from PIL import Image
 
 from .capture.engine import AttentionCapture, KeepMode, language_model_attention_modules
 from .errors import CaptureError, ModelLoadError, UnsupportedModelError, check_device
@@ -193,6 +194,41 @@ class Probe:
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if generate_kwargs.get("num_beams", 1) != 1:
             raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
+        pil, inputs = self._resolve_inputs(image, prompt, inputs)
+        input_ids = inputs["input_ids"]
+        layout = self.layout(inputs, (pil.height, pil.width))
+        model_inputs = self._model_inputs(inputs)
+        generate_kwargs.setdefault("do_sample", False)
+        pad_id = getattr(self.tokenizer, "pad_token_id", None)
+        if pad_id is not None:
+            generate_kwargs.setdefault("pad_token_id", pad_id)
+        self._warn_context(input_ids.shape[1], max_new_tokens)
+        capture = {"keep": keep, "layers": layers, "storage_dtype": storage_dtype}
+        generate_kwargs["max_new_tokens"] = max_new_tokens
+        if convention == "predicting":
+            new_ids, attention, cap = self._generate_predicting(model_inputs, layout, capture, generate_kwargs)
+        else:
+            new_ids, attention, cap = self._generate_self(model_inputs, layout, capture, generate_kwargs)
+        text, tokens, offsets = self._decode(new_ids)
+        return ProbeRun(
+            text=text,
+            token_ids=new_ids,
+            tokens=tokens,
+            token_offsets=offsets,
+            attention=attention,
+            layout=layout,
+            layers=cap.layers,
+            keep=keep,
+            convention=convention,
+            prompt=prompt or "",
+            prompt_ids=input_ids[0].cpu(),
+            image=pil,
+            meta=self._meta(cap, generate_kwargs),
+        )
+
+    def _resolve_inputs(self, image: Any, prompt: str | None, inputs: Mapping[str, Any] | None
+                        ) -> tuple[Image.Image, Mapping[str, Any]]:
+        """``(original image, processed inputs of one sample)``, built from the image and prompt unless given."""
         if inputs is None:
             if image is None:
                 raise ValueError(
@@ -214,68 +250,56 @@ class Probe:
         input_ids = inputs["input_ids"]
         if input_ids.ndim != 2 or input_ids.shape[0] != 1:
             raise ValueError(f"one sample at a time: input_ids must be [1, S], got {tuple(input_ids.shape)}")
-        image_size = (pil.height, pil.width)
-        layout = self.layout(inputs, image_size)
+        return pil, inputs
 
+    def _model_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The inputs on the model's device, floating pixel values in the model's dtype."""
         device = next(self.model.parameters()).device
         model_inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
         if "pixel_values" in model_inputs and model_inputs["pixel_values"].is_floating_point():
             model_inputs["pixel_values"] = model_inputs["pixel_values"].to(self.model.dtype)
-        generate_kwargs.setdefault("do_sample", False)
-        pad_id = getattr(self.tokenizer, "pad_token_id", None)
-        if pad_id is not None:
-            generate_kwargs.setdefault("pad_token_id", pad_id)
+        return model_inputs
 
-        prompt_len = input_ids.shape[1]
-        self._warn_context(prompt_len, max_new_tokens)
-        if convention == "predicting":
-            with AttentionCapture(self.model, layout.positions, keep=keep, layers=layers, storage_dtype=storage_dtype) as cap, torch.no_grad():
-                sequences = self.model.generate(**model_inputs, max_new_tokens=max_new_tokens, **generate_kwargs)
-            new_ids = sequences[0, prompt_len:].cpu()
-            attention = cap.maps()
-            if attention.shape[0] != len(new_ids):
-                raise CaptureError(
-                    f"recorded {attention.shape[0]} steps for {len(new_ids)} generated tokens; the model's generate "
-                    "ran extra or fewer forward passes than tokens (speculative or assisted decoding is unsupported)"
-                )
-        else:
-            with torch.no_grad():
-                sequences = self.model.generate(**model_inputs, max_new_tokens=max_new_tokens, **generate_kwargs)
-            new_ids = sequences[0, prompt_len:].cpu()
-            full = _extend_inputs(model_inputs, sequences)
-            positions = torch.arange(prompt_len, sequences.shape[1])
-            with AttentionCapture(
-                self.model, layout.positions, keep=keep, layers=layers, storage_dtype=storage_dtype,
-                query_positions=positions,
-            ) as cap, torch.no_grad():
-                self.model(**full, use_cache=False)
-            attention = cap.maps()
+    def _generate_predicting(self, model_inputs: dict[str, Any], layout: Any, capture: dict[str, Any],
+                             generate_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, AttentionCapture]:
+        """Generate under capture: step t's last row predicts token t. Returns ``(new ids [T], attention, capture)``."""
+        prompt_len = model_inputs["input_ids"].shape[1]
+        with AttentionCapture(self.model, layout.positions, **capture) as cap, torch.no_grad():
+            sequences = self.model.generate(**model_inputs, **generate_kwargs)
+        new_ids = sequences[0, prompt_len:].cpu()
+        attention = cap.maps()
+        if attention.shape[0] != len(new_ids):
+            raise CaptureError(
+                f"recorded {attention.shape[0]} steps for {len(new_ids)} generated tokens; the model's generate "
+                "ran extra or fewer forward passes than tokens (speculative or assisted decoding is unsupported)"
+            )
+        return new_ids, attention, cap
 
-        text, tokens, offsets = self._decode(new_ids)
-        meta = {
+    def _generate_self(self, model_inputs: dict[str, Any], layout: Any, capture: dict[str, Any],
+                       generate_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, AttentionCapture]:
+        """Generate, then capture one full forward over prompt + answer at the answer's own rows."""
+        prompt_len = model_inputs["input_ids"].shape[1]
+        with torch.no_grad():
+            sequences = self.model.generate(**model_inputs, **generate_kwargs)
+        new_ids = sequences[0, prompt_len:].cpu()
+        full = _extend_inputs(model_inputs, sequences)
+        positions = torch.arange(prompt_len, sequences.shape[1])
+        with AttentionCapture(self.model, layout.positions, query_positions=positions, **capture) as cap, \
+                torch.no_grad():
+            self.model(**full, use_cache=False)
+        return new_ids, cap.maps(), cap
+
+    def _meta(self, cap: AttentionCapture, generate_kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {
             "model": self.name or type(self.model).__name__,
             "architecture": type(self.model).__name__,
             "backend": cap.backend,
             "dtype": str(self.model.dtype).replace("torch.", ""),
-            "max_new_tokens": max_new_tokens,
-            "generate_kwargs": {k: v for k, v in generate_kwargs.items() if isinstance(v, (int, float, str, bool))},
+            "max_new_tokens": generate_kwargs["max_new_tokens"],
+            "generate_kwargs": {k: v for k, v in generate_kwargs.items()
+                                if k != "max_new_tokens" and isinstance(v, (int, float, str, bool))},
             "versions": _versions(),
         }
-        return ProbeRun(
-            text=text,
-            token_ids=new_ids,
-            tokens=tokens,
-            token_offsets=offsets,
-            attention=attention,
-            layout=layout,
-            layers=cap.layers,
-            keep=keep,
-            convention=convention,
-            prompt=prompt or "",
-            prompt_ids=input_ids[0].cpu(),
-            image=pil,
-            meta=meta,
-        )
 
     def _warn_context(self, prompt_len: int, max_new_tokens: int) -> None:
         """Warn when prompt + answer can exceed the language model's context (positions past it are unreliable)."""
