@@ -9,6 +9,7 @@ import warnings
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -448,3 +449,40 @@ def test_mllm_judge_parts():
     assert px[20, 20, 0] > px[20, 20, 1] + 100  # square tinted red in tile 1
     assert parse_choice("I think it is 2.", 3) == 1 and parse_choice("number 7", 3) is None
     assert parse_choice("none", 3) is None
+
+
+def test_report_save_load_round_trip_and_refusal_of_foreign_folders(tmp_path):
+    from emergence import Probe
+    from emergence.analysis import EmergenceReport
+    from emergence.files import OutputDirError
+    from emergence.organism import ORGANISM_DIR, ShapesWorld
+
+    probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
+    scene = ShapesWorld(13).scene(2)
+    run = probe.generate(scene.image, "describe the image", max_new_tokens=20)
+    report = analyze(run, gt_mask=scene.objects[0].mask, segmenter="classical")
+    out = report.save(tmp_path / "a")
+    back = EmergenceReport.load(out)
+    pd.testing.assert_frame_equal(back.table, report.table)
+    assert np.array_equal(back.masks, report.masks) and np.array_equal(back.gt, report.gt)
+    assert np.allclose(back.heat, report.heat, rtol=1e-3, atol=1e-3 * np.abs(report.heat).max())  # float16 on disk
+    assert back.units == report.units and back.layer_ious == report.layer_ious
+    assert json.dumps(back.summary(), sort_keys=True, default=str) == json.dumps(report.summary(), sort_keys=True,
+                                                                               default=str)
+    assert all(np.array_equal(a.points, b.points) for a, b in zip(back.prompts, report.prompts))
+    assert (out / "report.png").stat().st_size > 3000
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "paper.tex").write_text("mine")
+    with pytest.raises(OutputDirError, match="not empty"):
+        report.save(tmp_path / "b")
+
+
+def test_prompts_beyond_the_context_warn():
+    from emergence import Probe
+    from emergence.organism import ORGANISM_DIR
+
+    probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
+    limit = probe.model.config.get_text_config().max_position_embeddings
+    image = np.zeros((64, 64, 3), np.uint8)
+    with pytest.warns(UserWarning, match=f"beyond the model's context of {limit} positions"):
+        probe.generate(image, "describe the image", max_new_tokens=limit, eos_token_id=None)

@@ -9,9 +9,6 @@ from pathlib import Path
 
 from . import __version__
 
-DEMO_PROBE = "tiny-random-llava"
-
-
 def _layers(text: str) -> list[int]:
     """``--layers 0,2,5``: a non-empty list of non-negative integers."""
     try:
@@ -222,13 +219,9 @@ def _save_figure(run, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plotting import plot_token_heatmaps, save_figure
 
-    from .plotting import plot_token_heatmaps
-
-    fig, _ = plot_token_heatmaps(run)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(plot_token_heatmaps(run)[0], path)
 
 
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -362,94 +355,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _demo_image():
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (96, 64), (235, 235, 225))
-    draw = ImageDraw.Draw(img)
-    draw.ellipse((8, 14, 40, 46), fill=(220, 40, 40))
-    draw.rectangle((58, 20, 86, 48), fill=(40, 70, 220))
-    return img
-
-
-def _organism_pointing(run, scene) -> list[str]:
-    """Per caption word: its category and whether the mean-subtracted attention peak lies on its referent."""
-    from .organism.evaluate import caption_words, word_pointing
-
-    exact = caption_words(run)[1] == [w for w, _, _ in scene.word_referents()]
-    lines = ["", f"reference caption: {scene.caption}", f"exact: {exact}", "",
-             "word | category | attention peak on the word's referent?"]
-    lines += [f"{wp.word:>10} | {wp.category:<10} | {'yes' if wp.hit else 'no'}" for wp in word_pointing(run, scene)]
-    return lines
-
-
-def _organism_emergence(run, scene, figure: Path) -> list[str]:
-    """The analyzer on the caption, against the mask of one referring expression of the scene: masks figure and the
-    emergence table."""
+def _cmd_demo(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .organism.demo import run_demo
 
-    from .analysis import analyze
-    from .organism.grounding import organism_judge, scene_expression
-
-    expr = scene_expression(scene)
-    report = analyze(run, gt_mask=expr.mask, segmenter="classical", judge=organism_judge())
-    fig, _ = report.plot()
-    fig.savefig(figure, dpi=110)
-    plt.close(fig)
-    cols = ["text", "position", "category", "point_x", "point_y", "iou"]
-    return ["", f"analyzer (classical segmenter): where does {expr.text!r} get grounded in the answer?", str(report),
-            "", report.table[cols].round(3).to_string()]
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    import time
-
-    from .files import atomic_write_text, claim_output_dir
-    from .organism.model import ORGANISM_DIR, PROMPT
-    from .run import run_summary
-
-    start = time.perf_counter()
-    out = claim_output_dir(args.out, "demo", legacy=("figure.png", "summary.txt"))
-    scene = None
-    if (ORGANISM_DIR / "config.json").exists():
-        from .organism import ShapesWorld
-        from .probe import Probe
-
-        probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
-        scene = ShapesWorld(args.seed).scene(args.index)
-        image, prompt, gen_kwargs = scene.image, PROMPT, {}
-        params = sum(p.numel() for p in probe.model.parameters())
-        note = (
-            f"The model organism: a {params / 1e6:.2f}M-parameter LLaVA trained here on shapes-world captions only (no\n"
-            "grounding supervision). Heatmaps: attention of the row that predicts each word, layer and head mean,\n"
-            "minus the mean over the answer's tokens.\n\n"
-        )
-    else:
-        from .specs import load_spec
-
-        probe = load_spec(DEMO_PROBE).load()
-        image, prompt = _demo_image(), "describe the image"
-        gen_kwargs = {"min_new_tokens": args.max_new_tokens}
-        note = (
-            "NOTE: no organism weights found; this demo runs a RANDOM-WEIGHT tiny LLaVA (real transformers classes,\n"
-            "built in-process): it shows the pipeline end to end; its heatmaps carry no learned grounding.\n\n"
-        )
-    image.save(out / "image.png")
-    run = probe.generate(image, prompt, max_new_tokens=args.max_new_tokens, **gen_kwargs)
-    run.save(out / "run")
-    _save_figure(run, out / "figure.png")
-    summary = note + run_summary(run)
-    written = [out / "figure.png", out / "summary.txt"]
-    if scene is not None:
-        summary += "\n".join(_organism_pointing(run, scene)) + "\n"
-        summary += "\n".join(_organism_emergence(run, scene, out / "masks.png")) + "\n"
-        written.insert(1, out / "masks.png")
-    atomic_write_text(out / "summary.txt", summary)
+    summary, written, seconds = run_demo(args.out, seed=args.seed, index=args.index,
+                                         max_new_tokens=args.max_new_tokens)
     print(summary)
-    print(f"wrote {', '.join(str(p) for p in written)} and {out / 'run'}/ in {time.perf_counter() - start:.1f}s")
+    print(f"wrote {', '.join(str(p) for p in written)} in {seconds:.1f}s")
     return 0
 
 

@@ -13,6 +13,20 @@ from .run import ProbeRun
 __all__ = ["plot_token_heatmaps", "overlay"]
 
 
+def save_figure(fig: Any, path: Any, dpi: int = 110) -> Any:
+    """Write a figure as PNG atomically and close it. Returns the path."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from .files import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def overlay(
     ax: Any, image: Any, heat: np.ndarray, alpha: float = 0.55, cmap: str = "jet", covered: np.ndarray | None = None
 ) -> None:
