@@ -20,24 +20,23 @@ def _layers(text: str) -> list[int]:
     return layers
 
 
-def _positive_int(text: str) -> int:
+def _number(text: str, cast: type, ok, expected: str):
+    """``text`` as ``cast`` if ``ok(value)``, else an argparse error: ``expected`` and the value given."""
     try:
-        value = int(text)
+        value = cast(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _number(text, int, lambda v: v >= 1, "must be a positive integer")
 
 
 def _tau(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie in (0, 1] (an IoU threshold), got {text!r}")
-    return value
+    return _number(text, float, lambda v: 0 < v <= 1, "must lie in (0, 1] (an IoU threshold)")
 
 
 def _segmenter(text: str) -> str:
