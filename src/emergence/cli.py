@@ -225,7 +225,7 @@ def _save_figure(run, path: Path) -> None:
 
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .files import atomic_write_text, check_output_dir
-    from .run import run_summary
+    from .analysis import run_summary
     from .specs import resolve_probe
 
     if args.local_model and not args.probe:

@@ -17,7 +17,7 @@ from .capture.engine import KeepMode
 from .errors import EmergenceError
 from .layouts.base import FuseRule, VisualLayout
 
-__all__ = ["ProbeRun", "run_summary"]
+__all__ = ["ProbeRun"]
 
 _FORMAT_VERSION = 1
 
@@ -260,29 +260,3 @@ class ProbeRun:
             meta=doc.get("meta", {}),
         )
 
-
-def run_summary(run: ProbeRun) -> str:
-    """A plain-text summary of a run: model, prompt, answer, shapes, layout, and per generated token the peak of its
-    mean-subtracted map (``x, y`` in original-image pixels). What ``emergence run`` writes to ``summary.txt``."""
-    from .analysis import make_prompt, token_maps
-    from .analysis.prompts import scale_prompt
-    from .layouts.base import working_size
-
-    lines = [
-        f"model: {run.meta.get('model')}  backend: {run.meta.get('backend')}",
-        f"prompt: {run.prompt}",
-        f"answer: {run.text}",
-        f"attention: {tuple(run.attention.shape)} ({run.keep}), convention={run.convention}",
-        f"layout: {run.layout}",
-        "",
-        "token | text | peak of the mean-subtracted map (x, y) in original pixels",
-    ]
-    if len(run):
-        maps = token_maps(run)
-        size = tuple(run.layout.image_size)
-        work = working_size(size, 1024)  # as analyze(): a bounded grid, the peak mapped to its original pixel
-        for t, tok in enumerate(run.tokens):  # one token at a time: memory stays one grid
-            peak = scale_prompt(make_prompt(run.layout.render(maps[t], size=work).reshape(work)), work, size)
-            x, y = (int(v) for v in peak.points[0])
-            lines.append(f"{t:5d} | {tok!r:>14} | ({x}, {y})")
-    return "\n".join(lines) + "\n"

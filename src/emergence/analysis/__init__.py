@@ -23,6 +23,7 @@ from .metrics import (
     recall_at,
 )
 from .prompts import PointPrompt, PromptOptions, argmax_point, make_prompt, peak_points
+from .summary import run_summary
 from .segmenters import ClassicalSegmenter, OfficialSam2Segmenter, Sam2Segmenter, Segmenter, build_segmenter, segment_prompts
 
 __all__ = [
@@ -34,5 +35,6 @@ __all__ = [
     "BIN_LABELS", "answer_position", "ciou", "iou", "map_mass_inside", "mask_ious", "miou", "pointing_hit",
     "position_bin", "recall_at",
     "PointPrompt", "PromptOptions", "argmax_point", "make_prompt", "peak_points",
+    "run_summary",
     "Segmenter", "ClassicalSegmenter", "Sam2Segmenter", "OfficialSam2Segmenter", "build_segmenter", "segment_prompts",
 ]

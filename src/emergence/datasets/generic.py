@@ -184,12 +184,12 @@ def _jsonl_mask(rec: dict, base: Path, image_path: Path):
 
 class ShapesBench(Dataset):
     """``n`` deterministic organism scenes of ``ShapesWorld(seed)``: each scene's referring expression (see
-    :func:`emergence.organism.grounding.scene_expression`) with its exact mask, and its first two-choice question."""
+    :func:`emergence.organism.reading.scene_expression`) with its exact mask, and its first two-choice question."""
 
     def __init__(self, n: int = 100, seed: int = 11) -> None:
         super().__init__()
         from ..organism import ShapesWorld
-        from ..organism.grounding import scene_expression
+        from ..organism.reading import scene_expression
 
         self.name = f"shapes-{seed}"
         world = ShapesWorld(seed)
@@ -202,6 +202,6 @@ class ShapesBench(Dataset):
                 answer=q.answer, meta={"target": expr.category, "seed": seed},
                 mask_fn=(lambda m=expr.mask: m), image_fn=(lambda s=scene: s.image),
             ))
-        from ..organism.grounding import organism_judge
+        from ..organism.reading import organism_judge
 
         self.judge = organism_judge()

@@ -40,7 +40,7 @@ def _emergence_lines(run: Any, scene: Any, figure: Path) -> list[str]:
     """The analyzer on the caption against one referring expression's mask: masks figure and emergence table."""
     from ..analysis import analyze
     from ..plotting import save_figure
-    from .grounding import organism_judge, scene_expression
+    from .reading import organism_judge, scene_expression
 
     expr = scene_expression(scene)
     report = analyze(run, gt_mask=expr.mask, segmenter="classical", judge=organism_judge())
@@ -64,7 +64,7 @@ def run_demo(out: str | os.PathLike, seed: int = 2024, index: int = 0, max_new_t
     """
     from ..files import atomic_write_bytes, atomic_write_text, claim_output_dir
     from ..plotting import plot_token_heatmaps, save_figure
-    from ..run import run_summary
+    from ..analysis import run_summary
     from .model import ORGANISM_DIR, PROMPT
 
     start = time.perf_counter()
