@@ -134,12 +134,16 @@ class Probe:
     # ------------------------------------------------------------------ inputs
     def build_prompt(self, prompt: str) -> str:
         """The text fed to the processor: the chat template (user turn with one image, generation prompt) when the
-        processor has one, else the prompt prefixed with the image token if it has none."""
+        processor has one, else the prompt prefixed with the image token if it has none (processors that insert
+        their query tokens themselves, as BLIP-2's, get the prompt as it is)."""
         proc = self.processor
         if getattr(proc, "chat_template", None):
             messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
             return proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        if getattr(proc, "num_query_tokens", None):
+            return prompt
         image_token = getattr(proc, "image_token", None) or "<image>"
+        image_token = str(getattr(image_token, "content", image_token))
         return prompt if image_token in prompt else f"{image_token}\n{prompt}"
 
     def prepare(self, image: ImageLike, prompt: str) -> Mapping[str, Any]:

@@ -312,6 +312,33 @@ def tiny_paligemma(seed: int = 0, image_size: int = 32, patch: int = 8, local_vi
     return model, PaliGemmaProcessor(image_processor=ip, tokenizer=tokenizer)
 
 
+def tiny_blip2(seed: int = 0, image_size: int = 32, patch: int = 8, query_tokens: int = 4,
+               attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """BLIP-2 shape (ViT tower, Q-Former with ``query_tokens`` learned queries, OPT decoder): its visual tokens are
+    learned queries, not patches. Not in emergence's layout registry: the fallback must call it non-spatial."""
+    from tokenizers import AddedToken
+    from transformers import Blip2Config, Blip2ForConditionalGeneration, Blip2Processor
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+
+    tokenizer = make_tokenizer()
+    image_token = AddedToken("<image>", normalized=False, special=True)
+    config = Blip2Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=image_size, patch_size=patch),
+        qformer_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+                            encoder_hidden_size=32, vocab_size=100),
+        text_config=dict(model_type="opt", vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, ffn_dim=64,
+                         num_attention_heads=4, word_embed_proj_dim=32, max_position_embeddings=128),
+        num_query_tokens=query_tokens, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = _init(Blip2ForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    processor = Blip2Processor(image_processor=BlipImageProcessorPil(size={"height": image_size, "width": image_size}),
+                               tokenizer=tokenizer, num_query_tokens=query_tokens)
+    processor.image_token = image_token  # transformers 5 reads the tokenizer's as a plain string
+    return model, processor
+
+
 TINY_FAMILIES = {
     "llava": tiny_llava,
     "llava_next": tiny_llava_next,

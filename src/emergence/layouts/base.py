@@ -94,7 +94,11 @@ class VisualLayout:
         views: the token grids (see module docstring).
         family: the layout family that built it (``"llava"``, ``"llava_next"``, ``"qwen2_vl"``, ``"idefics3"``...).
         token_kind: ``[V]`` strings, ``"patch"`` for grid tokens, otherwise e.g. ``"newline"``, ``"cls"``.
-        meta: family-specific facts (tile grid, canvas size...), JSON-serialisable.
+        meta: family-specific facts (tile grid, canvas size...), JSON-serialisable. ``meta["not_spatial"]`` says why
+            a layout without views has no place in the image (learned query or latent tokens).
+
+    A layout without views is *not spatial*: its tokens are captured, but :meth:`render` and everything drawn in
+    the image (heatmaps, the analyzer) raise a :class:`LayoutError` that gives the reason.
     """
 
     positions: np.ndarray
@@ -129,6 +133,17 @@ class VisualLayout:
             raise LayoutError(f"token_kind has {len(self.token_kind)} entries for {n} visual tokens")
 
     # ------------------------------------------------------------------ facts
+    @property
+    def spatial(self) -> bool:
+        """Whether the visual tokens sit in the image (at least one view)."""
+        return bool(self.views)
+
+    def _require_spatial(self) -> None:
+        if not self.views:
+            reason = self.meta.get("not_spatial", "the layout has no token grid")
+            raise LayoutError(f"the visual tokens of this {self.family} layout have no place in the image ({reason}); "
+                              "their attention is captured (run.attention) but cannot be drawn or segmented")
+
     @property
     def num_tokens(self) -> int:
         """``V``, the number of visual tokens (grid tokens and separators)."""
@@ -195,6 +210,7 @@ class VisualLayout:
         """
         if fuse not in _FUSE_RULES:
             raise ValueError(f"fuse={fuse!r} is not one of {_FUSE_RULES}")
+        self._require_spatial()
         arr = values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
         single = arr.ndim == 1
         arr = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
@@ -249,6 +265,7 @@ class VisualLayout:
     def coverage(self, size: tuple[int, int] | None = None) -> np.ndarray:
         """``[H, W]`` bool: original pixels covered by at least one view (False where the processor cropped);
         ``size`` = ``(height, width)`` of a scaled grid (as in :meth:`render`), sampled at its pixel centres."""
+        self._require_spatial()
         h, w = size or self.image_size
         sy, sx = self.image_size[0] / h, self.image_size[1] / w
         covered = np.zeros((h, w), bool)
@@ -287,7 +304,7 @@ class VisualLayout:
         )
 
     def __repr__(self) -> str:
-        grids = ", ".join(f"{v.name}:{v.grid[0]}x{v.grid[1]}" for v in self.views)
+        grids = ", ".join(f"{v.name}:{v.grid[0]}x{v.grid[1]}" for v in self.views) or "none: not spatial"
         return (
             f"VisualLayout(family={self.family!r}, tokens={self.num_tokens}, "
             f"positions={int(self.positions[0])}..{int(self.positions[-1])}, image_hw={self.image_size}, views=[{grids}])"

@@ -12,12 +12,13 @@ import re
 
 import numpy as np
 
-from ..errors import LayoutError
+from ..errors import LayoutError, UnsupportedModelError
 from .base import View, VisualLayout
 from .geometry import Canvas, simple_canvas, size_dict
 from .registry import LayoutContext, register_fallback, register_layout
 
-__all__ = ["contiguous_layout", "llava_next_layout", "qwen2_vl_layout", "idefics3_layout"]
+__all__ = ["QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "contiguous_layout", "llava_next_layout", "qwen2_vl_layout",
+           "idefics3_layout"]
 
 
 def _grid_view(name: str, rows: int, cols: int, start: int, box, kind="global") -> View:
@@ -34,20 +35,6 @@ def _canvas_or_whole(ctx: LayoutContext) -> tuple[Canvas | None, tuple[float, fl
     return canvas, canvas.full_box()
 
 
-def _factor_grid(n: int, aspect: float) -> tuple[int, int]:
-    """``(rows, cols)`` with ``rows * cols == n`` and ``cols / rows`` closest to ``aspect``."""
-    best = None
-    for rows in range(1, n + 1):
-        if n % rows:
-            continue
-        cols = n // rows
-        err = abs(math.log(cols / rows) - math.log(aspect))
-        if best is None or err < best[0]:
-            best = (err, rows, cols)
-    assert best is not None
-    return best[1], best[2]
-
-
 def _check_contiguous(positions: np.ndarray, who: str) -> None:
     if len(positions) == 0:
         raise LayoutError(f"{who}: the prompt contains no image token; did the processor insert the image placeholder?")
@@ -56,39 +43,55 @@ def _check_contiguous(positions: np.ndarray, who: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- LLaVA-1.5 & co
-@register_layout("LlavaForConditionalGeneration")
-def contiguous_layout(ctx: LayoutContext) -> VisualLayout:
-    """One contiguous block of image tokens = one square (or processed-aspect) grid over the processed image.
+def _provable_grid(ctx: LayoutContext, n: int) -> tuple[int, int, int] | None:
+    """``(rows, cols, first grid token)`` of a single-view block of ``n`` tokens, when the config or the processed
+    image implies exactly that count; ``None`` otherwise. Candidates: the tower's ``image_size // patch_size`` square
+    (with a leading CLS token for the 'full' feature strategy), a pooled square of ``mm_tokens_per_image`` tokens
+    (Gemma3: average pooling of whole patch blocks), and the processed image's ``H // patch x W // patch`` grid."""
+    vc = getattr(ctx.config, "vision_config", None)
+    patch = getattr(vc, "patch_size", None)
+    patch = patch if isinstance(patch, int) or patch is None else patch[0]
+    candidates: list[tuple[int, int]] = []
+    size = getattr(vc, "image_size", None)
+    if size and patch:
+        side = (size if isinstance(size, int) else size[0]) // patch
+        candidates.append((side, side))
+    pooled = getattr(ctx.config, "mm_tokens_per_image", None)
+    if isinstance(pooled, int) and math.isqrt(pooled) ** 2 == pooled:
+        candidates.append((math.isqrt(pooled), math.isqrt(pooled)))
+    pv = ctx.inputs.get("pixel_values") if ctx.inputs else None
+    if patch and pv is not None and hasattr(pv, "shape") and len(pv.shape) >= 3:
+        candidates.append((int(pv.shape[-2]) // patch, int(pv.shape[-1]) // patch))
+    for rows, cols in candidates:
+        if rows * cols == n:
+            return rows, cols, 0
+        if rows * cols + 1 == n and getattr(ctx.config, "vision_feature_select_strategy", None) == "full":
+            return rows, cols, 1  # the CLS token comes first
+    return None
 
-    Grid: ``vision_config.image_size // patch_size`` per side when that matches the token count (plus a leading CLS
-    token for ``vision_feature_select_strategy='full'``), otherwise the factorisation of the count closest to the
-    processed image's aspect ratio. Geometry: the image processor's pad-to-square / resize / centre crop.
+
+def contiguous_layout(ctx: LayoutContext, grid: tuple[int, int, int] | None = None) -> VisualLayout:
+    """One contiguous block of image tokens = one grid over the processed image.
+
+    Grid: :func:`_provable_grid` (the tower's square, a pooled square, or the processed image's patch grid; a leading
+    CLS token for ``vision_feature_select_strategy='full'``). Geometry: the image processor's pad-to-square / resize /
+    centre crop.
+
+    Raises:
+        LayoutError: the block's token count is none of the grids the config and the processed image imply.
     """
     positions = ctx.image_positions()
     _check_contiguous(positions, ctx.model_class)
     n = len(positions)
     canvas, box = _canvas_or_whole(ctx)
-    vc = getattr(ctx.config, "vision_config", None)
-    side = None
-    if vc is not None and getattr(vc, "image_size", None) and getattr(vc, "patch_size", None):
-        image_size = vc.image_size if isinstance(vc.image_size, int) else vc.image_size[0]
-        patch = vc.patch_size if isinstance(vc.patch_size, int) else vc.patch_size[0]
-        side = image_size // patch
+    grid = grid or _provable_grid(ctx, n)
+    if grid is None:
+        raise LayoutError(f"{ctx.model_class}: {n} image tokens form none of the grids that its config and processed "
+                          "image imply (vision image_size // patch_size, mm_tokens_per_image, pixel_values // "
+                          "patch_size); the layout cannot place them")
+    rows, cols, start = grid
     kinds = np.full(n, "patch", dtype=object)
-    start = 0
-    if side is not None and n == side * side:
-        rows = cols = side
-    elif side is not None and n == side * side + 1:  # 'full' feature strategy keeps the CLS token first
-        rows = cols = side
-        kinds[0] = "cls"
-        start = 1
-    else:
-        if canvas is not None:
-            aspect = canvas.width / canvas.height
-        else:
-            pv = ctx.inputs.get("pixel_values") if ctx.inputs else None
-            aspect = pv.shape[-1] / pv.shape[-2] if pv is not None else ctx.image_size[1] / ctx.image_size[0]
-        rows, cols = _factor_grid(n, aspect)
+    kinds[:start] = "cls"
     view = _grid_view("image", rows, cols, start, box)
     meta = {"grid": [rows, cols]}
     if canvas is not None:
@@ -96,15 +99,73 @@ def contiguous_layout(ctx: LayoutContext) -> VisualLayout:
     return VisualLayout(positions, ctx.image_size, [view], family="contiguous", token_kind=kinds, meta=meta)
 
 
-def _contiguous_fallback(ctx: LayoutContext) -> VisualLayout | None:
-    try:
-        positions = ctx.image_positions()
-    except LayoutError:
-        return None
-    if len(positions) == 0 or np.any(np.diff(positions) != 1):
-        return None
-    layout = contiguous_layout(ctx)
-    layout.meta["fallback"] = f"{ctx.model_class} is not registered; used the contiguous-block layout"
+register_layout("LlavaForConditionalGeneration", contiguous_layout)
+
+#: image-processor options under which one prompt's image becomes several views (tiles, crops, a thumbnail)
+TILING_OPTIONS = ("do_image_splitting", "crop_to_patches", "do_pan_and_scan", "image_grid_pinpoints",
+                  "use_thumbnail", "do_tiling")
+#: config fields of models whose visual tokens are learned queries or latents, not patches
+QUERY_TOKEN_FIELDS = ("qformer_config", "num_query_tokens", "perceiver_config")
+
+
+def _refuse(ctx: LayoutContext, reason: str) -> UnsupportedModelError:
+    from .registry import _how_to_register
+
+    return UnsupportedModelError(f"{ctx.model_class} is not registered and {reason}, so the generic layout cannot "
+                                 "place its visual tokens with certainty. " + _how_to_register(ctx.model_class))
+
+
+def _contiguous_fallback(ctx: LayoutContext) -> VisualLayout:
+    """The layout of an unregistered model, only where it is provably right; otherwise a clear refusal.
+
+    Provably right: one contiguous block of image tokens, one processed view (no tiling option in the image
+    processor, one image in ``pixel_values``), and a token count equal to a grid the config or the processed image
+    implies. Models whose visual tokens are learned queries (Q-Former, perceiver resampler) get a non-spatial layout
+    (captured, not drawn). Encoder-decoder models and models that read the image through cross-attention are refused
+    with the reason.
+    """
+    config, text = ctx.config, ctx.text_config
+    if getattr(config, "is_encoder_decoder", False) or getattr(text, "is_encoder_decoder", False):
+        raise UnsupportedModelError(
+            f"{ctx.model_class} is an encoder-decoder model (Florence-2 style): its decoder reads the image through "
+            "cross-attention over the encoder's outputs, not through self-attention over visual tokens in its own "
+            "sequence, which is what emergence captures. Use a decoder-only vision-language model."
+        )
+    if getattr(text, "cross_attention_layers", None) or getattr(config, "cross_layer_interval", None):
+        raise UnsupportedModelError(
+            f"{ctx.model_class} reads the image only through cross-attention layers (Llama-3.2-Vision / Idefics "
+            "style): its self-attention sees a single image placeholder, so a map over it would be meaningless. "
+            "Cross-attention capture is not supported yet."
+        )
+    positions = ctx.image_positions()
+    if len(positions) == 0:
+        raise LayoutError(f"{ctx.model_class}: the prompt contains no image token; did the processor insert the "
+                          "image placeholder?")
+    if np.any(np.diff(positions) != 1):
+        raise _refuse(ctx, f"its {len(positions)} image tokens are not one contiguous block (several images, tiles "
+                           "or separator tokens)")
+    queries = [k for k in QUERY_TOKEN_FIELDS if getattr(config, k, None)]
+    if queries:
+        return VisualLayout(positions, ctx.image_size, [], family="learned_queries",
+                            token_kind=np.full(len(positions), "query", dtype=object),
+                            meta={"not_spatial": f"{ctx.model_class} feeds {len(positions)} learned query / latent "
+                                                 f"tokens (config {queries[0]}) that summarise the whole image; they "
+                                                 "are not image patches"})
+    ip = ctx.image_processor
+    tiling = {k: getattr(ip, k) for k in TILING_OPTIONS if getattr(ip, k, None) not in (None, False, [], (), 0)}
+    if tiling:
+        raise _refuse(ctx, f"its image processor makes several views of one image ({tiling})")
+    pv = ctx.inputs.get("pixel_values") if ctx.inputs else None
+    if pv is not None and hasattr(pv, "shape") and len(pv.shape) >= 4:
+        views = int(np.prod(pv.shape[: len(pv.shape) - 3]))
+        if views != 1:
+            raise _refuse(ctx, f"its pixel_values hold {views} views {tuple(pv.shape)} for one image")
+    grid = _provable_grid(ctx, len(positions))
+    if grid is None:
+        raise _refuse(ctx, f"its {len(positions)} image tokens form none of the grids its config and processed image "
+                           "imply (vision image_size // patch_size, mm_tokens_per_image, pixel_values // patch_size)")
+    layout = contiguous_layout(ctx, grid)
+    layout.meta["fallback"] = f"{ctx.model_class} is not registered; the contiguous-block layout was proved to fit"
     return layout
 
 

@@ -1,0 +1,95 @@
+"""Unregistered models: the generic layout only where it is provably right (issue: never a silently wrong heatmap).
+Learned-query models are captured but not drawn; tiled inputs, cross-attention and encoder-decoder models are refused
+with the reason."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import noise_image
+from test_capture import N_NEW, _eager_reference
+
+from emergence import Probe, analyze
+from emergence import testing as tiny
+from emergence.errors import LayoutError, UnsupportedModelError
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "eager"])
+def test_learned_query_tokens_are_captured_exactly_but_never_drawn(backend):
+    image = noise_image()
+    model, processor = tiny.tiny_blip2(attn_implementation=backend)
+    probe = Probe(model, processor)
+    inputs = probe.prepare(image, "describe the image")
+    run = probe.generate(image, "describe the image", max_new_tokens=N_NEW, min_new_tokens=N_NEW,
+                         storage_dtype=torch.float32)
+    plain = model.generate(**inputs, max_new_tokens=N_NEW, min_new_tokens=N_NEW, do_sample=False)
+    prompt_len = inputs["input_ids"].shape[1]
+    assert run.token_ids.tolist() == plain[0, prompt_len:].tolist()
+    reference, _ = _eager_reference(model, inputs, run.layout.positions, prompt_len)
+    assert run.attention.shape == reference.shape and (run.attention - reference).abs().max().item() <= 1e-5
+    assert not run.layout.spatial and run.layout.num_tokens == 4 and set(run.layout.token_kind) == {"query"}
+    with pytest.raises(LayoutError, match="learned query / latent tokens .* not image patches"):
+        run.heatmap(0)
+    with pytest.raises(LayoutError, match="cannot be drawn or segmented"):
+        analyze(run, segmenter="classical")
+
+
+def test_the_generic_layout_refuses_tiling_processors_and_several_views():
+    image = noise_image()
+    model, processor = tiny.tiny_paligemma()
+    probe = Probe(model, processor)
+    run = probe.generate(image, "describe the image", max_new_tokens=2)
+    assert run.layout.spatial and run.layout.meta["fallback"].endswith("proved to fit")
+    inputs = dict(probe.prepare(image, "describe the image"))
+    two = dict(inputs, pixel_values=torch.cat([inputs["pixel_values"]] * 2))
+    with pytest.raises(UnsupportedModelError, match=r"(?s)pixel_values hold 2 views .* register_layout"):
+        probe.layout(two, (image.height, image.width))
+    processor.image_processor.do_image_splitting = True
+    with pytest.raises(UnsupportedModelError, match=r"makes several views of one image \({'do_image_splitting': True}\)"):
+        probe.layout(inputs, (image.height, image.width))
+
+
+def test_a_token_count_no_grid_implies_is_refused_not_factorised():
+    image = noise_image()
+    model, processor = tiny.tiny_paligemma()
+    probe = Probe(model, processor)
+    inputs = dict(probe.prepare(image, "describe the image"))
+    ids = inputs["input_ids"]
+    image_id = model.config.image_token_id
+    extra = torch.tensor([[image_id]])  # one image token too many: 17 x 1? 1 x 17? a guess either way
+    first = int(torch.nonzero(ids[0] == image_id)[0])
+    longer = torch.cat([ids[:, :first], extra, ids[:, first:]], dim=1)
+    with pytest.raises(UnsupportedModelError, match=r"17 image tokens form none of the grids"):
+        probe.layout(dict(inputs, input_ids=longer), (image.height, image.width))
+
+
+def test_cross_attention_and_encoder_decoder_models_are_refused_with_the_reason():
+    """Real tiny Mllama (Llama-3.2-Vision) and Florence-2 instances: no silently meaningless placeholder map."""
+    from transformers import (
+        Florence2Config,
+        Florence2ForConditionalGeneration,
+        MllamaConfig,
+        MllamaForConditionalGeneration,
+    )
+
+    from emergence.layouts import build_layout
+
+    mllama = MllamaForConditionalGeneration(MllamaConfig(
+        vision_config=dict(hidden_size=32, intermediate_layers_indices=[0], num_hidden_layers=1, num_global_layers=1,
+                           attention_heads=4, intermediate_size=64, image_size=16, patch_size=8, max_num_tiles=2,
+                           vision_output_dim=64, supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]]),
+        text_config=dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, cross_attention_layers=[1],
+                         max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2),
+        image_token_index=99))
+    with pytest.raises(UnsupportedModelError, match="reads the image only through cross-attention layers"):
+        build_layout(mllama, torch.tensor([[1, 99, 5, 6]]), (40, 60), {})
+    florence = Florence2ForConditionalGeneration(Florence2Config(
+        vision_config=dict(embed_dim=[16, 32], depths=[1, 1], num_heads=[2, 2], num_groups=[2, 2], patch_size=[7, 3],
+                           patch_stride=[4, 2], patch_padding=[3, 1], patch_prenorm=[False, True], projection_dim=32),
+        text_config=dict(vocab_size=100, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                         decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                         max_position_embeddings=64),
+        image_token_id=99))
+    with pytest.raises(UnsupportedModelError, match="is an encoder-decoder model"):
+        build_layout(florence, torch.tensor([[1, 99, 99, 5]]), (40, 60), {})
