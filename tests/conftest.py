@@ -25,6 +25,7 @@ FAMILIES = {
     "idefics3": tiny.tiny_idefics3,
     "smolvlm": functools.partial(tiny.tiny_idefics3, smolvlm=True),
     "paligemma_fallback": tiny.tiny_paligemma,
+    "mistral3": tiny.tiny_mistral3,
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

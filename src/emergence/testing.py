@@ -312,6 +312,54 @@ def tiny_paligemma(seed: int = 0, image_size: int = 32, patch: int = 8, local_vi
     return model, PaliGemmaProcessor(image_processor=ip, tokenizer=tokenizer)
 
 
+def _pixtral_without_torchvision() -> None:
+    """Let ``processing_pixtral`` import where torchvision is missing (CPU build machines): it imports the
+    torchvision image processor only for ``get_resize_output_image_size``, which the PIL image processor module
+    defines identically. Registers a stand-in module for that import; does nothing where torchvision exists."""
+    import importlib.util
+    import sys
+    import types
+
+    name = "transformers.models.pixtral.image_processing_pixtral"
+    if importlib.util.find_spec("torchvision") is not None or name in sys.modules:
+        return
+    from transformers.models.pixtral import image_processing_pil_pixtral as pil
+
+    stand_in = types.ModuleType(name)
+    stand_in.get_resize_output_image_size = pil.get_resize_output_image_size
+    sys.modules[name] = stand_in
+
+
+def tiny_mistral3(seed: int = 0, longest_edge: int = 64, patch: int = 8, merge: int = 2, local_vision: bool = False,
+                  attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """Mistral3 / Pixtral shape: the image is resized (aspect kept, longest edge <= ``longest_edge``) to multiples of
+    ``patch * merge``; each row of ``[IMG]`` tokens ends with ``[IMG_BREAK]``, the last with ``[IMG_END]``; the
+    projector merges ``merge x merge`` patches."""
+    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+    from transformers.models.pixtral.image_processing_pil_pixtral import PixtralImageProcessorPil
+
+    _pixtral_without_torchvision()
+    from transformers.models.pixtral.processing_pixtral import PixtralProcessor  # the top-level name is gated
+
+    tokenizer = make_tokenizer(extra_special=["[IMG]", "[IMG_BREAK]", "[IMG_END]"])
+    config = Mistral3Config(
+        vision_config=dict(model_type="pixtral", hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=1 if local_vision else 2, num_attention_heads=4,
+                           image_size=longest_edge, patch_size=patch),
+        text_config=dict(model_type="mistral", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                         max_position_embeddings=2048, sliding_window=None),
+        image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"), spatial_merge_size=merge,
+        vision_feature_layer=-2 if local_vision else -1,  # local: the patch embedding (convolution + per-patch norm)
+    )
+    model = _init(Mistral3ForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = PixtralImageProcessorPil(size={"longest_edge": longest_edge}, patch_size={"height": patch, "width": patch})
+    processor = PixtralProcessor(image_processor=ip, tokenizer=tokenizer, patch_size=patch, spatial_merge_size=merge,
+                                 image_token="[IMG]", image_break_token="[IMG_BREAK]", image_end_token="[IMG_END]")
+    return model, processor
+
+
 def tiny_blip2(seed: int = 0, image_size: int = 32, patch: int = 8, query_tokens: int = 4,
                attn_implementation: str = "sdpa") -> tuple[Any, Any]:
     """BLIP-2 shape (ViT tower, Q-Former with ``query_tokens`` learned queries, OPT decoder): its visual tokens are

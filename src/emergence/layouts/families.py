@@ -17,8 +17,8 @@ from .base import View, VisualLayout
 from .geometry import Canvas, simple_canvas, size_dict
 from .registry import LayoutContext, register_fallback, register_layout
 
-__all__ = ["QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "contiguous_layout", "llava_next_layout", "qwen2_vl_layout",
-           "idefics3_layout"]
+__all__ = ["QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "contiguous_layout", "idefics3_layout", "llava_layout",
+           "llava_next_layout", "pixtral_layout", "qwen2_vl_layout"]
 
 
 def _grid_view(name: str, rows: int, cols: int, start: int, box, kind="global") -> View:
@@ -99,7 +99,42 @@ def contiguous_layout(ctx: LayoutContext, grid: tuple[int, int, int] | None = No
     return VisualLayout(positions, ctx.image_size, [view], family="contiguous", token_kind=kinds, meta=meta)
 
 
-register_layout("LlavaForConditionalGeneration", contiguous_layout)
+def pixtral_layout(ctx: LayoutContext) -> VisualLayout:
+    """Pixtral image tokens (Mistral3, and LLaVA checkpoints with a Pixtral tower such as pixtral-12b): the image is
+    resized, aspect ratio kept, to ``image_sizes`` = whole multiples of ``P = patch_size x spatial_merge_size`` and
+    read as ``rows x cols`` cells of ``P`` pixels in raster order; each row of image tokens is followed by an
+    ``[IMG_BREAK]`` (the last by ``[IMG_END]``), which are not image tokens. No crop and no padding: the grid covers
+    the whole original image."""
+    positions = ctx.image_positions()
+    if len(positions) == 0:
+        raise LayoutError(f"{ctx.model_class}: the prompt contains no image token")
+    sizes = ctx.input("image_sizes")
+    if len(sizes) != 1:
+        raise LayoutError(f"{ctx.model_class}: one image per prompt is supported here, got image_sizes {sizes}")
+    resized_h, resized_w = (int(v) for v in sizes[0])
+    patch = ctx.vision_config.patch_size
+    patch = patch if isinstance(patch, int) else patch[0]
+    cell = patch * int(getattr(ctx.config, "spatial_merge_size", 1) or 1)
+    rows, cols = resized_h // cell, resized_w // cell
+    if rows * cols != len(positions) or resized_h % cell or resized_w % cell:
+        raise LayoutError(f"{ctx.model_class}: {len(positions)} image tokens, but image_sizes {resized_h}x{resized_w} "
+                          f"in cells of {cell} px give {rows}x{cols}")
+    h, w = ctx.image_size
+    view = _grid_view("image", rows, cols, 0, (0.0, 0.0, float(w), float(h)))
+    return VisualLayout(positions, ctx.image_size, [view], family="pixtral",
+                        meta={"grid": [rows, cols], "resized_hw": [resized_h, resized_w]})
+
+
+@register_layout("LlavaForConditionalGeneration")
+def llava_layout(ctx: LayoutContext) -> VisualLayout:
+    """LLaVA: :func:`pixtral_layout` for a Pixtral vision tower (rows with break tokens), else
+    :func:`contiguous_layout`."""
+    if getattr(getattr(ctx.config, "vision_config", None), "model_type", None) == "pixtral":
+        return pixtral_layout(ctx)
+    return contiguous_layout(ctx)
+
+
+register_layout("Mistral3ForConditionalGeneration", pixtral_layout)
 
 #: image-processor options under which one prompt's image becomes several views (tiles, crops, a thumbnail)
 TILING_OPTIONS = ("do_image_splitting", "crop_to_patches", "do_pan_and_scan", "image_grid_pinpoints",
