@@ -26,6 +26,7 @@ FAMILIES = {
     "smolvlm": functools.partial(tiny.tiny_idefics3, smolvlm=True),
     "paligemma_fallback": tiny.tiny_paligemma,
     "mistral3": tiny.tiny_mistral3,
+    "gemma3_fallback": tiny.tiny_gemma3,
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

@@ -360,6 +360,38 @@ def tiny_mistral3(seed: int = 0, longest_edge: int = 64, patch: int = 8, merge: 
     return model, processor
 
 
+def tiny_gemma3(seed: int = 0, image_size: int = 32, patch: int = 4, tokens_per_side: int = 4,
+                local_vision: bool = False, attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """Gemma3 shape: SigLIP tower, the patch grid average-pooled to ``tokens_per_side``^2 soft tokens
+    (``mm_tokens_per_image``) between ``<start_of_image>`` / ``<end_of_image>``, bidirectional attention over them,
+    a sliding-window Gemma3 decoder. Not in emergence's layout registry: the generic layout proves its pooled grid."""
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+    from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
+    from transformers.models.gemma3.processing_gemma3 import Gemma3Processor
+
+    specials = ["<start_of_image>", "<end_of_image>", "<image_soft_token>"]
+    tokenizer = make_tokenizer(extra_special=specials)
+    tokenizer.boi_token, tokenizer.eoi_token, tokenizer.image_token = specials
+    tokenizer.boi_token_id, eoi, image = (tokenizer.convert_tokens_to_ids(t) for t in specials)
+    tokenizer.image_token_id = image
+    config = Gemma3Config(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=1 if local_vision else 2, num_attention_heads=4,
+                           image_size=image_size, patch_size=patch),
+        text_config=dict(model_type="gemma3_text", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16,
+                         sliding_window=8, max_position_embeddings=2048),
+        mm_tokens_per_image=tokens_per_side ** 2, image_token_index=image, boi_token_index=tokenizer.boi_token_id,
+        eoi_token_index=eoi,
+    )
+    model = _init(Gemma3ForConditionalGeneration(config), seed)
+    if local_vision:  # SigLIP has no pre-encoder norm: drop the encoder layers so features stay per patch
+        model.model.vision_tower.encoder.layers = torch.nn.ModuleList()
+    model.set_attn_implementation(attn_implementation)
+    ip = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size})
+    return model, Gemma3Processor(image_processor=ip, tokenizer=tokenizer, image_seq_length=tokens_per_side ** 2)
+
+
 def tiny_blip2(seed: int = 0, image_size: int = 32, patch: int = 8, query_tokens: int = 4,
                attn_implementation: str = "sdpa") -> tuple[Any, Any]:
     """BLIP-2 shape (ViT tower, Q-Former with ``query_tokens`` learned queries, OPT decoder): its visual tokens are
