@@ -27,6 +27,7 @@ FAMILIES = {
     "paligemma_fallback": tiny.tiny_paligemma,
     "mistral3": tiny.tiny_mistral3,
     "gemma3_fallback": tiny.tiny_gemma3,
+    "vipllava_fallback": tiny.tiny_vipllava,
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

@@ -392,6 +392,28 @@ def tiny_gemma3(seed: int = 0, image_size: int = 32, patch: int = 4, tokens_per_
     return model, Gemma3Processor(image_processor=ip, tokenizer=tokenizer, image_seq_length=tokens_per_side ** 2)
 
 
+def tiny_vipllava(seed: int = 0, image_size: int = 32, patch: int = 8, local_vision: bool = False,
+                  attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """VipLLaVA shape: LLaVA-1.5 with features of several tower layers concatenated (one, the patch embedding, with
+    ``local_vision``). Not in emergence's layout registry: the generic layout proves its grid."""
+    from transformers import LlavaProcessor, VipLlavaConfig, VipLlavaForConditionalGeneration
+    from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+    tokenizer = make_tokenizer()
+    config = VipLlavaConfig(vision_config=_clip_vision(image_size, patch, local_vision),
+                            text_config=_llama_text(len(tokenizer)),
+                            image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                            vision_feature_layers=[-2] if local_vision else [-2, -1])
+    model = _init(VipLlavaForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = LlavaImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+                                do_center_crop=True)
+    processor = LlavaProcessor(image_processor=ip, tokenizer=tokenizer, patch_size=patch,
+                               vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
+                               num_additional_image_tokens=1)
+    return model, processor
+
+
 def tiny_blip2(seed: int = 0, image_size: int = 32, patch: int = 8, query_tokens: int = 4,
                attn_implementation: str = "sdpa") -> tuple[Any, Any]:
     """BLIP-2 shape (ViT tower, Q-Former with ``query_tokens`` learned queries, OPT decoder): its visual tokens are
