@@ -28,6 +28,7 @@ FAMILIES = {
     "mistral3": tiny.tiny_mistral3,
     "gemma3_fallback": tiny.tiny_gemma3,
     "vipllava_fallback": tiny.tiny_vipllava,
+    "llava_next_video": functools.partial(tiny.tiny_llava_next, video=True),
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

@@ -148,12 +148,20 @@ def tiny_llava(
 
 
 def tiny_llava_next(
-    seed: int = 0, tile: int = 32, patch: int = 8, local_vision: bool = False, attn_implementation: str = "sdpa"
+    seed: int = 0, tile: int = 32, patch: int = 8, local_vision: bool = False, attn_implementation: str = "sdpa",
+    video: bool = False,
 ) -> tuple[Any, Any]:
-    """LLaVA-NeXT shape: base image + anyres tiles (pinpoints up to 2x3 tiles), newline token per row."""
+    """LLaVA-NeXT shape: base image + anyres tiles (pinpoints up to 2x3 tiles), newline token per row.
+
+    ``video=True`` builds ``LlavaNextVideoForConditionalGeneration`` (LLaVA-NeXT-Video), whose image path packs
+    features exactly as LLaVA-NeXT; its images are processed by the LLaVA-NeXT image processor and token expansion
+    (what ``LlavaNextVideoProcessor`` does for images; its video processor needs torchvision)."""
     from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
     from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
+    if video:
+        from transformers import LlavaNextVideoConfig as LlavaNextConfig  # noqa: N814
+        from transformers import LlavaNextVideoForConditionalGeneration as LlavaNextForConditionalGeneration  # noqa: N814
     tokenizer = make_tokenizer()
     pinpoints = [[tile, 2 * tile], [2 * tile, tile], [2 * tile, 2 * tile], [tile, 3 * tile], [3 * tile, tile]]
     config = LlavaNextConfig(

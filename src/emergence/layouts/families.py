@@ -208,6 +208,7 @@ register_fallback(_contiguous_fallback)
 
 
 # ---------------------------------------------------------------------------------------------------- LLaVA-NeXT
+@register_layout("LlavaNextVideoForConditionalGeneration")  # images: packed exactly as LLaVA-NeXT
 @register_layout("LlavaNextForConditionalGeneration")
 def llava_next_layout(ctx: LayoutContext) -> VisualLayout:
     """LLaVA-NeXT ("anyres"): base image grid, then the unpadded tile mosaic with one newline token per row.
