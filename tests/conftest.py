@@ -26,6 +26,7 @@ FAMILIES = {
     "smolvlm": functools.partial(tiny.tiny_idefics3, smolvlm=True),
     "paligemma_fallback": tiny.tiny_paligemma,
     "mistral3": tiny.tiny_mistral3,
+    "llava_pixtral": functools.partial(tiny.tiny_mistral3, llava=True),
     "gemma3_fallback": tiny.tiny_gemma3,
     "vipllava_fallback": tiny.tiny_vipllava,
     "llava_next_video": functools.partial(tiny.tiny_llava_next, video=True),

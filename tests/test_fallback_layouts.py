@@ -93,3 +93,18 @@ def test_cross_attention_and_encoder_decoder_models_are_refused_with_the_reason(
         image_token_id=99))
     with pytest.raises(UnsupportedModelError, match="is an encoder-decoder model"):
         build_layout(florence, torch.tensor([[1, 99, 99, 5]]), (40, 60), {})
+
+
+def test_readme_family_table_is_generated_from_the_support_table_and_each_exact_family_is_tested():
+    from pathlib import Path
+
+    from conftest import FAMILIES as TESTED
+
+    from emergence.layouts.support import FAMILIES, markdown_table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert markdown_table() in readme, "README's family table is stale: python -m emergence.layouts.support"
+    builders = {getattr(f, "func", f).__name__ for f in TESTED.values()} | {"tiny_blip2"}
+    for family in FAMILIES:
+        if family.support != "refused":
+            assert family.tested in builders, f"{family.name} is listed as {family.support} without a family test"

@@ -205,10 +205,14 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _cmd_probes() -> int:
+    from .layouts.support import text_table
     from .specs import list_specs
 
+    print("Model families (support: exact geometry / attention only / refused with the reason):\n")
+    print(text_table())
     specs = list_specs()
     width = max((len(n) for n in specs), default=4)
+    print("Probe specs (probes/*.toml: checkpoint, dtype, backend, prompt template):\n")
     for name, spec in sorted(specs.items()):
         print(f"{name:<{width}}  {spec.hf_id:<40}  {spec.architecture}")
     return 0

@@ -339,28 +339,35 @@ def _pixtral_without_torchvision() -> None:
 
 
 def tiny_mistral3(seed: int = 0, longest_edge: int = 64, patch: int = 8, merge: int = 2, local_vision: bool = False,
-                  attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+                  attn_implementation: str = "sdpa", llava: bool = False) -> tuple[Any, Any]:
     """Mistral3 / Pixtral shape: the image is resized (aspect kept, longest edge <= ``longest_edge``) to multiples of
     ``patch * merge``; each row of ``[IMG]`` tokens ends with ``[IMG_BREAK]``, the last with ``[IMG_END]``; the
-    projector merges ``merge x merge`` patches."""
-    from transformers import Mistral3Config, Mistral3ForConditionalGeneration
+    projector merges ``merge x merge`` patches. ``llava=True`` builds pixtral-12b's shape instead:
+    ``LlavaForConditionalGeneration`` with a Pixtral tower and no merge."""
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, Mistral3Config, Mistral3ForConditionalGeneration
     from transformers.models.pixtral.image_processing_pil_pixtral import PixtralImageProcessorPil
 
     _pixtral_without_torchvision()
     from transformers.models.pixtral.processing_pixtral import PixtralProcessor  # the top-level name is gated
 
+    if llava:
+        merge = 1
     tokenizer = make_tokenizer(extra_special=["[IMG]", "[IMG_BREAK]", "[IMG_END]"])
-    config = Mistral3Config(
-        vision_config=dict(model_type="pixtral", hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=1 if local_vision else 2, num_attention_heads=4,
-                           image_size=longest_edge, patch_size=patch),
-        text_config=dict(model_type="mistral", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                         max_position_embeddings=2048, sliding_window=None),
-        image_token_index=tokenizer.convert_tokens_to_ids("[IMG]"), spatial_merge_size=merge,
-        vision_feature_layer=-2 if local_vision else -1,  # local: the patch embedding (convolution + per-patch norm)
-    )
-    model = _init(Mistral3ForConditionalGeneration(config), seed)
+    vision = dict(model_type="pixtral", hidden_size=32, intermediate_size=64, num_hidden_layers=1 if local_vision else 2,
+                  num_attention_heads=4, image_size=longest_edge, patch_size=patch)
+    text = dict(model_type="mistral", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                max_position_embeddings=2048, sliding_window=None)
+    image_token = tokenizer.convert_tokens_to_ids("[IMG]")
+    layer = -2 if local_vision else -1  # local: the patch embedding (convolution + per-patch norm)
+    if llava:
+        config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=image_token,
+                             vision_feature_layer=layer, vision_feature_select_strategy="full")
+        model = _init(LlavaForConditionalGeneration(config), seed)
+    else:
+        config = Mistral3Config(vision_config=vision, text_config=text, image_token_index=image_token,
+                                spatial_merge_size=merge, vision_feature_layer=layer)
+        model = _init(Mistral3ForConditionalGeneration(config), seed)
     model.set_attn_implementation(attn_implementation)
     ip = PixtralImageProcessorPil(size={"longest_edge": longest_edge}, patch_size={"height": patch, "width": patch})
     processor = PixtralProcessor(image_processor=ip, tokenizer=tokenizer, patch_size=patch, spatial_merge_size=merge,
