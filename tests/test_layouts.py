@@ -237,3 +237,50 @@ def test_layout_dict_round_trip():
     again = VisualLayout.from_dict(layout.to_dict())
     assert again.to_dict() == layout.to_dict()
     assert np.array_equal(again.render(np.arange(12.0)), layout.render(np.arange(12.0)))
+
+
+def test_pixels_a_tile_feeds_to_no_token_are_claimed_by_no_tile_token():
+    """SmolVLM-style tiles whose side is not a multiple of the patch (36 px, patch 8: the tower reads 32 px of each
+    tile). On a 72 x 72 image (2 x 2 tiles, no resize, so no resampling blur) a marker in the unread strip of the
+    first tile changes no tile token in the real model, and no tile token's box may cover it (the global view, which
+    reads the whole image, may)."""
+    model, processor = FAMILIES["smolvlm_uneven_tiles"](local_vision=True)
+    probe = Probe(model, processor)
+    side, patch, scale = 36, 8, 2
+    base = noise_image(2 * side, 2 * side, seed=3)
+    layout = probe.layout(probe.prepare(base, "describe"), (2 * side, 2 * side))
+    assert layout.meta["tile_grid"] == [2, 2]
+    used = side // patch // scale * scale * patch  # 32
+    x0, x1, y0, y1 = used, side, 4, 28  # the unread strip of tile (0, 0)
+    arr = np.array(base)
+    arr[y0:y1, x0:x1] = [255, 0, 255]
+    changed = _changed_tokens(model, probe, layout, base, Image.fromarray(arr))
+    tile_tokens = {int(t) for v in layout.views if v.kind == "tiles" for t in v.index[v.index >= 0].ravel()}
+    assert len(changed) > 0 and not set(changed.tolist()) & tile_tokens  # the model: only global tokens see it
+    boxes = layout.token_boxes()
+    for t in tile_tokens:
+        b = boxes[t]
+        assert not (b[0] < x1 and b[2] > x0 and b[1] < y1 and b[3] > y0), (t, b, (x0, y0, x1, y1))
+
+
+@pytest.mark.parametrize("size", [(60, 170), (170, 60), (48, 200), (200, 48), (500, 1400), (1400, 500)])
+@pytest.mark.parametrize("family", ["smolvlm", "smolvlm_real_geometry", "llava_next"])
+def test_default_rendering_puts_a_corner_marker_inside_the_marker_at_any_aspect_ratio(family, size):
+    """How much each token sees a corner marker (per the real model), rendered with the default fusion rule, peaks
+    inside the marker, also on tall and narrow images where a coarse global view covers far more than the marker
+    (SmolVLM's real tile geometry included)."""
+    w, h = size
+    model, processor = FAMILIES[family](local_vision=True)
+    probe = Probe(model, processor)
+    base = noise_image(w, h, seed=5)
+    side = max(8, min(w, h) // 3)
+    rect = (w - side - 2, h - side - 2, w - 2, h - 2)  # bottom-right corner
+    arr = np.array(base)
+    arr[rect[1]:rect[3], rect[0]:rect[2]] = [255, 0, 255]
+    layout = probe.layout(probe.prepare(base, "describe"), (h, w))
+    a = _lm_input_embeddings(model, probe.prepare(base, "describe"))
+    b = _lm_input_embeddings(model, probe.prepare(Image.fromarray(arr), "describe"))
+    vec = (a - b).abs().sum(-1)[torch.as_tensor(layout.positions)].numpy()  # how much each token saw the marker
+    heat = layout.render(vec / vec.max())
+    py, px = np.unravel_index(np.argmax(heat), heat.shape)
+    assert rect[0] - 1 <= px <= rect[2] and rect[1] - 1 <= py <= rect[3], (layout.default_fuse, (px, py), rect)

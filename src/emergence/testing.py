@@ -257,17 +257,18 @@ def tiny_qwen2_vl(
 
 def tiny_idefics3(
     seed: int = 0, tile: int = 32, patch: int = 4, local_vision: bool = False, attn_implementation: str = "sdpa",
-    smolvlm: bool = False,
+    smolvlm: bool = False, scale: int = 2, tiles_per_side: int = 2,
 ) -> tuple[Any, Any]:
-    """Idefics3 (or SmolVLM) shape: up to 2x2 tiles of ``tile`` px + a global image, pixel shuffle 2."""
+    """Idefics3 (or SmolVLM) shape: up to ``tiles_per_side`` x ``tiles_per_side`` tiles of ``tile`` px + a global
+    image, pixel shuffle ``scale``. ``tile=384, patch=14, scale=3, tiles_per_side=4`` is SmolVLM's real geometry (a
+    narrow model: the tower and decoder stay tiny)."""
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
     from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
 
     markers = ["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
     markers += [f"<row_{i + 1}_col_{j + 1}>" for i in range(6) for j in range(6)]
     tokenizer = make_tokenizer(extra_special=markers)
-    scale = 2
-    seq_len = (tile // patch) ** 2 // scale**2
+    seq_len = (tile // patch // scale) ** 2
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=0 if local_vision else 1,
                   num_attention_heads=4, image_size=tile, patch_size=patch)
     cfg_kwargs = dict(
@@ -284,7 +285,7 @@ def tiny_idefics3(
         model_cls = Idefics3ForConditionalGeneration
     model = _init(model_cls(config), seed)
     model.set_attn_implementation(attn_implementation)
-    ip = Idefics3ImageProcessorPil(size={"longest_edge": 2 * tile}, max_image_size={"longest_edge": tile})
+    ip = Idefics3ImageProcessorPil(size={"longest_edge": tiles_per_side * tile}, max_image_size={"longest_edge": tile})
     template = (
         "{% for m in messages %}{{ m['role'] | capitalize }}:{% for c in m['content'] %}"
         "{% if c['type'] == 'image' %}<image>{% else %} {{ c['text'] }}{% endif %}{% endfor %}<end_of_utterance> "

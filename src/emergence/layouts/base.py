@@ -9,9 +9,10 @@ keep their sequence position but are not rendered.
 
 Rendering a ``[V]`` vector: each view's grid of values is sampled bicubically (``align_corners=False``, the
 convention of image resizers) at the centres of the original pixels it covers. Where several views cover a pixel
-(a global image and a tile), the default fusion rule ``"mean"`` averages them with equal weight; ``"density"`` sums
-each view's value divided by its token area (attention mass per pixel, so the heatmap integrates to the total
-attention); ``"global"``/``"tiles"`` keep one kind of view (with the other as fallback where it covers nothing).
+(a global image and a tile), ``"mean"`` averages them with equal weight; ``"density"`` sums each view's value divided
+by its token area (attention mass per pixel, so the heatmap integrates to the total attention); ``"global"``/``"tiles"``
+keep one kind of view (with the other as fallback where it covers nothing). The default ``"auto"`` is ``"density"``
+when the views have cells of different sizes (a coarse global image over fine tiles) and ``"mean"`` otherwise.
 Pixels that no view covers (cropped away) get ``fill`` (default: the minimum covered value, so an argmax never lands
 there and no NaN appears).
 """
@@ -30,8 +31,8 @@ from ..errors import LayoutError
 
 __all__ = ["View", "VisualLayout", "FuseRule", "working_size"]
 
-FuseRule = Literal["mean", "density", "global", "tiles"]
-_FUSE_RULES = ("mean", "density", "global", "tiles")
+FuseRule = Literal["auto", "mean", "density", "global", "tiles"]
+_FUSE_RULES = ("auto", "mean", "density", "global", "tiles")
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,14 @@ class VisualLayout:
                               "their attention is captured (run.attention) but cannot be drawn or segmented")
 
     @property
+    def default_fuse(self) -> str:
+        """The fusion rule ``fuse="auto"`` uses: ``"density"`` (attention mass per pixel) when the views have cells of
+        different sizes (a coarse global image over fine tiles: equal weights would let the coarse view pull a peak
+        off the object on tall or narrow images), else ``"mean"`` (one view, or views of one resolution)."""
+        areas = {round(v.cell_size[0] * v.cell_size[1], 6) for v in self.views}
+        return "density" if len(areas) > 1 else "mean"
+
+    @property
     def num_tokens(self) -> int:
         """``V``, the number of visual tokens (grid tokens and separators)."""
         return int(len(self.positions))
@@ -191,7 +200,7 @@ class VisualLayout:
     def render(
         self,
         values: torch.Tensor | np.ndarray | Sequence[float],
-        fuse: FuseRule = "mean",
+        fuse: FuseRule = "auto",
         mode: Literal["bicubic", "bilinear", "nearest"] = "bicubic",
         fill: float | None = None,
         size: tuple[int, int] | None = None,
@@ -200,7 +209,7 @@ class VisualLayout:
 
         Args:
             values: ``[V]`` (one value per visual token) or ``[N, V]`` (rendered independently, batched).
-            fuse: how overlapping views combine (module docstring).
+            fuse: how overlapping views combine (module docstring); ``"auto"`` (default) is :attr:`default_fuse`.
             mode: interpolation of the token grid.
             fill: value of pixels no view covers; default the minimum covered value.
             size: ``(height, width)`` of the output; default the original image size. The view boxes are scaled.
@@ -211,6 +220,8 @@ class VisualLayout:
         if fuse not in _FUSE_RULES:
             raise ValueError(f"fuse={fuse!r} is not one of {_FUSE_RULES}")
         self._require_spatial()
+        if fuse == "auto":
+            fuse = self.default_fuse
         arr = values.detach().float().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values, float)
         single = arr.ndim == 1
         arr = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)

@@ -349,7 +349,6 @@ def idefics3_layout(ctx: LayoutContext) -> VisualLayout:
         raise LayoutError(f"{ctx.model_class} layout needs the processor's tokenizer to read the <row_i_col_j> markers")
     markers = tok.convert_ids_to_tokens([int(ids[positions[s] - 1]) for s in starts])
     h, w = ctx.image_size
-    whole = (0.0, 0.0, float(w), float(h))
     tiles: dict[tuple[int, int], int] = {}
     global_start = None
     for run, marker in zip(starts, markers):
@@ -362,24 +361,28 @@ def idefics3_layout(ctx: LayoutContext) -> VisualLayout:
             global_start = int(run)
         else:
             raise LayoutError(f"{ctx.model_class}: unexpected marker {marker!r} before a run of image tokens")
+    # The tower's patch convolution reads only whole patches: of each S-px tile, the first `used` px reach a token
+    # (SmolVLM: 27 x 14 = 378 of 384 px); the rest of the tile belongs to no token.
+    used = g * scale * vc.patch_size
     views = []
-    meta: dict = {"tile_side": side, "tokens_per_tile": per_tile}
+    meta: dict = {"tile_side": side, "tokens_per_tile": per_tile, "tile_px_seen": used}
     if tiles:
         n_rows = max(r for r, _ in tiles) + 1
         n_cols = max(c for _, c in tiles) + 1
         if len(tiles) != n_rows * n_cols:
             raise LayoutError(f"{ctx.model_class}: tile markers do not form a full {n_rows}x{n_cols} grid")
-        index = np.zeros((n_rows * g, n_cols * g), dtype=np.int64)
-        for (r, c), start in tiles.items():
-            index[r * g : (r + 1) * g, c * g : (c + 1) * g] = np.arange(start, start + per_tile).reshape(g, g)
-        views.append(View("tiles", index, whole, kind="tiles"))
+        sx, sy = w / (n_cols * side), h / (n_rows * side)  # the image is resized to n_rows*S x n_cols*S, no pad
+        for (r, c), start in sorted(tiles.items()):
+            box = (c * side * sx, r * side * sy, (c * side + used) * sx, (r * side + used) * sy)
+            views.append(_grid_view(f"tile_{r}_{c}", g, g, start, box, kind="tiles"))
         meta["tile_grid"] = [n_rows, n_cols]
     if global_start is not None:
         if not tiles:
             pv = ctx.inputs.get("pixel_values") if ctx.inputs else None
             if pv is not None and tuple(pv.shape[-2:]) != (side, side):
                 raise LayoutError(f"{ctx.model_class}: an unsplit image padded to {tuple(pv.shape[-2:])} is not supported")
-        views.append(_grid_view("global", g, g, global_start, whole, kind="global"))
+        box = (0.0, 0.0, w * used / side, h * used / side)  # the whole image resized to S x S
+        views.append(_grid_view("global", g, g, global_start, box, kind="global"))
     return VisualLayout(positions, ctx.image_size, views, family="idefics3", meta=meta)
 
 
