@@ -40,6 +40,7 @@ CAPTURE_CASES = {
     **FAMILIES,
     "llava_qwen2_gqa": functools.partial(tiny.tiny_llava, text_backbone="qwen2"),
     "llava_mistral_sliding": functools.partial(tiny.tiny_llava, text_backbone="mistral"),
+    "blip2_learned_queries": tiny.tiny_blip2,  # captured exactly; its layout is not spatial (no geometry tests)
 }
 
 

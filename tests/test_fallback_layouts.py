@@ -7,26 +7,19 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import noise_image
-from test_capture import N_NEW, _eager_reference
 
 from emergence import Probe, analyze
 from emergence import testing as tiny
 from emergence.errors import LayoutError, UnsupportedModelError
 
 
-@pytest.mark.parametrize("backend", ["sdpa", "eager"])
-def test_learned_query_tokens_are_captured_exactly_but_never_drawn(backend):
+def test_learned_query_tokens_are_captured_but_never_drawn():
+    """BLIP-2's visual tokens are learned queries: captured (exactness vs eager is in test_capture's CAPTURE_CASES),
+    but the layout is not spatial and every drawing or segmenting call refuses with the reason."""
     image = noise_image()
-    model, processor = tiny.tiny_blip2(attn_implementation=backend)
-    probe = Probe(model, processor)
-    inputs = probe.prepare(image, "describe the image")
-    run = probe.generate(image, "describe the image", max_new_tokens=N_NEW, min_new_tokens=N_NEW,
-                         storage_dtype=torch.float32)
-    plain = model.generate(**inputs, max_new_tokens=N_NEW, min_new_tokens=N_NEW, do_sample=False)
-    prompt_len = inputs["input_ids"].shape[1]
-    assert run.token_ids.tolist() == plain[0, prompt_len:].tolist()
-    reference, _ = _eager_reference(model, inputs, run.layout.positions, prompt_len)
-    assert run.attention.shape == reference.shape and (run.attention - reference).abs().max().item() <= 1e-5
+    probe = Probe(*tiny.tiny_blip2())
+    run = probe.generate(image, "describe the image", max_new_tokens=3)
+    assert run.attention.shape[-1] == 4 and run.attention.float().sum() > 0
     assert not run.layout.spatial and run.layout.num_tokens == 4 and set(run.layout.token_kind) == {"query"}
     with pytest.raises(LayoutError, match="learned query / latent tokens .* not image patches"):
         run.heatmap(0)
