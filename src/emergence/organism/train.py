@@ -12,7 +12,6 @@ JSON line per logged step to ``OUT/train_log.jsonl``; prints a progress line wit
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import math
@@ -20,30 +19,16 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write_bytes, atomic_write_json, claim_output_dir
 from ..progress import ProgressLine
+from ..runtime import torch_threads
 
 __all__ = ["train", "main"]
 
 TRAIN_WORLD_SEED = 1_000  # evaluation uses other seeds
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` torch threads (``None``: unchanged), then restore the caller's setting."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _prompt(processor: Any) -> str:
@@ -89,7 +74,7 @@ def train(
     from .model import build_model, build_processor
     from .world import ShapesWorld
 
-    with _torch_threads(threads):
+    with torch_threads(threads):
         out = claim_output_dir(out, "organism", legacy=("training_args.json",))
         ckpt = out / "checkpoint.pt"
         processor = build_processor()

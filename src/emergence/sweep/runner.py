@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import ProgressLine
+from ..runtime import torch_threads
 
 __all__ = ["SweepConfig", "dataset_fingerprint", "environment", "run_sweep", "work_items"]
 
@@ -331,24 +332,6 @@ def _resolve_threads(config: SweepConfig, old: dict[str, Any] | None) -> int:
     return int(config.threads or recorded or torch.get_num_threads())
 
 
-class _Threads:
-    """Set torch's CPU thread count for a block and restore the caller's afterwards."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-
-    def __enter__(self) -> None:
-        import torch
-
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        import torch
-
-        torch.set_num_threads(self.before)
-
-
 def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, progress: bool = True,
               allow_env_change: bool = False, max_consecutive_errors: int = 25) -> Any:
     """Run (or resume) a sweep; returns its :class:`~emergence.sweep.store.SweepStore` (read-only).
@@ -407,7 +390,7 @@ def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, pro
         guard = _ErrorGuard(max_consecutive_errors)
         env_id = environment_id(env)
         if backend == "local":
-            with _Threads(threads):
+            with torch_threads(threads):
                 worker = Worker(config)
                 for c in todo:
                     result = worker.chunk(chunks[c])
@@ -468,11 +451,12 @@ def _run_ray(config: SweepConfig, store: Any, chunks: list, todo: list[int], wor
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=workers * threads, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
         gpus = ray.cluster_resources().get("GPU", 0)
-        # each actor reserves the CPUs its torch threads use, and sets that count itself (Ray sets OMP_NUM_THREADS=1)
-        actor_cls = ray.remote(num_gpus=1 if gpus >= 1 else 0, num_cpus=threads)(Worker)
+        # Ray sets OMP_NUM_THREADS=1 in actors: each Worker sets the sweep's recorded torch thread count itself (the
+        # bits depend on it). One CPU is reserved per actor, so a pool never waits for CPUs a cluster lacks.
+        actor_cls = ray.remote(num_gpus=1 if gpus >= 1 else 0, num_cpus=1)(Worker)
         pool = ActorPool([actor_cls.remote(config, threads) for _ in range(workers)])
         # ordered map: chunks are committed in order as their results arrive
         for c, result in zip(todo, pool.map(lambda a, c: a.chunk.remote(chunks[c]), todo)):
