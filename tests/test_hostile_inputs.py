@@ -16,7 +16,6 @@ from emergence.analysis import EmptyGroundTruthWarning, analyze, ground_truth_ma
 from emergence.cli import main
 from emergence.datasets import DatasetError, load_dataset
 from emergence.errors import ImageLoadError
-from emergence.files import OutputDirError
 from emergence.images import MaskError, load_image, load_mask
 from emergence.organism.model import ORGANISM_DIR
 

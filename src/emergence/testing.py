@@ -156,15 +156,16 @@ def tiny_llava_next(
     ``video=True`` builds ``LlavaNextVideoForConditionalGeneration`` (LLaVA-NeXT-Video), whose image path packs
     features exactly as LLaVA-NeXT; its images are processed by the LLaVA-NeXT image processor and token expansion
     (what ``LlavaNextVideoProcessor`` does for images; its video processor needs torchvision)."""
-    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextProcessor
+    import transformers
+    from transformers import LlavaNextProcessor
     from transformers.models.llava_next.image_processing_pil_llava_next import LlavaNextImageProcessorPil
 
-    if video:
-        from transformers import LlavaNextVideoConfig as LlavaNextConfig  # noqa: N814
-        from transformers import LlavaNextVideoForConditionalGeneration as LlavaNextForConditionalGeneration  # noqa: N814
+    family = "LlavaNextVideo" if video else "LlavaNext"
+    config_cls = getattr(transformers, f"{family}Config")
+    model_cls = getattr(transformers, f"{family}ForConditionalGeneration")
     tokenizer = make_tokenizer()
     pinpoints = [[tile, 2 * tile], [2 * tile, tile], [2 * tile, 2 * tile], [tile, 3 * tile], [3 * tile, tile]]
-    config = LlavaNextConfig(
+    config = config_cls(
         vision_config=_clip_vision(tile, patch, local_vision),
         text_config=_llama_text(len(tokenizer)),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
@@ -172,7 +173,7 @@ def tiny_llava_next(
         vision_feature_layer=-2,  # with a 1-layer tower (local_vision) this is the patch-embedding output
         vision_feature_select_strategy="default",
     )
-    model = _init(LlavaNextForConditionalGeneration(config), seed)
+    model = _init(model_cls(config), seed)
     model.set_attn_implementation(attn_implementation)
     ip = LlavaNextImageProcessorPil(
         size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile}, image_grid_pinpoints=pinpoints
