@@ -342,3 +342,27 @@ def test_probe_specs_reach_only_the_explicit_builtin_table(tmp_path):
     with pytest.raises(ValueError, match="unknown builtin model 'builtin:tiny_qwen2_vl'; built-in models: builtin:tiny_llava"):
         load_spec(str(spec_file)).load()
     assert load_spec("tiny-random-llava").load().name == "builtin:tiny_llava"
+
+
+def test_only_real_older_outputs_are_adopted_not_user_files_with_the_same_names(tmp_path):
+    """Folders written before markers existed are recognised by their content, not by file names: a user's own
+    summary.json + table.csv are refused; an older saved run (no marker) is still overwritten in place."""
+    from emergence import Probe
+    from emergence.files import MARKER, OutputDirError, check_output_dir
+
+    mine = tmp_path / "paper"
+    mine.mkdir()
+    (mine / "summary.json").write_text('{"accuracy": 0.9}')
+    (mine / "table.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(OutputDirError, match="not empty"):
+        check_output_dir(mine, "analysis")
+    probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
+    run = probe.generate(Image.new("RGB", (64, 64)), "describe the image", max_new_tokens=3)
+    old = run.save(tmp_path / "old_run")
+    (old / MARKER).unlink()  # as an older emergence left it
+    assert run.save(old) == old and (old / MARKER).exists()
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "run.json").write_text('{"notes": "mine"}')
+    with pytest.raises(OutputDirError, match="not empty"):
+        run.save(tmp_path / "fake")
+    assert (tmp_path / "fake" / "run.json").read_text() == '{"notes": "mine"}'

@@ -234,7 +234,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
-    check_output_dir(args.out, "run", legacy=("run.json",))  # refuse before the model is loaded
+    check_output_dir(args.out, "run")  # refuse before the model is loaded
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     run = probe.generate(
         args.image,
@@ -291,7 +291,7 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
-    out = check_output_dir(args.out, "analysis", legacy=("summary.json", "table.csv"))  # before any model loads
+    out = check_output_dir(args.out, "analysis")  # before any model loads
     image = load_image(args.image)  # bad inputs fail before the model loads
     gt = load_mask(args.gt_mask, (image.height, image.width)) if args.gt_mask else None
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)

@@ -107,9 +107,34 @@ def is_own_dir(folder: str | os.PathLike, kind: str) -> bool:
     return _marker_kind(Path(folder)) == kind
 
 
-def check_output_dir(path: str | os.PathLike, kind: str, legacy: Iterable[str] = ()) -> Path:
+def _json_keys(path: Path, *keys: str) -> bool:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and all(k in doc for k in keys)
+
+
+def _legacy_output(path: Path, kind: str) -> bool:
+    """Whether ``path`` is an output of ``kind`` written by an older emergence (before markers): its files must
+    carry the toolkit's own keys, not just its file names (a user's ``table.csv`` is never adopted)."""
+    run = lambda folder: _json_keys(folder / "run.json", "format_version", "layout", "tokens")  # noqa: E731
+    if kind == "run":
+        return run(path)
+    if kind == "analysis":
+        return run(path / "run") and _json_keys(path / "summary.json", "oracle_iou", "unit_kind")
+    if kind == "demo":
+        return run(path / "run") and (path / "summary.txt").is_file()
+    if kind == "sweep":
+        return _json_keys(path / "manifest.json", "options", "items", "model_id")
+    if kind == "organism":
+        return _json_keys(path / "training_args.json", "world_seed", "steps") and (path / "config.json").is_file()
+    return False
+
+
+def check_output_dir(path: str | os.PathLike, kind: str) -> Path:
     """Refuse ``path`` as an output folder of ``kind`` unless it is missing (then created, empty), empty, marked as
-    ``kind``, or holds every file named in ``legacy`` (what older versions wrote, without a marker). Writes no file.
+    ``kind``, or an output of ``kind`` that an older emergence wrote without a marker. Writes no file.
 
     Raises:
         OutputDirError: ``path`` is a file, holds files this toolkit did not write, or belongs to another kind.
@@ -132,9 +157,7 @@ def check_output_dir(path: str | os.PathLike, kind: str, legacy: Iterable[str] =
             entries = sorted(p.name for p in path.iterdir() if not _own_name(p.name))
         except OSError as exc:
             raise OutputDirError(f"cannot list {str(path)!r}: {exc.strerror or exc}") from exc
-        legacy = list(legacy)
-        adopt = bool(legacy) and all((path / name).exists() for name in legacy)
-        if entries and not adopt:
+        if entries and not _legacy_output(path, kind):
             shown = ", ".join(repr(e) for e in entries[:3]) + (" ..." if len(entries) > 3 else "")
             raise OutputDirError(
                 f"{str(path)!r} is not empty ({shown}) and was not written by emergence; refusing to write into it so "
@@ -156,12 +179,12 @@ def mark_output_dir(path: str | os.PathLike, kind: str) -> None:
         atomic_write_json(path / MARKER, {"kind": kind, "emergence": __version__})
 
 
-def claim_output_dir(path: str | os.PathLike, kind: str, legacy: Iterable[str] = ()) -> Path:
+def claim_output_dir(path: str | os.PathLike, kind: str) -> Path:
     """:func:`check_output_dir`, then :func:`mark_output_dir`: the folder is ours from now on.
 
     Raises:
         OutputDirError: as :func:`check_output_dir`.
     """
-    path = check_output_dir(path, kind, legacy)
+    path = check_output_dir(path, kind)
     mark_output_dir(path, kind)
     return path

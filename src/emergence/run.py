@@ -185,7 +185,7 @@ class ProbeRun:
 
         from .files import atomic_write_bytes, atomic_write_json, check_output_dir, mark_output_dir
 
-        path = check_output_dir(path, "run", legacy=("run.json",))
+        path = check_output_dir(path, "run")
         save_id = secrets.token_hex(8)
         data = save_tensors(
             {

@@ -170,7 +170,7 @@ class EmergenceReport:
 
         from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text, claim_output_dir
 
-        out = claim_output_dir(path, "analysis", legacy=("summary.json", "table.csv"))
+        out = claim_output_dir(path, "analysis")
         self.run.save(out / "run")
         buf = io.BytesIO()
         self.table.to_parquet(buf, index=False)

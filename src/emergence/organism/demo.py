@@ -68,7 +68,7 @@ def run_demo(out: str | os.PathLike, seed: int = 2024, index: int = 0, max_new_t
     from .model import ORGANISM_DIR, PROMPT
 
     start = time.perf_counter()
-    out = claim_output_dir(out, "demo", legacy=("figure.png", "summary.txt"))
+    out = claim_output_dir(out, "demo")
     scene = None
     if (ORGANISM_DIR / "config.json").exists():
         from ..probe import Probe

@@ -75,7 +75,7 @@ def train(
     from .world import ShapesWorld
 
     with torch_threads(threads):
-        out = claim_output_dir(out, "organism", legacy=("training_args.json",))
+        out = claim_output_dir(out, "organism")
         ckpt = out / "checkpoint.pt"
         processor = build_processor()
         model = build_model(processor, seed=seed, layers=layers)

@@ -69,7 +69,7 @@ class SweepStore:
         self.writable = writable
         self._lock_fd: int | None = None
         if writable:
-            check_output_dir(self.out, "sweep", legacy=("manifest.json",))
+            check_output_dir(self.out, "sweep")
             self._lock()  # marker, sub-folders and clean-up only under the lock
             mark_output_dir(self.out, "sweep")
             for sub in _SUBDIRS:
