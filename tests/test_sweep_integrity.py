@@ -231,3 +231,12 @@ def test_sweep_refuses_a_folder_of_user_files_and_never_deletes_their_tmp_files(
     stale.write_bytes(b"half")
     run_sweep(_config(out), progress=False)
     assert (out / "maps" / "mine.tmp").read_text() == "keep me too" and not stale.exists()
+
+
+def test_resuming_a_sweep_an_older_version_started_warns_that_bits_may_differ(reference, tmp_path):
+    out = _half_done_copy(reference, tmp_path / "older")
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["environment"]  # format 1 recorded no thread count or environment
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="recorded no thread count or environment"):
+        run_sweep(_config(out), progress=False)

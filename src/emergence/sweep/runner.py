@@ -309,7 +309,10 @@ def _check_resume(config: SweepConfig, old: dict[str, Any], env: dict[str, Any],
                          "rows of the old and the new data. Restore the data, or start a new sweep in a new --out.")
     old_env = old.get("environment")
     if old_env is None:
-        return  # a format-1 sweep recorded no environment: nothing to compare
+        warnings.warn(f"the sweep in {config.out!r} was started by an older emergence that recorded no thread count "
+                      f"or environment: rows computed now (with {env['threads']} threads) may differ in the last bits "
+                      "from the committed ones. Start a new sweep for bit-identical rows.", stacklevel=3)
+        return
     diff = {k: (old_env.get(k), env.get(k)) for k in set(old_env) | set(env) if old_env.get(k) != env.get(k)}
     if diff and not allow_env_change:
         shown = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in sorted(diff.items()))

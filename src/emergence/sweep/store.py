@@ -55,6 +55,17 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _mismatch(rel: str, data: bytes, expected: dict[str, Any] | None) -> str | None:
+    """Why ``data`` is not the file ``rel`` that was committed, or ``None`` (also when nothing was recorded)."""
+    if expected is None:
+        return None
+    if len(data) != expected["size"]:
+        return f"{rel} has {len(data)} bytes, {expected['size']} were committed"
+    if _digest(data) != expected["sha256"]:
+        return f"{rel} was changed after it was committed (checksum differs)"
+    return None
+
+
 class SweepStore:
     """One sweep folder (module docstring).
 
@@ -179,11 +190,9 @@ class SweepStore:
             if not path.exists():
                 problems.append(f"{rel} is missing")
             elif expected is not None:
-                data = path.read_bytes()
-                if len(data) != expected["size"]:
-                    problems.append(f"{rel} has {len(data)} bytes, {expected['size']} were committed")
-                elif _digest(data) != expected["sha256"]:
-                    problems.append(f"{rel} was changed after it was committed (checksum differs)")
+                problem = _mismatch(rel, path.read_bytes(), expected)
+                if problem:
+                    problems.append(problem)
         return problems
 
     def damaged(self) -> dict[int, list[str]]:
@@ -234,10 +243,10 @@ class SweepStore:
             if not path.exists():
                 raise SweepError(f"{str(path)!r} of committed chunk {c} is missing; resume the sweep to recompute it")
             data = path.read_bytes()
-            expected = rec.get("files", {}).get(rel)
-            if expected is not None and (len(data) != expected["size"] or _digest(data) != expected["sha256"]):
+            problem = _mismatch(rel, data, rec.get("files", {}).get(rel))
+            if problem:
                 raise SweepError(f"{str(path)!r} of committed chunk {c} was truncated or changed after it was "
-                                 "committed; resume the sweep (same command) to recompute it")
+                                 f"committed ({problem}); resume the sweep (same command) to recompute it")
             out.append((c, data))
         return out
 
