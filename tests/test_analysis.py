@@ -486,3 +486,20 @@ def test_prompts_beyond_the_context_warn():
     image = np.zeros((64, 64, 3), np.uint8)
     with pytest.warns(UserWarning, match=f"beyond the model's context of {limit} positions"):
         probe.generate(image, "describe the image", max_new_tokens=limit, eos_token_id=None)
+
+
+def test_head_scores_in_small_chunks_equal_one_batch_exactly():
+    """Rendering per-head maps a few at a time (bounded memory for 7B-size models) changes no score."""
+    from emergence import Probe
+    from emergence.analysis import head_scores
+    from emergence.organism import ORGANISM_DIR, ShapesWorld
+
+    probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
+    scene = ShapesWorld(17).scene(4)
+    run = probe.generate(scene.image, "describe the image", max_new_tokens=16)
+    whole = head_scores(run, scene.objects[0].mask, chunk=10**6)
+    pieces = head_scores(run, scene.objects[0].mask, chunk=5)
+    assert whole["mass"].shape == (run.attention.shape[1], run.attention.shape[2])
+    assert np.array_equal(whole["mass"], pieces["mass"]) and np.array_equal(whole["hit"], pieces["hit"])
+    with pytest.raises(ValueError, match="chunk must be >= 1"):
+        head_scores(run, scene.objects[0].mask, chunk=0)

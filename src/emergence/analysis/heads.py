@@ -44,15 +44,18 @@ def peak_hits(heat: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 def head_scores(run: Any, gt: np.ndarray, tokens: Sequence[int] | None = None,
-                normalise: Normalise = "mean_subtract") -> dict[str, np.ndarray]:
+                normalise: Normalise = "mean_subtract", chunk: int = 64) -> dict[str, np.ndarray]:
     """Per layer x head localisation of ``tokens`` (default: every generated token that carries text).
 
     Each head's ``[T, V]`` maps are normalised across the answer on their own, rendered, and scored against
-    ``gt [H, W]``; scores are averaged over ``tokens``.
+    ``gt [H, W]``; scores are averaged over ``tokens``. Maps are rendered ``chunk`` at a time, so memory stays
+    ``chunk`` images whatever the number of layers, heads and tokens.
 
     Returns:
         ``{"mass": [L, H], "hit": [L, H]}`` float64 (mass inside ``gt`` in [0, 1]; pointing-hit rate).
     """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
     gt = np.asarray(gt, bool)
     if tuple(gt.shape) != tuple(run.layout.image_size):
         raise ValueError(f"ground truth {gt.shape} does not match the image size {tuple(run.layout.image_size)}")
@@ -64,9 +67,12 @@ def head_scores(run: Any, gt: np.ndarray, tokens: Sequence[int] | None = None,
     maps = head_maps(run, normalise)  # [L, H, T, V]
     n_layers, n_heads, _, v = maps.shape
     chosen = maps[:, :, tokens].reshape(-1, v)  # [L*H*t, V]
-    heat = run.layout.render(chosen)  # [L*H*t, H, W]
-    hits = peak_hits(heat, gt)
-    mass = np.atleast_1d(map_mass_inside(heat, gt))
+    hits, mass = [], []
+    for start in range(0, len(chosen), chunk):  # bounded memory: `chunk` full-size maps at a time (7B: 1024 heads)
+        heat = run.layout.render(chosen[start:start + chunk])  # [chunk, H, W]
+        hits.append(np.atleast_1d(peak_hits(heat, gt)))
+        mass.append(np.atleast_1d(map_mass_inside(heat, gt)))
+    hits, mass = np.concatenate(hits), np.concatenate(mass)
     shape = (n_layers, n_heads, len(tokens))
     return {"mass": mass.reshape(shape).mean(-1), "hit": hits.reshape(shape).mean(-1)}
 
