@@ -366,3 +366,17 @@ def test_only_real_older_outputs_are_adopted_not_user_files_with_the_same_names(
     with pytest.raises(OutputDirError, match="not empty"):
         run.save(tmp_path / "fake")
     assert (tmp_path / "fake" / "run.json").read_text() == '{"notes": "mine"}'
+
+
+def test_a_ground_truth_covering_nearly_the_whole_image_warns_that_it_may_be_inverted():
+    from emergence import Probe
+    from emergence.organism import ShapesWorld
+
+    probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
+    world = ShapesWorld(5)
+    scene, obj = next((sc, o) for sc in (world.scene(i) for i in range(50)) for o in sc.objects if o.mask.mean() < 0.08)
+    run = probe.generate(scene.image, "describe the image", max_new_tokens=8)
+    inverted = ~obj.mask  # a black object on white, read by the nonzero rule
+    assert inverted.mean() >= 0.9
+    with pytest.warns(UserWarning, match=r"covers \d+% of the image.*inverted"):
+        analyze(run, gt_mask=inverted, segmenter="classical", layer_emergence=False)

@@ -406,6 +406,10 @@ def _check_inputs(run: Any, image: Any, gt_mask: Any) -> tuple[Any, tuple[int, i
                       "when its mask covers less than half the image (PixFoundation's rule). If the object is in the "
                       "image, the mask file did not load as intended (see emergence.images for the mask rules).",
                       EmptyGroundTruthWarning, stacklevel=3)
+    elif gt is not None and gt.mean() >= 0.9:
+        warnings.warn(f"the ground-truth mask covers {100 * gt.mean():.0f}% of the image. If the object is the "
+                      "small dark part, the mask is inverted: masks count nonzero pixels as the object (see "
+                      "emergence.images); pass ~mask.", stacklevel=3)
     return image, size, gt
 
 
