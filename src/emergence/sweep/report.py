@@ -142,10 +142,10 @@ def _md_table(df: Any) -> str:
 
 def make_report(out: str | os.PathLike) -> Path:
     """Write ``OUT/report/*.png`` and ``OUT/report/report.md``; returns the Markdown path."""
-    import matplotlib.pyplot as plt
     import pandas as pd
 
     from ..files import atomic_write_text
+    from ..plotting import save_figure
     from .store import SweepStore, load_sweep
     from .vqa import paired_analysis, pair_accuracy
 
@@ -161,8 +161,7 @@ def make_report(out: str | os.PathLike) -> Path:
         "templates.png": plot_templates(samples),
     }
     for name, (fig, _) in figures.items():
-        fig.savefig(folder / name, dpi=110)
-        plt.close(fig)
+        save_figure(fig, folder / name)
     g = grounding_rows(samples)
     lines = [f"# Sweep report: {manifest['model_id']} on {manifest['options']['dataset']}", "",
              f"{manifest['items']} work items over {manifest['samples']} samples; tasks "

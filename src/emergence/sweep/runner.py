@@ -304,8 +304,8 @@ def _check_resume(config: SweepConfig, old: dict[str, Any], env: dict[str, Any],
                          "or the same options to resume it")
     recorded = old.get("dataset_fingerprint")
     if recorded is not None and recorded != fingerprint:
-        raise SweepError(f"the dataset changed since the sweep in {config.out!r} started (its annotations, samples or "
-                         "prompts differ: fingerprint " f"{fingerprint[:12]} vs {recorded[:12]}); resuming would mix "
+        raise SweepError(f"the dataset changed since the sweep in {config.out!r} started (its annotation files, samples, "
+                         "image paths or prompts differ: fingerprint " f"{fingerprint[:12]} vs {recorded[:12]}); resuming would mix "
                          "rows of the old and the new data. Restore the data, or start a new sweep in a new --out.")
     old_env = old.get("environment")
     if old_env is None:
