@@ -10,6 +10,7 @@ from conftest import noise_image
 
 from emergence import Probe, analyze
 from emergence import testing as tiny
+from emergence.adapters import GenericAdapter
 from emergence.errors import LayoutError, UnsupportedModelError
 
 
@@ -28,14 +29,15 @@ def test_learned_query_tokens_are_captured_but_never_drawn():
 
 
 def test_the_generic_layout_refuses_tiling_processors_and_several_views():
+    """PaliGemma as if unregistered (the generic adapter forced)."""
     image = noise_image()
     model, processor = tiny.tiny_paligemma()
-    probe = Probe(model, processor)
+    probe = Probe(model, processor, adapter=GenericAdapter())
     run = probe.generate(image, "describe the image", max_new_tokens=2)
     assert run.layout.spatial and run.layout.meta["fallback"].endswith("proved to fit")
     inputs = dict(probe.prepare(image, "describe the image"))
     two = dict(inputs, pixel_values=torch.cat([inputs["pixel_values"]] * 2))
-    with pytest.raises(UnsupportedModelError, match=r"(?s)pixel_values hold 2 views .* register_layout"):
+    with pytest.raises(UnsupportedModelError, match=r"(?s)pixel_values hold 2 views .* register_adapter"):
         probe.layout(two, (image.height, image.width))
     processor.image_processor.do_image_splitting = True
     with pytest.raises(UnsupportedModelError, match=r"makes several views of one image \({'do_image_splitting': True}\)"):
@@ -45,7 +47,7 @@ def test_the_generic_layout_refuses_tiling_processors_and_several_views():
 def test_a_token_count_no_grid_implies_is_refused_not_factorised():
     image = noise_image()
     model, processor = tiny.tiny_paligemma()
-    probe = Probe(model, processor)
+    probe = Probe(model, processor, adapter=GenericAdapter())
     inputs = dict(probe.prepare(image, "describe the image"))
     ids = inputs["input_ids"]
     image_id = model.config.image_token_id
@@ -93,11 +95,11 @@ def test_readme_family_table_is_generated_from_the_support_table_and_each_exact_
 
     from conftest import FAMILIES as TESTED
 
-    from emergence.layouts.support import FAMILIES, markdown_table
+    from emergence.adapters.support import families, markdown_table
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert markdown_table() in readme, "README's family table is stale: python -m emergence.layouts.support"
+    assert markdown_table() in readme, "README's family table is stale: python -m emergence.adapters.support"
     builders = {getattr(f, "func", f).__name__ for f in TESTED.values()} | {"tiny_blip2"}
-    for family in FAMILIES:
-        if family.support != "refused":
-            assert family.tested in builders, f"{family.name} is listed as {family.support} without a family test"
+    for adapter in families():
+        if adapter.support != "refused":
+            assert adapter.tested in builders, f"{adapter.family} is listed as {adapter.support} without a family test"

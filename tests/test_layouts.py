@@ -19,7 +19,7 @@ from transformers import LlavaForConditionalGeneration
 from emergence import Probe
 from emergence.errors import LayoutError, UnsupportedModelError
 from emergence.layouts import View, VisualLayout, build_layout, register_layout, registered_layouts
-from emergence.layouts.registry import _BUILDERS
+from emergence.adapters import unregister_adapter
 
 W, H = 160, 100  # non-square on purpose
 
@@ -121,10 +121,19 @@ def test_llava_crop_geometry_matches_hand_computation():
 
 
 def test_unregistered_contiguous_model_uses_fallback_without_new_code():
+    """With its adapter unregistered, PaliGemma gets the generic layout, proved to fit, with the adapter's geometry."""
+    from emergence.adapters import register_adapter
+
     model, processor = FAMILIES["paligemma_fallback"]()
-    assert "PaliGemmaForConditionalGeneration" not in registered_layouts()
-    run = Probe(model, processor).generate(noise_image(W, H), "describe", max_new_tokens=2)
+    registered = Probe(model, processor).layout(Probe(model, processor).prepare(noise_image(W, H), "describe"), (H, W))
+    adapter = unregister_adapter("PaliGemmaForConditionalGeneration")
+    try:
+        assert "PaliGemmaForConditionalGeneration" not in registered_layouts()
+        run = Probe(model, processor).generate(noise_image(W, H), "describe", max_new_tokens=2)
+    finally:
+        register_adapter(adapter)
     assert "fallback" in run.layout.meta and run.layout.num_tokens == 16
+    assert np.array_equal(run.layout.token_boxes(), registered.token_boxes())
 
 
 def test_llava_subclass_and_other_backbones_work_without_new_code():
@@ -149,7 +158,7 @@ def test_unsupported_architecture_error_names_class_and_how_to_register():
     inputs = processor(images=noise_image(W, H), text="<image>describe", return_tensors="pt")
     with pytest.raises(UnsupportedModelError) as err:
         build_layout(_UnknownVLM(model.config), inputs["input_ids"], (H, W), inputs, processor)
-    assert "_UnknownVLM" in str(err.value) and "register_layout" in str(err.value)
+    assert "_UnknownVLM" in str(err.value) and "register_adapter" in str(err.value)
 
 
 def test_register_layout_for_a_custom_model():
@@ -168,7 +177,7 @@ def test_register_layout_for_a_custom_model():
         with pytest.raises(ValueError, match="already registered"):
             register_layout("_UnknownVLM", lambda ctx: None)
     finally:
-        _BUILDERS.pop("_UnknownVLM", None)
+        unregister_adapter("_UnknownVLM")
 
 
 def test_text_only_model_is_rejected():
@@ -284,3 +293,41 @@ def test_default_rendering_puts_a_corner_marker_inside_the_marker_at_any_aspect_
     heat = layout.render(vec / vec.max())
     py, px = np.unravel_index(np.argmax(heat), heat.shape)
     assert rect[0] - 1 <= px <= rect[2] and rect[1] - 1 <= py <= rect[3], (layout.default_fuse, (px, py), rect)
+
+
+def test_a_registered_adapter_owns_attention_modules_prompt_and_layout():
+    """Probe and the capture engine take the captured modules, the prompt text and the layout from the adapter."""
+    from emergence.adapters import Adapter, adapter_for, register_adapter, self_attention_modules
+    from emergence.layouts import build_layout as layouts_build
+
+    class MyLlava(LlavaForConditionalGeneration):
+        pass
+
+    class LastLayerAdapter(Adapter):
+        family = "test: last layer only"
+        architectures = ("MyLlava",)
+
+        def attention_modules(self, model):
+            return self_attention_modules(model)[-1:]
+
+        def build_prompt(self, processor, prompt):
+            return super().build_prompt(processor, "Answer briefly. " + prompt)
+
+        def layout(self, ctx):
+            return adapter_for(LlavaForConditionalGeneration).layout(ctx)
+
+    model, processor = FAMILIES["llava"]()
+    model.__class__ = MyLlava
+    register_adapter(LastLayerAdapter())
+    try:
+        probe = Probe(model, processor)
+        assert isinstance(probe.adapter, LastLayerAdapter)
+        assert "Answer briefly. describe" in probe.build_prompt("describe")
+        run = probe.generate(noise_image(W, H), "describe", max_new_tokens=2)
+        last = model.config.text_config.num_hidden_layers - 1
+        assert run.layers == [last] and run.attention.shape[1] == 1
+        inputs = probe.prepare(noise_image(W, H), "describe")
+        assert layouts_build(model, inputs["input_ids"], (H, W), inputs, processor).num_tokens == run.layout.num_tokens
+    finally:
+        unregister_adapter("MyLlava")
+    assert isinstance(Probe(model, processor).adapter, type(adapter_for(LlavaForConditionalGeneration)))

@@ -22,6 +22,8 @@ _LAZY = {
     "VisualLayout": ("emergence.layouts", "VisualLayout"),
     "View": ("emergence.layouts", "View"),
     "register_layout": ("emergence.layouts", "register_layout"),
+    "Adapter": ("emergence.adapters", "Adapter"),
+    "register_adapter": ("emergence.adapters", "register_adapter"),
     "build_layout": ("emergence.layouts", "build_layout"),
     "load_image": ("emergence.images", "load_image"),
     "ProbeSpec": ("emergence.specs", "ProbeSpec"),
@@ -33,6 +35,7 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .adapters import Adapter, register_adapter
     from .capture import AttentionCapture
     from .images import load_image
     from .layouts import View, VisualLayout, build_layout, register_layout

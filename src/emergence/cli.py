@@ -205,7 +205,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _cmd_probes() -> int:
-    from .layouts.support import text_table
+    from .adapters.support import text_table
     from .specs import list_specs
 
     print("Model families (support: exact geometry / attention only / refused with the reason):\n")

@@ -9,11 +9,11 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .capture.engine import AttentionCapture, KeepMode, language_model_attention_modules
+from .adapters import Adapter, adapter_for, build_layout, find_adapter
+from .capture.engine import AttentionCapture, KeepMode
 from .errors import CaptureError, ModelLoadError, UnsupportedModelError, check_device
 from .images import ImageLike, load_image
 from .layouts.base import VisualLayout
-from .layouts.registry import build_layout, find_builder
 from .run import ProbeRun
 
 __all__ = ["Probe"]
@@ -41,10 +41,13 @@ class Probe:
         processor: its processor (``AutoProcessor``); ``None`` when you pass already-processed ``inputs`` and a
             ``tokenizer``.
         tokenizer: defaults to ``processor.tokenizer``.
+        adapter: the model family's :class:`~emergence.adapters.Adapter` (default: the registered one for the
+            model's class, else the generic adapter).
 
     Raises:
-        UnsupportedModelError: the model reads no image (text-only), or its layout family is unknown and not a
-            contiguous block of image tokens (the error says how to register a layout).
+        UnsupportedModelError: the model reads no image (text-only), or its adapter refuses it (the error says why;
+            unregistered models that cannot be placed with certainty are refused when their layout is built, with
+            how to register an adapter).
 
     Example:
         >>> probe = Probe.from_pretrained("llava-hf/llava-1.5-7b-hf", dtype=torch.bfloat16)  # doctest: +SKIP
@@ -53,7 +56,7 @@ class Probe:
         (480, 640)
     """
 
-    def __init__(self, model: Any, processor: Any = None, tokenizer: Any = None) -> None:
+    def __init__(self, model: Any, processor: Any = None, tokenizer: Any = None, adapter: Adapter | None = None) -> None:
         if not _is_vision_language(model):
             raise UnsupportedModelError(
                 f"{type(model).__name__} is a text-only model (its config has no vision_config and no image token). "
@@ -65,8 +68,12 @@ class Probe:
         self.tokenizer = tokenizer if tokenizer is not None else getattr(processor, "tokenizer", None)
         if self.tokenizer is None and processor is not None and hasattr(processor, "convert_ids_to_tokens"):
             self.tokenizer = processor
-        self.attention_modules = language_model_attention_modules(model)
-        self.architecture, self._builder = find_builder(model, model.config)
+        self.architecture, _ = find_adapter(model, model.config)
+        self.adapter = adapter if adapter is not None else adapter_for(model)
+        reason = self.adapter.refusal(model)
+        if reason:
+            raise UnsupportedModelError(reason)
+        self.attention_modules = self.adapter.attention_modules(model)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -133,30 +140,20 @@ class Probe:
 
     # ------------------------------------------------------------------ inputs
     def build_prompt(self, prompt: str) -> str:
-        """The text fed to the processor: the chat template (user turn with one image, generation prompt) when the
-        processor has one, else the prompt prefixed with the image token if it has none (processors that insert
-        their query tokens themselves, as BLIP-2's, get the prompt as it is)."""
-        proc = self.processor
-        if getattr(proc, "chat_template", None):
-            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-            return proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        if getattr(proc, "num_query_tokens", None):
-            return prompt
-        image_token = getattr(proc, "image_token", None) or "<image>"
-        image_token = str(getattr(image_token, "content", image_token))
-        return prompt if image_token in prompt else f"{image_token}\n{prompt}"
+        """The text fed to the processor for a user prompt (the adapter's rule: by default the chat template with
+        one image, or the prompt prefixed with the image token)."""
+        return self.adapter.build_prompt(self.processor, prompt)
 
     def prepare(self, image: ImageLike, prompt: str) -> Mapping[str, Any]:
         """Processor outputs (batch of one) for an image and a user prompt, on the model's device."""
         if self.processor is None:
             raise ValueError("this Probe has no processor: pass already-processed inputs=... to generate()")
         pil = load_image(image)
-        inputs = self.processor(images=pil, text=self.build_prompt(prompt), return_tensors="pt")
-        return inputs
+        return self.adapter.process(self.processor, pil, self.build_prompt(prompt))
 
     def layout(self, inputs: Mapping[str, Any], image_size: tuple[int, int]) -> VisualLayout:
         """The visual-token layout of these inputs (``image_size`` = original ``(height, width)``)."""
-        return build_layout(self.model, inputs["input_ids"], image_size, inputs, self.processor)
+        return build_layout(self.model, inputs["input_ids"], image_size, inputs, self.processor, adapter=self.adapter)
 
     # ------------------------------------------------------------------ generation
     def generate(
@@ -249,26 +246,22 @@ class Probe:
                     "with inputs=..., also pass image=... (the original image) so the layout knows its size"
                 )
             pil = load_image(image)
-            if "pixel_values" not in inputs:
-                raise ValueError("inputs hold no pixel_values: the prompt has no image. Process it with an image.")
+            self.adapter.check_inputs(inputs)
         input_ids = inputs["input_ids"]
         if input_ids.ndim != 2 or input_ids.shape[0] != 1:
             raise ValueError(f"one sample at a time: input_ids must be [1, S], got {tuple(input_ids.shape)}")
         return pil, inputs
 
     def _model_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
-        """The inputs on the model's device, floating pixel values in the model's dtype."""
-        device = next(self.model.parameters()).device
-        model_inputs = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
-        if "pixel_values" in model_inputs and model_inputs["pixel_values"].is_floating_point():
-            model_inputs["pixel_values"] = model_inputs["pixel_values"].to(self.model.dtype)
-        return model_inputs
+        """The inputs on the model's device, floating image tensors in the model's dtype."""
+        return self.adapter.model_inputs(inputs, self.model)
 
     def _generate_predicting(self, model_inputs: dict[str, Any], layout: Any, capture: dict[str, Any],
                              generate_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, AttentionCapture]:
         """Generate under capture: step t's last row predicts token t. Returns ``(new ids [T], attention, capture)``."""
         prompt_len = model_inputs["input_ids"].shape[1]
-        with AttentionCapture(self.model, layout.positions, **capture) as cap, torch.no_grad():
+        with AttentionCapture(self.model, layout.positions, modules=self.attention_modules, **capture) as cap, \
+                torch.no_grad():
             sequences = self.model.generate(**model_inputs, **generate_kwargs)
         new_ids = sequences[0, prompt_len:].cpu()
         attention = cap.maps()
@@ -286,10 +279,10 @@ class Probe:
         with torch.no_grad():
             sequences = self.model.generate(**model_inputs, **generate_kwargs)
         new_ids = sequences[0, prompt_len:].cpu()
-        full = _extend_inputs(model_inputs, sequences)
+        full = self.adapter.extend_inputs(model_inputs, sequences)
         positions = torch.arange(prompt_len, sequences.shape[1])
-        with AttentionCapture(self.model, layout.positions, query_positions=positions, **capture) as cap, \
-                torch.no_grad():
+        with AttentionCapture(self.model, layout.positions, query_positions=positions, modules=self.attention_modules,
+                              **capture) as cap, torch.no_grad():
             self.model(**full, use_cache=False)
         return new_ids, cap.maps(), cap
 
@@ -347,21 +340,6 @@ class Probe:
             f"Probe({self.name or type(self.model).__name__!r}, layers={self.num_layers}, "
             f"backend={self.model.config.get_text_config()._attn_implementation!r})"
         )
-
-
-def _extend_inputs(inputs: Mapping[str, Any], sequences: torch.Tensor) -> dict[str, Any]:
-    """Inputs for one forward over prompt + answer: per-token tensors of the prompt are extended to the answer
-    (``attention_mask`` with ones, token-type ids such as ``mm_token_type_ids`` with zeros = text)."""
-    prompt_len = inputs["input_ids"].shape[1]
-    extra = sequences.shape[1] - prompt_len
-    full = dict(inputs)
-    full["input_ids"] = sequences
-    for name, value in inputs.items():
-        if name == "input_ids" or not isinstance(value, torch.Tensor) or tuple(value.shape) != (1, prompt_len):
-            continue
-        pad = torch.ones if name == "attention_mask" else torch.zeros
-        full[name] = torch.cat([value, pad((1, extra), dtype=value.dtype, device=value.device)], dim=1)
-    return full
 
 
 def _versions() -> dict[str, str]:

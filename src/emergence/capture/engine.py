@@ -39,30 +39,15 @@ _MISSING = object()
 
 
 def language_model_attention_modules(model: nn.Module) -> list[nn.Module]:
-    """The self-attention modules of ``model``'s language model, ordered by ``layer_idx``.
-
-    The language model is found with ``model.get_decoder()`` (transformers' own lookup); its attention modules are the
-    submodules that carry a ``layer_idx`` and whose class name ends in ``Attention``. Vision-tower attention is not
-    included.
+    """The self-attention modules of ``model``'s language model, in layer order, as its adapter selects them
+    (:meth:`emergence.adapters.Adapter.attention_modules`).
 
     Raises:
         UnsupportedModelError: no language-model attention module was found.
     """
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
-    found: dict[int, nn.Module] = {}
-    for module in decoder.modules():
-        name = type(module).__name__
-        if name.endswith("Attention") and isinstance(getattr(module, "layer_idx", None), int):
-            if "Cross" in name:
-                continue  # cross-attention layers read the image differently; not captured here
-            found.setdefault(module.layer_idx, module)
-    if not found:
-        raise UnsupportedModelError(
-            f"No language-model self-attention modules were found in {type(model).__name__} (looked for submodules "
-            f"of model.get_decoder() -> {type(decoder).__name__} whose class name ends in 'Attention' and that have "
-            "an integer `layer_idx`). This model cannot be captured by emergence."
-        )
-    return [found[i] for i in sorted(found)]
+    from ..adapters import adapter_for
+
+    return adapter_for(model).attention_modules(model)
 
 
 def _lm_config(model: nn.Module) -> Any:
@@ -265,6 +250,8 @@ class AttentionCapture:
         storage_device: where stored maps live (CPU by default; moved in chunks to avoid per-layer syncs).
         flush_every: steps kept on the model's device before a chunk is moved to ``storage_device``.
         query_positions: absolute positions of the query rows to record in every pass (default: the last one).
+        modules: the language model's self-attention modules in layer order (default: as the model's adapter
+            selects them, :meth:`emergence.adapters.Adapter.attention_modules`).
 
     Example:
         >>> with AttentionCapture(model, visual_positions) as cap:   # doctest: +SKIP
@@ -283,6 +270,7 @@ class AttentionCapture:
         storage_device: torch.device | str = "cpu",
         flush_every: int = 32,
         query_positions: torch.Tensor | Sequence[int] | None = None,
+        modules: Sequence[nn.Module] | None = None,
     ) -> None:
         if keep not in _KEEP_MODES:
             raise ValueError(f"keep={keep!r} is not one of {_KEEP_MODES}")
@@ -291,7 +279,10 @@ class AttentionCapture:
                              "(torch.float16, torch.bfloat16 or torch.float32)")
         self.model = model
         self.keep: KeepMode = keep
-        modules = language_model_attention_modules(model)
+        modules = list(modules) if modules is not None else language_model_attention_modules(model)
+        if any(not isinstance(getattr(m, "layer_idx", None), int) for m in modules):
+            raise UnsupportedModelError("every captured attention module needs an integer `layer_idx`; the adapter's "
+                                        "attention_modules(model) returned one without it")
         all_layers = [m.layer_idx for m in modules]
         if layers is None:
             layers = all_layers

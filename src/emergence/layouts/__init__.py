@@ -1,17 +1,13 @@
-"""Visual-token layouts: which sequence positions are visual tokens and which original-image pixels each covers."""
+"""Visual-token layouts: which sequence positions are visual tokens and which original-image pixels each covers.
 
-from . import families as _families  # noqa: F401  (registers the built-in builders)
+The layouts of model families live in their adapters (:mod:`emergence.adapters`); this package holds the layout
+types, the geometry helpers and a front for registering a layout function alone.
+"""
+
 from .base import FuseRule, View, VisualLayout, working_size
+from .context import LayoutBuilder, LayoutContext
 from .geometry import Canvas, simple_canvas
-from .registry import (
-    LayoutBuilder,
-    LayoutContext,
-    build_layout,
-    find_builder,
-    register_fallback,
-    register_layout,
-    registered_layouts,
-)
+from .registry import build_layout, find_builder, register_layout, registered_layouts
 
 __all__ = [
     "Canvas",
@@ -22,7 +18,6 @@ __all__ = [
     "VisualLayout",
     "build_layout",
     "find_builder",
-    "register_fallback",
     "register_layout",
     "registered_layouts",
     "simple_canvas",

@@ -1,0 +1,43 @@
+"""Model adapters: everything model-specific (visual-token layout, captured attention modules, prompt and input
+quirks, support level), one per family, in a registry keyed by architecture. See :mod:`emergence.adapters.base`."""
+
+from .base import (
+    SUPPORT_LEVELS,
+    Adapter,
+    LayoutAdapter,
+    adapter_for,
+    build_layout,
+    find_adapter,
+    register_adapter,
+    registered_adapters,
+    self_attention_modules,
+    unregister_adapter,
+)
+from . import generic as _generic  # noqa: E402,F401  (the generic adapter and the refusals by rule)
+from . import llava as _llava  # noqa: E402,F401
+from . import qwen as _qwen  # noqa: E402,F401
+from . import idefics as _idefics  # noqa: E402,F401
+from .generic import CrossAttentionAdapter, EncoderDecoderAdapter, GenericAdapter, LearnedQueryAdapter  # noqa: E402
+from ..layouts.context import LayoutContext  # noqa: E402
+
+# the families refused or read without geometry come last in the support table
+for _adapter in (LearnedQueryAdapter(), CrossAttentionAdapter(), EncoderDecoderAdapter()):
+    register_adapter(_adapter)
+
+__all__ = [
+    "SUPPORT_LEVELS",
+    "Adapter",
+    "CrossAttentionAdapter",
+    "EncoderDecoderAdapter",
+    "GenericAdapter",
+    "LayoutAdapter",
+    "LayoutContext",
+    "LearnedQueryAdapter",
+    "adapter_for",
+    "build_layout",
+    "find_adapter",
+    "register_adapter",
+    "registered_adapters",
+    "self_attention_modules",
+    "unregister_adapter",
+]

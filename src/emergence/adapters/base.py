@@ -1,0 +1,372 @@
+"""The :class:`Adapter` interface and its registry.
+
+An adapter owns everything model-specific about one model family:
+
+- the visual-token layout (positions, views, original-image boxes; :meth:`Adapter.layout`),
+- which attention modules are the language model's self-attention (:meth:`Adapter.attention_modules`),
+- how a user prompt becomes the processor's text (:meth:`Adapter.build_prompt`) and which processor outputs carry
+  the image (:attr:`Adapter.pixel_inputs`),
+- how per-token inputs are extended over the answer for one full forward (:meth:`Adapter.extend_inputs`),
+- whether the family is supported at all (:meth:`Adapter.refusal`), and what the support table says about it.
+
+The capture engine and :class:`~emergence.Probe` ask the adapter and hold no family knowledge.
+
+Lookup order for a model (:func:`find_adapter`): its class and every base class in MRO order (a subclass of
+``LlavaForConditionalGeneration`` uses the LLaVA adapter), then ``config.architectures``, then adapters that
+third-party packages expose under the entry-point groups ``emergence.adapters`` (an :class:`Adapter`) or
+``emergence.layouts`` (a layout function), and finally the generic adapter, which places an unregistered model's
+visual tokens only where that is provably right.
+
+Register your own family::
+
+    from emergence.adapters import Adapter, register_adapter
+
+    class MyVLMAdapter(Adapter):
+        family = "My VLM"
+        architectures = ("MyVLMForConditionalGeneration",)
+
+        def layout(self, ctx):      # ctx: emergence.layouts.LayoutContext
+            ...                     # return an emergence.layouts.VisualLayout
+
+    register_adapter(MyVLMAdapter())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import LayoutError, UnsupportedModelError
+from ..layouts.base import VisualLayout
+from ..layouts.context import LayoutContext
+
+__all__ = ["Adapter", "LayoutAdapter", "SUPPORT_LEVELS", "adapter_for", "build_layout", "find_adapter",
+           "register_adapter", "registered_adapters", "self_attention_modules", "unregister_adapter"]
+
+#: what the support table may say about a family
+SUPPORT_LEVELS = ("exact", "attention only", "refused")
+
+
+def self_attention_modules(model: nn.Module) -> list[nn.Module]:
+    """The self-attention modules of ``model``'s language model, ordered by ``layer_idx`` (the default rule).
+
+    The language model is found with ``model.get_decoder()`` (transformers' own lookup); its attention modules are the
+    submodules that carry an integer ``layer_idx`` and whose class name ends in ``Attention`` (``...CrossAttention``
+    excluded). Vision-tower attention is not included.
+
+    Raises:
+        UnsupportedModelError: no language-model attention module was found.
+    """
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    found: dict[int, nn.Module] = {}
+    for module in decoder.modules():
+        name = type(module).__name__
+        if name.endswith("Attention") and isinstance(getattr(module, "layer_idx", None), int):
+            if "Cross" in name:
+                continue  # cross-attention layers read the image differently; not captured here
+            found.setdefault(module.layer_idx, module)
+    if not found:
+        raise UnsupportedModelError(
+            f"No language-model self-attention modules were found in {type(model).__name__} (looked for submodules "
+            f"of model.get_decoder() -> {type(decoder).__name__} whose class name ends in 'Attention' and that have "
+            "an integer `layer_idx`). Register an adapter whose attention_modules(model) returns them "
+            "(emergence.adapters.register_adapter)."
+        )
+    return [found[i] for i in sorted(found)]
+
+
+class Adapter:
+    """Everything model-specific about one model family. Subclass it and override what differs.
+
+    Class attributes (the support table, ``emergence probes`` and the README are generated from them):
+        family: the family as users know it, e.g. ``"LLaVA-NeXT"``.
+        architectures: model class names it serves (looked up along the model's MRO, then ``config.architectures``).
+        support: ``"exact"`` (heatmaps in the right place), ``"attention only"`` (captured; tokens not spatial) or
+            ``"refused"`` (a clear error saying why).
+        summary: how the visual tokens are laid out, or why the family is refused.
+        tested: the :mod:`emergence.testing` builder the test suite runs the family on (``None`` for refusals).
+        pixel_inputs: processor outputs that carry the image (one of them must be present).
+    """
+
+    family: ClassVar[str] = ""
+    architectures: ClassVar[tuple[str, ...]] = ()
+    support: ClassVar[str] = "exact"
+    summary: ClassVar[str] = ""
+    tested: ClassVar[str | None] = None
+    pixel_inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+
+    # ------------------------------------------------------------------ support
+    def refusal(self, model: Any) -> str | None:
+        """Why this model cannot be probed (``None`` when it can). :class:`~emergence.Probe` raises it at once."""
+        return None
+
+    # ------------------------------------------------------------------ layout
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        """The :class:`VisualLayout` of one image in one prompt.
+
+        Raises:
+            LayoutError: the prompt's visual tokens do not match what the config and processor outputs imply.
+            UnsupportedModelError: this input cannot be placed with certainty (the message says why).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not define layout(ctx)")
+
+    # ------------------------------------------------------------------ capture
+    def attention_modules(self, model: nn.Module) -> list[nn.Module]:
+        """The language model's self-attention modules, in layer order; each must carry an int ``layer_idx`` and
+        call transformers' attention interface. Default: :func:`self_attention_modules`."""
+        return self_attention_modules(model)
+
+    # ------------------------------------------------------------------ inputs
+    def build_prompt(self, processor: Any, prompt: str) -> str:
+        """The text fed to the processor for one image and a user prompt.
+
+        Default: the processor's chat template (a user turn with one image, generation prompt) when it has one;
+        else the prompt prefixed with the processor's image token (``<image>`` when it names none) unless the prompt
+        already holds it.
+        """
+        if getattr(processor, "chat_template", None):
+            messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+            return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        image_token = getattr(processor, "image_token", None) or "<image>"
+        image_token = str(getattr(image_token, "content", image_token))
+        return prompt if image_token in prompt else f"{image_token}\n{prompt}"
+
+    def process(self, processor: Any, image: Any, text: str) -> Mapping[str, Any]:
+        """Run the processor on one PIL image and the built prompt; a batch of one, PyTorch tensors."""
+        return processor(images=image, text=text, return_tensors="pt")
+
+    def check_inputs(self, inputs: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` when processed inputs carry no image."""
+        if not any(inputs.get(name) is not None for name in self.pixel_inputs):
+            names = " or ".join(self.pixel_inputs)
+            raise ValueError(f"inputs hold no {names}: the prompt has no image. Process the prompt with an image "
+                             f"(processor(images=..., text=...)).")
+
+    def model_inputs(self, inputs: Mapping[str, Any], model: nn.Module) -> dict[str, Any]:
+        """The inputs on the model's device; floating image tensors in the model's dtype."""
+        device = next(model.parameters()).device
+        out = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
+        for name in self.pixel_inputs:
+            value = out.get(name)
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                out[name] = value.to(model.dtype)
+        return out
+
+    def extend_inputs(self, inputs: Mapping[str, Any], sequences: torch.Tensor) -> dict[str, Any]:
+        """Inputs for one forward over prompt + answer (``convention="self"``): per-token ``[1, S]`` tensors of the
+        prompt are extended over the answer (``attention_mask`` with ones; token-type ids such as
+        ``mm_token_type_ids`` and other masks with zeros = text)."""
+        prompt_len = inputs["input_ids"].shape[1]
+        extra = sequences.shape[1] - prompt_len
+        full = dict(inputs)
+        full["input_ids"] = sequences
+        for name, value in inputs.items():
+            if name == "input_ids" or not isinstance(value, torch.Tensor) or tuple(value.shape) != (1, prompt_len):
+                continue
+            pad = torch.ones if name == "attention_mask" else torch.zeros
+            full[name] = torch.cat([value, pad((1, extra), dtype=value.dtype, device=value.device)], dim=1)
+        return full
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.family!r}, {self.support})"
+
+
+class LayoutAdapter(Adapter):
+    """An adapter that differs from the default only by its layout function (what ``register_layout`` makes)."""
+
+    support = "exact"
+
+    def __init__(self, builder: Callable[[LayoutContext], VisualLayout], architecture: str = "") -> None:
+        self.builder = builder
+        self.family = architecture  # type: ignore[misc]
+        self.architectures = (architecture,) if architecture else ()  # type: ignore[misc]
+        self.summary = (builder.__doc__ or "a registered layout function").strip().splitlines()[0]  # type: ignore[misc]
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        return self.builder(ctx)
+
+
+# ---------------------------------------------------------------------------------------------------- registry
+_ADAPTERS: dict[str, Adapter] = {}
+_ORDER: list[Adapter] = []
+_GENERIC: list[Adapter] = []
+_ENTRY_POINTS_LOADED = False
+
+
+def register_adapter(adapter: Adapter, architectures: tuple[str, ...] | list[str] | str | type | None = None,
+                     *, overwrite: bool = False) -> Adapter:
+    """Register ``adapter`` for its ``architectures`` (or the ones given: class names or classes).
+
+    Raises:
+        ValueError: an architecture already has another adapter and ``overwrite`` is false.
+        TypeError: ``adapter`` is not an :class:`Adapter` instance.
+    """
+    if isinstance(adapter, type) and issubclass(adapter, Adapter):
+        adapter = adapter()
+    if not isinstance(adapter, Adapter):
+        raise TypeError(f"register_adapter takes an emergence.adapters.Adapter instance, got {type(adapter).__name__}")
+    if architectures is None:
+        names = tuple(adapter.architectures)
+    elif isinstance(architectures, (str, type)):
+        names = (_name(architectures),)
+    else:
+        names = tuple(_name(a) for a in architectures)
+    if not names:
+        raise ValueError(f"{adapter!r} names no architecture: set its `architectures` or pass them")
+    if adapter.support not in SUPPORT_LEVELS:
+        raise ValueError(f"{adapter!r}: support={adapter.support!r} is not one of {SUPPORT_LEVELS}")
+    for name in names:
+        if name in _ADAPTERS and not overwrite and _ADAPTERS[name] is not adapter:
+            raise ValueError(f"an adapter is already registered for {name!r} ({_ADAPTERS[name]!r}); pass "
+                             "overwrite=True to replace it")
+    for name in names:
+        _ADAPTERS[name] = adapter
+    if adapter not in _ORDER:
+        _ORDER.append(adapter)
+    return adapter
+
+
+def _name(architecture: str | type) -> str:
+    return architecture if isinstance(architecture, str) else architecture.__name__
+
+
+def set_generic_adapter(adapter: Adapter) -> None:
+    """The adapter of models no registered adapter serves (the package sets its provable-fallback adapter)."""
+    _GENERIC[:] = [adapter]
+
+
+def registered_adapters() -> dict[str, Adapter]:
+    """A copy of the architecture -> adapter mapping (entry points included)."""
+    _load_entry_points()
+    return dict(_ADAPTERS)
+
+
+def adapters_in_order() -> list[Adapter]:
+    """Every distinct registered adapter in registration order, the generic one last (the support table's rows)."""
+    _load_entry_points()
+    live = [a for a in _ORDER if any(v is a for v in _ADAPTERS.values())]
+    return live + list(_GENERIC)
+
+
+def _load_entry_points() -> None:
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED:
+        return
+    _ENTRY_POINTS_LOADED = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="emergence.adapters"):
+        obj = ep.load()
+        register_adapter(obj() if isinstance(obj, type) else obj, overwrite=True)
+    for ep in entry_points(group="emergence.layouts"):
+        register_adapter(LayoutAdapter(ep.load(), ep.name), overwrite=True)
+
+
+def find_adapter(model_or_class: Any, config: Any = None) -> tuple[str, Adapter | None]:
+    """The registered adapter of a model (instance or class): ``(matched name, adapter or None)``."""
+    _load_entry_points()
+    cls = model_or_class if isinstance(model_or_class, type) else type(model_or_class)
+    for klass in cls.__mro__:
+        if klass.__name__ in _ADAPTERS:
+            return klass.__name__, _ADAPTERS[klass.__name__]
+    config = config if config is not None else getattr(model_or_class, "config", None)
+    for arch in getattr(config, "architectures", None) or []:
+        if arch in _ADAPTERS:
+            return arch, _ADAPTERS[arch]
+    return cls.__name__, None
+
+
+def adapter_for(model: Any) -> Adapter:
+    """The adapter that serves ``model``: the registered one, else the generic one."""
+    _, adapter = find_adapter(model)
+    if adapter is not None:
+        return adapter
+    if not _GENERIC:
+        raise UnsupportedModelError(f"no adapter serves {type(model).__name__}")
+    return _GENERIC[0]
+
+
+def how_to_register(name: str) -> str:
+    """The help text that refusals of unregistered models end with."""
+    return (
+        f"Register an adapter for it:\n\n"
+        f"    from emergence.adapters import Adapter, register_adapter\n\n"
+        f"    class MyAdapter(Adapter):\n"
+        f"        family = 'my family'\n"
+        f"        architectures = ({name!r},)\n"
+        f"        def layout(self, ctx):  # ctx: emergence.layouts.LayoutContext\n"
+        f"            ...                 # return an emergence.layouts.VisualLayout\n\n"
+        f"    register_adapter(MyAdapter())\n\n"
+        f"(or only its layout: emergence.layouts.register_layout({name!r}, fn)). "
+        f"Registered architectures: {sorted(_ADAPTERS)}."
+    )
+
+
+def check_layout_count(layout: VisualLayout, ctx: LayoutContext) -> VisualLayout:
+    """Raise when a layout's positions are not image-token positions of the prompt (shared guard)."""
+    n = len(ctx.input_ids)
+    if len(layout.positions) and (layout.positions.min() < 0 or layout.positions.max() >= n):
+        raise LayoutError(f"{ctx.model_class}: layout positions fall outside the prompt of {n} tokens")
+    return layout
+
+
+def find_registered(name: str) -> Adapter | None:
+    """The adapter registered under exactly this architecture name (no MRO walk)."""
+    return _ADAPTERS.get(name)
+
+
+def build_layout(
+    model: Any,
+    input_ids: torch.Tensor,
+    image_size: tuple[int, int],
+    inputs: Mapping[str, Any] | None = None,
+    processor: Any = None,
+    adapter: Adapter | None = None,
+) -> VisualLayout:
+    """Build the :class:`VisualLayout` of one image in one prompt.
+
+    Args:
+        model: the model (its class and ``config`` choose the adapter).
+        input_ids: ``[S]`` or ``[1, S]`` prompt token ids.
+        image_size: ``(height, width)`` of the original image.
+        inputs: processor outputs (``pixel_values``, ``image_sizes``, ``image_grid_thw``...).
+        processor: the processor (for image-processor geometry and tokenizer markers).
+        adapter: use this adapter instead of the registered one.
+
+    Raises:
+        UnsupportedModelError: the model is not a vision-language model, or its adapter refuses it (the message
+            says why and, for unregistered models, how to register an adapter).
+        LayoutError: the prompt's visual tokens do not match what the config and processor outputs imply.
+    """
+    ids = torch.as_tensor(input_ids)
+    if ids.ndim == 2:
+        if ids.shape[0] != 1:
+            raise LayoutError(f"build_layout takes one sample; got input_ids of shape {tuple(ids.shape)}")
+        ids = ids[0]
+    config = getattr(model, "config", None)
+    name, found = find_adapter(model, config)
+    if adapter is None:
+        adapter = found
+    if adapter is None:
+        if getattr(config, "vision_config", None) is None and not any(
+            hasattr(config, k) for k in ("image_token_id", "image_token_index")
+        ):
+            raise UnsupportedModelError(
+                f"{name} is not a vision-language model (its config has no vision_config and no image token): "
+                "emergence probes models that read an image, e.g. LlavaForConditionalGeneration."
+            )
+        adapter = adapter_for(model)
+    reason = adapter.refusal(model)
+    if reason:
+        raise UnsupportedModelError(reason)
+    ctx = LayoutContext(config=config, input_ids=ids, image_size=tuple(image_size), inputs=inputs or {},
+                        processor=processor, model_class=name)
+    return check_layout_count(adapter.layout(ctx), ctx)
+
+
+def unregister_adapter(architecture: str | type) -> Adapter | None:
+    """Remove the registration of one architecture; returns the adapter it had (``None`` if none)."""
+    return _ADAPTERS.pop(_name(architecture), None)  # _ORDER keeps its place for a re-registration

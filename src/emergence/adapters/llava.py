@@ -1,0 +1,203 @@
+"""LLaVA-family adapters: LLaVA-1.5, VipLLaVA, Pixtral / Mistral3, LLaVA-NeXT (+ Video, images), PaliGemma, Gemma3."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import LayoutError, UnsupportedModelError
+from ..layouts.base import View, VisualLayout
+from ..layouts.context import LayoutContext
+from ..layouts.geometry import Canvas, size_dict
+from .base import Adapter, register_adapter
+from .generic import contiguous_layout, grid_view, provable_grid, single_view_count
+
+__all__ = ["LlavaAdapter", "LlavaNextAdapter", "OneGridAdapter", "llava_next_layout", "pixtral_layout"]
+
+
+def pixtral_layout(ctx: LayoutContext) -> VisualLayout:
+    """Pixtral image tokens (Mistral3, and LLaVA checkpoints with a Pixtral tower such as pixtral-12b): the image is
+    resized, aspect ratio kept, to ``image_sizes`` = whole multiples of ``P = patch_size x spatial_merge_size`` and
+    read as ``rows x cols`` cells of ``P`` pixels in raster order; each row of image tokens is followed by an
+    ``[IMG_BREAK]`` (the last by ``[IMG_END]``), which are not image tokens. No crop and no padding: the grid covers
+    the whole original image."""
+    positions = ctx.image_positions()
+    if len(positions) == 0:
+        raise LayoutError(f"{ctx.model_class}: the prompt contains no image token")
+    sizes = ctx.input("image_sizes")
+    if len(sizes) != 1:
+        raise LayoutError(f"{ctx.model_class}: one image per prompt is supported here, got image_sizes {sizes}")
+    resized_h, resized_w = (int(v) for v in sizes[0])
+    patch = ctx.vision_config.patch_size
+    patch = patch if isinstance(patch, int) else patch[0]
+    cell = patch * int(getattr(ctx.config, "spatial_merge_size", 1) or 1)
+    rows, cols = resized_h // cell, resized_w // cell
+    if rows * cols != len(positions) or resized_h % cell or resized_w % cell:
+        raise LayoutError(f"{ctx.model_class}: {len(positions)} image tokens, but image_sizes {resized_h}x{resized_w} "
+                          f"in cells of {cell} px give {rows}x{cols}")
+    h, w = ctx.image_size
+    view = grid_view("image", rows, cols, 0, (0.0, 0.0, float(w), float(h)))
+    return VisualLayout(positions, ctx.image_size, [view], family="pixtral",
+                        meta={"grid": [rows, cols], "resized_hw": [resized_h, resized_w]})
+
+
+
+
+class OneGridAdapter(Adapter):
+    """One view, one contiguous block whose count is a grid the config implies (:func:`provable_grid`)."""
+
+    family = "VipLLaVA"
+    architectures = ("VipLlavaForConditionalGeneration",)
+    summary = "one grid: the tower's square over the pad-to-square / resized / centre-cropped image"
+    tested = "tiny_vipllava"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        views = single_view_count(ctx)
+        if views != 1:
+            raise LayoutError(f"{ctx.model_class}: pixel_values hold {views} views for one image; this family reads one")
+        positions = ctx.image_positions()
+        grid = provable_grid(ctx, len(positions))
+        if grid is None:
+            raise LayoutError(f"{ctx.model_class}: {len(positions)} image tokens are none of the grids its config "
+                              "implies (vision image_size // patch_size, mm_tokens_per_image)")
+        return contiguous_layout(ctx, grid, family=self.family.lower().split()[0])
+
+
+class LlavaAdapter(OneGridAdapter):
+    """LLaVA-1.5 and LLaVA checkpoints with a Pixtral tower."""
+
+    family = "LLaVA-1.5, LLaVA with a Pixtral tower"
+    architectures = ("LlavaForConditionalGeneration",)
+    summary = ("one grid; pad-to-square / shortest-edge resize / centre crop of the image processor (Pixtral tower: "
+               "rows of `[IMG]` ended by `[IMG_BREAK]`)")
+    tested = "tiny_llava"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        if getattr(getattr(ctx.config, "vision_config", None), "model_type", None) == "pixtral":
+            return pixtral_layout(ctx)
+        return contiguous_layout(ctx)
+
+
+class Mistral3Adapter(Adapter):
+    family = "Mistral3, Pixtral"
+    architectures = ("Mistral3ForConditionalGeneration",)
+    summary = "rows of `[IMG]` ended by `[IMG_BREAK]`; the whole image resized to `image_sizes`"
+    tested = "tiny_mistral3"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        return pixtral_layout(ctx)
+
+
+class PaliGemmaAdapter(OneGridAdapter):
+    family = "PaliGemma"
+    architectures = ("PaliGemmaForConditionalGeneration",)
+    summary = "one grid: the tower's square over the resized image; bidirectional image prefix"
+    tested = "tiny_paligemma"
+
+
+class Gemma3Adapter(OneGridAdapter):
+    family = "Gemma3 (without pan-and-scan)"
+    architectures = ("Gemma3ForConditionalGeneration",)
+    summary = ("one grid: the pooled `mm_tokens_per_image` square over the resized image; pan-and-scan crops are "
+               "refused")
+    tested = "tiny_gemma3"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        views = single_view_count(ctx)
+        if views != 1 or np.any(np.diff(ctx.image_positions()) != 1):
+            raise UnsupportedModelError(
+                f"{ctx.model_class}: the image processor made {views} views of one image (pan-and-scan crops); "
+                "their placement is not supported yet. Process the image with do_pan_and_scan=False.")
+        return super().layout(ctx)
+
+
+def llava_next_layout(ctx: LayoutContext) -> VisualLayout:
+    """LLaVA-NeXT ("anyres"): base image grid, then the unpadded tile mosaic with one newline token per row.
+
+    Tiles: the image is resized (aspect kept) into the best grid pinpoint, centred with padding, and cut into
+    ``vision_config.image_size`` tiles; the model then crops the feature mosaic back to the original aspect ratio
+    (``unpad``) and appends a newline token to every row. Base: the whole image resized to one tile.
+    """
+    from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
+    from transformers.image_utils import ChannelDimension
+
+    cfg, vc = ctx.config, ctx.vision_config
+    strategy = getattr(cfg, "vision_feature_select_strategy", "default")
+    if strategy != "default":
+        raise LayoutError(f"LLaVA-NeXT layout supports vision_feature_select_strategy='default', got {strategy!r}")
+    positions = ctx.image_positions()
+    h, w = ctx.image_size
+    sizes = ctx.inputs.get("image_sizes") if ctx.inputs else None
+    if sizes is not None:
+        sh, sw = (int(v) for v in np.asarray(sizes).reshape(-1, 2)[0])
+        if (sh, sw) != (h, w):
+            raise LayoutError(f"image_sizes {(sh, sw)} from the processor differ from the image size {(h, w)}")
+    tile = vc.image_size
+    g = tile // vc.patch_size
+    best_h, best_w = select_best_resolution((h, w), cfg.image_grid_pinpoints)
+    tile_rows, tile_cols = best_h // tile, best_w // tile
+    # canvas of the tile mosaic: aspect-preserving resize into (best_h, best_w), centred padding
+    dummy = np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (1, h, w))
+    new_h, new_w = get_patch_output_size(dummy, (best_h, best_w), input_data_format=ChannelDimension.FIRST)
+    mosaic = Canvas(best_h, best_w, new_w / w, new_h / h, float((best_w - new_w) // 2), float((best_h - new_h) // 2))
+    # unpad of the feature mosaic (rows x cols features), the model's own rule
+    cur_h, cur_w = tile_rows * g, tile_cols * g
+    r0, r1, c0, c1 = 0, cur_h, 0, cur_w
+    if w / h > cur_w / cur_h:
+        scale = cur_w / w
+        pad = (cur_h - int(round(h * scale, 7))) // 2
+        r0, r1 = pad, cur_h - pad
+    else:
+        scale = cur_h / h
+        pad = (cur_w - int(round(w * scale, 7))) // 2
+        c0, c1 = pad, cur_w - pad
+    rows_u, cols_u = r1 - r0, c1 - c0
+    cell = tile / g  # canvas pixels per feature
+    expected = g * g + rows_u * (cols_u + 1)
+    if len(positions) != expected:
+        raise LayoutError(
+            f"LLaVA-NeXT layout expects {expected} image tokens ({g}x{g} base + {rows_u}x({cols_u}+1) tiles with "
+            f"newlines) for an image of {h}x{w}, but the prompt has {len(positions)}"
+        )
+    # base view: the whole image resized to one tile (then the patch resize/crop of the processor)
+    ip = ctx.image_processor
+    base_box: tuple[float, float, float, float] = (0.0, 0.0, float(w), float(h))
+    if ip is not None:
+        size = size_dict(getattr(ip, "size", None))
+        side = size.get("shortest_edge") or size.get("height") or tile
+        base_canvas = Canvas(side, side, side / w, side / h)
+        crop = size_dict(getattr(ip, "crop_size", None)) if getattr(ip, "do_center_crop", False) else {}
+        if crop and (crop.get("height", side), crop.get("width", side)) != (side, side):
+            top, left = (side - crop["height"]) // 2, (side - crop["width"]) // 2
+            base_canvas = Canvas(crop["height"], crop["width"], side / w, side / h, -left, -top)
+        base_box = base_canvas.full_box()
+    base = grid_view("base", g, g, 0, base_box, kind="global")
+    index = np.full((rows_u, cols_u), -1, dtype=np.int64)
+    kinds = np.full(len(positions), "patch", dtype=object)
+    cursor = g * g
+    for r in range(rows_u):
+        index[r] = np.arange(cursor, cursor + cols_u)
+        kinds[cursor + cols_u] = "newline"
+        cursor += cols_u + 1
+    tiles_box = mosaic.box_in_original(c0 * cell, r0 * cell, c1 * cell, r1 * cell)
+    tiles = View("tiles", index, tiles_box, kind="tiles")
+    meta = {"tile_grid": [tile_rows, tile_cols], "best_resolution": [best_h, best_w], "unpadded_grid": [rows_u, cols_u]}
+    return VisualLayout(positions, ctx.image_size, [base, tiles], family="llava_next", token_kind=kinds, meta=meta)
+
+
+
+
+class LlavaNextAdapter(Adapter):
+    family = "LLaVA-NeXT, LLaVA-NeXT-Video (images)"
+    architectures = ("LlavaNextForConditionalGeneration", "LlavaNextVideoForConditionalGeneration")
+    summary = "base grid + unpadded tile mosaic, newline token per row (not rendered)"
+    tested = "tiny_llava_next"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        return llava_next_layout(ctx)
+
+
+for _adapter in (LlavaAdapter(), Mistral3Adapter(), LlavaNextAdapter(), PaliGemmaAdapter(), Gemma3Adapter(),
+                 OneGridAdapter()):
+    register_adapter(_adapter)
