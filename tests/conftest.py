@@ -33,6 +33,7 @@ FAMILIES = {
     "gemma3_fallback": tiny.tiny_gemma3,
     "vipllava_fallback": tiny.tiny_vipllava,
     "llava_next_video": functools.partial(tiny.tiny_llava_next, video=True),
+    "glm4v": tiny.tiny_glm4v,
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

@@ -192,11 +192,13 @@ class HandBuiltProcessor:
     visual token (``prod(image_grid_thw) // merge**2``) and ``<|vision_end|>``, exactly as ``Qwen2VLProcessor`` does.
     """
 
-    def __init__(self, image_processor: Any, tokenizer: Any, merge_size: int = 2) -> None:
+    def __init__(self, image_processor: Any, tokenizer: Any, merge_size: int = 2, image_token: str = "<|image_pad|>",
+                 start: str = "<|vision_start|>", end: str = "<|vision_end|>") -> None:
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.merge_size = merge_size
-        self.image_token = "<|image_pad|>"
+        self.image_token = image_token
+        self.start, self.end = start, end
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
 
     def __call__(self, images: Any = None, text: str | None = None, return_tensors: str = "pt", **_: Any) -> Any:
@@ -206,7 +208,7 @@ class HandBuiltProcessor:
             raise ValueError("HandBuiltProcessor needs an image")
         image_inputs = self.image_processor(images=images, return_tensors="pt")
         n = int(image_inputs["image_grid_thw"][0].prod()) // self.merge_size**2
-        block = "<|vision_start|>" + self.image_token * n + "<|vision_end|>"
+        block = self.start + self.image_token * n + self.end
         text = text or ""
         if self.image_token in text:  # like Qwen2VLProcessor: one placeholder becomes n tokens
             prompt = text.replace(self.image_token, block, 1)
@@ -254,6 +256,35 @@ def tiny_qwen2_vl(
     model.set_attn_implementation(attn_implementation)
     ip = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=16 * 16, max_pixels=96 * 96)
     return model, HandBuiltProcessor(ip, tokenizer, merge_size=2)
+
+
+def tiny_glm4v(seed: int = 0, local_vision: bool = False, attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """GLM-4.1V / GLM-4V (``Glm4vForConditionalGeneration``): Qwen2-VL-style packing (patch 4, 2x2 merge by a strided
+    convolution, smart resize to multiples of 8) with ``<|begin_of_image|> <|image|>... <|end_of_image|>``."""
+    from transformers import Glm4vConfig, Glm4vForConditionalGeneration
+    from transformers.models.glm4v.image_processing_pil_glm4v import Glm4vImageProcessorPil
+
+    names = ("<|begin_of_image|>", "<|end_of_image|>", "<|image|>", "<|video|>", "<|begin_of_video|>",
+             "<|end_of_video|>")
+    tokenizer = make_tokenizer(extra_special=list(names))
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in names}
+    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                pad_token_id=tokenizer.pad_token_id,
+                rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0,
+                                 "partial_rotary_factor": 0.5})
+    vision = dict(depth=0 if local_vision else 1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=4,
+                  image_size=32, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64)
+    config = Glm4vConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image|>"],
+                         video_token_id=ids["<|video|>"], image_start_token_id=ids["<|begin_of_image|>"],
+                         image_end_token_id=ids["<|end_of_image|>"], video_start_token_id=ids["<|begin_of_video|>"],
+                         video_end_token_id=ids["<|end_of_video|>"])
+    model = _init(Glm4vForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = Glm4vImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
+                                size={"shortest_edge": 16 * 16, "longest_edge": 96 * 96})
+    return model, HandBuiltProcessor(ip, tokenizer, merge_size=2, image_token="<|image|>", start="<|begin_of_image|>",
+                                     end="<|end_of_image|>")
 
 
 def tiny_idefics3(

@@ -10,7 +10,7 @@ from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter
 from .generic import check_contiguous, grid_view
 
-__all__ = ["Qwen2VLAdapter", "qwen2_vl_layout"]
+__all__ = ["Glm4vAdapter", "Qwen2VLAdapter", "qwen2_vl_layout"]
 
 
 def qwen2_vl_layout(ctx: LayoutContext) -> VisualLayout:
@@ -51,3 +51,14 @@ class Qwen2VLAdapter(Adapter):
 
 register_adapter(Qwen2VLAdapter())
 
+
+class Glm4vAdapter(Qwen2VLAdapter):
+    family = "GLM-4.1V, GLM-4.5V, GLM-4.6V"
+    architectures = ("Glm4vForConditionalGeneration", "Glm4vMoeForConditionalGeneration",
+                     "Glm46VForConditionalGeneration")
+    summary = ("`image_grid_thw[1:] // merge` over the smart-resized image (Qwen2-VL packing, merged by a strided "
+               "convolution)")
+    tested = "tiny_glm4v"
+
+
+register_adapter(Glm4vAdapter())
