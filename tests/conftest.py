@@ -34,6 +34,8 @@ FAMILIES = {
     "vipllava_fallback": tiny.tiny_vipllava,
     "llava_next_video": functools.partial(tiny.tiny_llava_next, video=True),
     "glm4v": tiny.tiny_glm4v,
+    "llava_onevision": tiny.tiny_llava_onevision,
+    "llava_onevision_shrunk": functools.partial(tiny.tiny_llava_onevision, max_patches=1),
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

@@ -185,6 +185,58 @@ def tiny_llava_next(
     return model, processor
 
 
+def _without_video_processor(processor_cls: type) -> type:
+    """``processor_cls`` accepting ``video_processor=None``: its video processor needs torchvision, and transformers
+    cannot even check the argument's class without it. Images go through the real processor code unchanged."""
+
+    class ImagesOnly(processor_cls):  # type: ignore[misc, valid-type]
+        def check_argument_for_proper_class(self, name: str, arg: Any) -> Any:
+            if name == "video_processor" and arg is None:
+                return None
+            return super().check_argument_for_proper_class(name, arg)
+
+    ImagesOnly.__name__ = processor_cls.__name__
+    return ImagesOnly
+
+
+def tiny_llava_onevision(
+    seed: int = 0, tile: int = 32, patch: int = 8, local_vision: bool = False, attn_implementation: str = "sdpa",
+    max_patches: int = 9,
+) -> tuple[Any, Any]:
+    """LLaVA-OneVision shape: SigLIP tower (no CLS, ``full`` features), base image resized to one tile, anyres tiles
+    up to 3x3 with unpad and a newline per row; ``max_patches`` sets ``vision_aspect_ratio='anyres_max_N'`` (a small
+    N makes the model bilinearly shrink the tile mosaic, as anyres_max_9 does for large images)."""
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+        LlavaOnevisionImageProcessorPil,
+    )
+
+    tokenizer = make_tokenizer(extra_special=["<video>"])
+    pinpoints = [[tile * r, tile * c] for r in (1, 2, 3) for c in (1, 2, 3)]
+    aspect = f"anyres_max_{max_patches}"
+    config = LlavaOnevisionConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=1 if local_vision else 2, num_attention_heads=4, image_size=tile,
+                           patch_size=patch),
+        text_config=_llama_text(len(tokenizer)),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-2,  # with a 1-layer tower (local_vision) this is the patch-embedding output
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio=aspect,
+    )
+    model = _init(LlavaOnevisionForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = LlavaOnevisionImageProcessorPil(size={"height": tile, "width": tile}, image_grid_pinpoints=pinpoints)
+    processor = _without_video_processor(LlavaOnevisionProcessor)(
+        image_processor=ip, tokenizer=tokenizer, video_processor=None, num_image_tokens=(tile // patch) ** 2,
+        vision_feature_select_strategy="full", vision_aspect_ratio=aspect, chat_template=LLAVA_TEMPLATE,
+        video_token="<video>",
+    )
+    return model, processor
+
+
 class HandBuiltProcessor:
     """A stand-in for processors that cannot be constructed without torchvision (Qwen2-VL).
 
@@ -329,8 +381,7 @@ def tiny_idefics3(
 
 def tiny_paligemma(seed: int = 0, image_size: int = 32, patch: int = 8, local_vision: bool = False,
                    attn_implementation: str = "sdpa") -> tuple[Any, Any]:
-    """PaliGemma shape (SigLIP tower without CLS, Gemma decoder, image prefix with bidirectional attention). Not in
-    emergence's layout registry: it exercises the contiguous-block fallback."""
+    """PaliGemma shape (SigLIP tower without CLS, Gemma decoder, image prefix with bidirectional attention)."""
     from transformers import PaliGemmaConfig, PaliGemmaForConditionalGeneration, PaliGemmaProcessor
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 

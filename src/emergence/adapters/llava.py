@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -112,20 +113,21 @@ class Gemma3Adapter(OneGridAdapter):
         return super().layout(ctx)
 
 
-def llava_next_layout(ctx: LayoutContext) -> VisualLayout:
-    """LLaVA-NeXT ("anyres"): base image grid, then the unpadded tile mosaic with one newline token per row.
+def llava_next_layout(ctx: LayoutContext, max_patches: int | None = None, family: str = "llava_next") -> VisualLayout:
+    """LLaVA-NeXT ("anyres") and LLaVA-OneVision ("anyres_max_N"): base image grid, then the unpadded tile mosaic
+    with one newline token per row.
 
     Tiles: the image is resized (aspect kept) into the best grid pinpoint, centred with padding, and cut into
     ``vision_config.image_size`` tiles; the model then crops the feature mosaic back to the original aspect ratio
     (``unpad``) and appends a newline token to every row. Base: the whole image resized to one tile.
+    ``max_patches`` (OneVision): when the unpadded mosaic holds more than ``1.1^2 x max_patches`` tiles' worth of
+    features, the model shrinks it bilinearly by ``ratio`` to ``int(rows // ratio) x int(cols // ratio)`` cells
+    over the same region, as the model does.
     """
     from transformers.image_processing_utils import get_patch_output_size, select_best_resolution
     from transformers.image_utils import ChannelDimension
 
     cfg, vc = ctx.config, ctx.vision_config
-    strategy = getattr(cfg, "vision_feature_select_strategy", "default")
-    if strategy != "default":
-        raise LayoutError(f"LLaVA-NeXT layout supports vision_feature_select_strategy='default', got {strategy!r}")
     positions = ctx.image_positions()
     h, w = ctx.image_size
     sizes = ctx.inputs.get("image_sizes") if ctx.inputs else None
@@ -154,11 +156,16 @@ def llava_next_layout(ctx: LayoutContext) -> VisualLayout:
         c0, c1 = pad, cur_w - pad
     rows_u, cols_u = r1 - r0, c1 - c0
     cell = tile / g  # canvas pixels per feature
-    expected = g * g + rows_u * (cols_u + 1)
+    rows_t, cols_t = rows_u, cols_u  # the tile tokens' grid (after OneVision's shrink)
+    if max_patches is not None:
+        ratio = math.sqrt(rows_u * cols_u / (max_patches * g**2))
+        if ratio > 1.1:
+            rows_t, cols_t = int(rows_u // ratio), int(cols_u // ratio)
+    expected = g * g + rows_t * (cols_t + 1)
     if len(positions) != expected:
         raise LayoutError(
-            f"LLaVA-NeXT layout expects {expected} image tokens ({g}x{g} base + {rows_u}x({cols_u}+1) tiles with "
-            f"newlines) for an image of {h}x{w}, but the prompt has {len(positions)}"
+            f"{ctx.model_class} layout expects {expected} image tokens ({g}x{g} base + {rows_t}x({cols_t}+1) tiles "
+            f"with newlines) for an image of {h}x{w}, but the prompt has {len(positions)}"
         )
     # base view: the whole image resized to one tile (then the patch resize/crop of the processor)
     ip = ctx.image_processor
@@ -173,19 +180,20 @@ def llava_next_layout(ctx: LayoutContext) -> VisualLayout:
             base_canvas = Canvas(crop["height"], crop["width"], side / w, side / h, -left, -top)
         base_box = base_canvas.full_box()
     base = grid_view("base", g, g, 0, base_box, kind="global")
-    index = np.full((rows_u, cols_u), -1, dtype=np.int64)
+    index = np.full((rows_t, cols_t), -1, dtype=np.int64)
     kinds = np.full(len(positions), "patch", dtype=object)
     cursor = g * g
-    for r in range(rows_u):
-        index[r] = np.arange(cursor, cursor + cols_u)
-        kinds[cursor + cols_u] = "newline"
-        cursor += cols_u + 1
+    for r in range(rows_t):
+        index[r] = np.arange(cursor, cursor + cols_t)
+        kinds[cursor + cols_t] = "newline"
+        cursor += cols_t + 1
     tiles_box = mosaic.box_in_original(c0 * cell, r0 * cell, c1 * cell, r1 * cell)
     tiles = View("tiles", index, tiles_box, kind="tiles")
-    meta = {"tile_grid": [tile_rows, tile_cols], "best_resolution": [best_h, best_w], "unpadded_grid": [rows_u, cols_u]}
-    return VisualLayout(positions, ctx.image_size, [base, tiles], family="llava_next", token_kind=kinds, meta=meta)
-
-
+    meta: dict[str, Any] = {"tile_grid": [tile_rows, tile_cols], "best_resolution": [best_h, best_w],
+                            "unpadded_grid": [rows_u, cols_u]}
+    if (rows_t, cols_t) != (rows_u, cols_u):
+        meta["shrunk_grid"] = [rows_t, cols_t]
+    return VisualLayout(positions, ctx.image_size, [base, tiles], family=family, token_kind=kinds, meta=meta)
 
 
 class LlavaNextAdapter(Adapter):
@@ -198,6 +206,26 @@ class LlavaNextAdapter(Adapter):
         return llava_next_layout(ctx)
 
 
-for _adapter in (LlavaAdapter(), Mistral3Adapter(), LlavaNextAdapter(), PaliGemmaAdapter(), Gemma3Adapter(),
-                 OneGridAdapter()):
+class LlavaOnevisionAdapter(Adapter):
+    family = "LLaVA-OneVision (images)"
+    architectures = ("LlavaOnevisionForConditionalGeneration",)
+    summary = ("base grid + unpadded tile mosaic (bilinearly shrunk past `anyres_max_N`), newline token per row (not "
+               "rendered)")
+    tested = "tiny_llava_onevision"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        aspect = str(getattr(ctx.config, "vision_aspect_ratio", "anyres_max_9"))
+        if not aspect.startswith("anyres_max_") or not aspect[len("anyres_max_"):].isdigit():
+            raise LayoutError(f"{ctx.model_class}: vision_aspect_ratio={aspect!r} is not 'anyres_max_N'")
+        sizes = np.asarray(ctx.input("image_sizes")).reshape(-1, 2)
+        if len(sizes) != 1:
+            raise LayoutError(f"{ctx.model_class}: one image per prompt is supported here, got {len(sizes)}")
+        if single_view_count(ctx) == 1:
+            raise LayoutError(f"{ctx.model_class}: an image without tiles (several images per prompt, padded to a "
+                              "square) is not supported yet")
+        return llava_next_layout(ctx, max_patches=int(aspect[len("anyres_max_"):]), family="llava_onevision")
+
+
+for _adapter in (LlavaAdapter(), Mistral3Adapter(), LlavaNextAdapter(), LlavaOnevisionAdapter(), PaliGemmaAdapter(),
+                 Gemma3Adapter(), OneGridAdapter()):
     register_adapter(_adapter)
