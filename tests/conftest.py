@@ -36,6 +36,9 @@ FAMILIES = {
     "glm4v": tiny.tiny_glm4v,
     "llava_onevision": tiny.tiny_llava_onevision,
     "llava_onevision_shrunk": functools.partial(tiny.tiny_llava_onevision, max_patches=1),
+    "internvl": tiny.tiny_internvl,
+    "internvl_one_tile": functools.partial(tiny.tiny_internvl, max_patches=1),
+    "aya_vision": tiny.tiny_aya_vision,
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

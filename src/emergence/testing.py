@@ -46,9 +46,10 @@ LLAVA_TEMPLATE = (
 )
 
 
-def make_tokenizer(extra_special: Sequence[str] = (), words: Sequence[str] = WORDS) -> Any:
+def make_tokenizer(extra_special: Sequence[str] = (), words: Sequence[str] = WORDS,
+                   named: dict[str, str] | None = None) -> Any:
     """The test vocabulary as a word-level tokenizer (see :func:`emergence.wordlevel.word_level_tokenizer`)."""
-    return word_level_tokenizer(words, extra_special)
+    return word_level_tokenizer(words, extra_special, named)
 
 
 def _llama_text(vocab: int, hidden: int = 64, layers: int = 2, heads: int = 4, kv_heads: int = 2, **kw) -> Any:
@@ -234,6 +235,70 @@ def tiny_llava_onevision(
         vision_feature_select_strategy="full", vision_aspect_ratio=aspect, chat_template=LLAVA_TEMPLATE,
         video_token="<video>",
     )
+    return model, processor
+
+
+def tiny_internvl(
+    seed: int = 0, tile: int = 32, patch: int = 4, local_vision: bool = False, attn_implementation: str = "sdpa",
+    max_patches: int = 6, crop_to_patches: bool = True,
+) -> tuple[Any, Any]:
+    """InternVL 2.5 / 3 shape: InternViT tower with CLS, pixel shuffle 0.5, the real ``GotOcr2ImageProcessor``
+    tiling (``crop_to_patches``: the closest tile grid of up to ``max_patches`` tiles + a thumbnail) and the real
+    ``InternVLProcessor`` (``<img>`` + ``<IMG_CONTEXT>`` x tokens per tile x tiles + ``</img>``)."""
+    from transformers import InternVLConfig, InternVLForConditionalGeneration, InternVLProcessor
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    named = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<image>",
+             "video_token": "<video>"}
+    tokenizer = make_tokenizer(named=named)
+    per_tile = (tile // patch // 2) ** 2
+    config = InternVLConfig(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1 if local_vision else 2,
+                           num_attention_heads=4, image_size=tile, patch_size=patch, use_mean_pooling=False),
+        text_config=_llama_text(len(tokenizer)).to_dict(),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=per_tile,
+        downsample_ratio=0.5,
+        vision_feature_layer=-2 if local_vision else -1,  # -2 with one layer: the patch-embedding output
+    )
+    model = _init(InternVLForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = GotOcr2ImageProcessorPil(size={"height": tile, "width": tile}, crop_to_patches=crop_to_patches,
+                                  min_patches=1, max_patches=max_patches)
+    processor = _without_video_processor(InternVLProcessor)(
+        image_processor=ip, tokenizer=tokenizer, video_processor=None, image_seq_length=per_tile,
+        chat_template=LLAVA_TEMPLATE,
+    )
+    return model, processor
+
+
+def tiny_aya_vision(
+    seed: int = 0, tile: int = 32, patch: int = 4, local_vision: bool = False, attn_implementation: str = "sdpa",
+    max_patches: int = 6,
+) -> tuple[Any, Any]:
+    """Aya Vision shape: SigLIP tower, pixel shuffle by 2, the real ``GotOcr2ImageProcessor`` tiling and the real
+    ``AyaVisionProcessor`` (``TILE_i`` + patches per tile, then ``TILE_GLOBAL`` + the thumbnail's patches)."""
+    from transformers import AyaVisionConfig, AyaVisionForConditionalGeneration, AyaVisionProcessor
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    marks = ["<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_PATCH|>", "<|IMG_LINE_BREAK|>", "TILE", "TILE_GLOBAL", "_",
+             *[str(i) for i in range(1, 13)]]
+    tokenizer = make_tokenizer(extra_special=marks)
+    config = AyaVisionConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=1 if local_vision else 2, num_attention_heads=4, image_size=tile,
+                           patch_size=patch),
+        text_config=_llama_text(len(tokenizer)).to_dict(),
+        image_token_index=tokenizer.convert_tokens_to_ids("<|IMG_PATCH|>"),
+        downsample_factor=2,
+        vision_feature_layer=-2 if local_vision else -1,  # -2 with one layer: the patch-embedding output
+    )
+    model = _init(AyaVisionForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = GotOcr2ImageProcessorPil(size={"height": tile, "width": tile}, crop_to_patches=True, min_patches=1,
+                                  max_patches=max_patches)
+    processor = AyaVisionProcessor(image_processor=ip, tokenizer=tokenizer, patch_size=patch, img_size=tile,
+                                   downsample_factor=2, chat_template=LLAVA_TEMPLATE)
     return model, processor
 
 

@@ -8,13 +8,18 @@ from typing import Any
 __all__ = ["word_level_tokenizer"]
 
 
-def word_level_tokenizer(words: Sequence[str], extra_special: Sequence[str] = ()) -> Any:
+def word_level_tokenizer(words: Sequence[str], extra_special: Sequence[str] = (),
+                         named: dict[str, str] | None = None) -> Any:
     """A word-level ``PreTrainedTokenizerFast`` (whitespace + punctuation split, one token per word) with ``<s>``,
-    ``</s>``, ``<pad>``, ``<unk>``, ``<image>``, ``USER``, ``ASSISTANT`` and ``extra_special`` as special tokens."""
+    ``</s>``, ``<pad>``, ``<unk>``, ``<image>``, ``USER``, ``ASSISTANT`` and ``extra_special`` as special tokens.
+    ``named`` adds named special tokens (``{"start_image_token": "<img>"}`` -> ``tok.start_image_token`` and
+    ``tok.start_image_token_id``), as some processors read them."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER", "ASSISTANT", *extra_special]
+    named = dict(named or {})
+    specials = ["<pad>", "<s>", "</s>", "<unk>", "<image>", "USER", "ASSISTANT", *extra_special,
+                *[t for t in named.values() if t not in extra_special]]
     vocab: dict[str, int] = {}
     for token in [*specials, *words]:
         vocab.setdefault(token, len(vocab))
@@ -27,7 +32,7 @@ def word_level_tokenizer(words: Sequence[str], extra_special: Sequence[str] = ()
         eos_token="</s>",
         pad_token="<pad>",
         unk_token="<unk>",
-        extra_special_tokens={"image_token": "<image>"},
+        extra_special_tokens={"image_token": "<image>", **named},
     )
     fast.add_special_tokens({"additional_special_tokens": [s for s in specials if s not in ("<pad>", "<s>", "</s>", "<unk>")]})
     return fast

@@ -17,6 +17,7 @@ from . import generic as _generic  # noqa: E402,F401  (the generic adapter and t
 from . import llava as _llava  # noqa: E402,F401
 from . import qwen as _qwen  # noqa: E402,F401
 from . import idefics as _idefics  # noqa: E402,F401
+from . import tiles as _tiles  # noqa: E402,F401
 from .generic import CrossAttentionAdapter, EncoderDecoderAdapter, GenericAdapter, LearnedQueryAdapter  # noqa: E402
 from ..layouts.context import LayoutContext  # noqa: E402
 

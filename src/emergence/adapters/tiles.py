@@ -1,0 +1,138 @@
+"""Adapters of families that cut the image into a grid of equal tiles plus a thumbnail (``GotOcr2ImageProcessor``'s
+``crop_to_patches``): InternVL 2.5 / 3, and the shared helpers for tiled layouts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import LayoutError
+from ..layouts.base import VisualLayout
+from ..layouts.context import LayoutContext
+from .base import Adapter, register_adapter
+from .generic import grid_view
+
+__all__ = ["AyaVisionAdapter", "InternVLAdapter", "got_ocr2_tile_grid", "runs", "tiled_layout"]
+
+
+def _side(value: Any) -> int:
+    return int(value if isinstance(value, int) else value[0])
+
+
+def got_ocr2_tile_grid(ctx: LayoutContext, tile_hw: tuple[int, int]) -> tuple[int, int, bool]:
+    """``(rows, cols, thumbnail)`` of ``GotOcr2ImageProcessor``'s ``crop_to_patches`` for this image.
+
+    The number of views is read from ``pixel_values`` (processors such as InternVL's turn ``crop_to_patches`` on in
+    their call defaults whatever the image processor's attribute says); the grid is the processor's own
+    closest-aspect canvas rule with its ``min_patches`` / ``max_patches``, and must account for exactly those views
+    (tiles, then a thumbnail when there is more than one tile).
+    """
+    pv = ctx.input("pixel_values")
+    views = int(pv.shape[0]) if pv.ndim == 4 else int(np.prod(pv.shape[:-3]))
+    if views == 1:
+        return 1, 1, False
+    ip = ctx.image_processor
+    if ip is None:
+        raise LayoutError(f"{ctx.model_class} layout needs the image processor (its min_patches / max_patches)")
+    try:
+        from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optimal_tiled_canvas
+    except ImportError:  # pragma: no cover - older layouts of transformers
+        from transformers.models.got_ocr2.image_processing_got_ocr2 import get_optimal_tiled_canvas
+    h, w = ctx.image_size
+    lo, hi = int(getattr(ip, "min_patches", 1)), int(getattr(ip, "max_patches", 12))
+    cols, rows = get_optimal_tiled_canvas((h, w), tile_hw, lo, hi)
+    if rows * cols + 1 != views:
+        raise LayoutError(
+            f"{ctx.model_class}: pixel_values hold {views} views, but the tile rule with min_patches={lo}, "
+            f"max_patches={hi} gives {rows}x{cols} tiles + a thumbnail for a {h}x{w} image; process with the image "
+            "processor's own min_patches / max_patches (per-call overrides cannot be recovered from the inputs)")
+    return int(rows), int(cols), True
+
+
+def tiled_layout(ctx: LayoutContext, rows: int, cols: int, per_side: tuple[int, int], thumbnail: bool,
+                 family: str, starts: list[int] | None = None, thumbnail_first: bool = False,
+                 kinds: np.ndarray | None = None) -> VisualLayout:
+    """Tiles of a canvas the image was resized onto without padding (``cols x rows`` tiles), each a
+    ``per_side = (grid rows, grid cols)`` grid of tokens in raster order, then (or first) a thumbnail: the whole image
+    resized to one tile.
+
+    Args:
+        starts: index (into the visual tokens) where each view's tokens begin, tiles in raster order then the
+            thumbnail; default: back to back.
+        kinds: token kinds (``"patch"`` for grid tokens; separators otherwise); default all ``"patch"``.
+    """
+    positions = ctx.image_positions()
+    gr, gc = per_side
+    per_view = gr * gc
+    n_views = rows * cols + (1 if thumbnail else 0)
+    if starts is None:
+        starts = [k * per_view for k in range(n_views)]
+        if thumbnail and thumbnail_first:
+            starts = starts[1:] + starts[:1]
+        if len(positions) != n_views * per_view:
+            raise LayoutError(
+                f"{ctx.model_class}: {len(positions)} image tokens, but {rows}x{cols} tiles"
+                f"{' + a thumbnail' if thumbnail else ''} of {gr}x{gc} tokens make {n_views * per_view}")
+    h, w = ctx.image_size
+    tw, th = w / cols, h / rows  # original pixels per tile (the canvas is the image resized, no padding)
+    views = [grid_view(f"tile_{r}_{c}", gr, gc, starts[r * cols + c], (c * tw, r * th, (c + 1) * tw, (r + 1) * th),
+                       kind="tiles")
+             for r in range(rows) for c in range(cols)]
+    if thumbnail:
+        views.append(grid_view("thumbnail", gr, gc, starts[-1], (0.0, 0.0, float(w), float(h)), kind="global"))
+    return VisualLayout(positions, ctx.image_size, views, family=family, token_kind=kinds,
+                        meta={"tile_grid": [rows, cols], "thumbnail": thumbnail, "tokens_per_tile": [gr, gc]})
+
+
+class InternVLAdapter(Adapter):
+    family = "InternVL 2.5 / 3 (tiles + thumbnail)"
+    architectures = ("InternVLForConditionalGeneration",)
+    summary = ("`crop_to_patches` tile grid (the processor's closest-aspect canvas, no padding) + thumbnail; "
+               "pixel-shuffled square per tile")
+    tested = "tiny_internvl"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        vc = ctx.vision_config
+        tile, patch = _side(vc.image_size), _side(vc.patch_size)
+        side = int(tile // patch * float(getattr(ctx.config, "downsample_ratio", 0.5)))
+        positions = ctx.image_positions()
+        if len(positions) == 0 or np.any(np.diff(positions) != 1):
+            raise LayoutError(f"{ctx.model_class}: expected one contiguous block of image tokens (one image per "
+                              "prompt)")
+        rows, cols, thumb = got_ocr2_tile_grid(ctx, (tile, tile))
+        return tiled_layout(ctx, rows, cols, (side, side), thumb, family="internvl")
+
+
+def runs(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, lengths)`` of the runs of consecutive positions, as indices into ``positions``."""
+    if len(positions) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    breaks = np.nonzero(np.diff(positions) != 1)[0]
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks + 1, [len(positions)]])
+    return starts, ends - starts
+
+
+class AyaVisionAdapter(Adapter):
+    family = "Aya Vision (tiles + global)"
+    architectures = ("AyaVisionForConditionalGeneration",)
+    summary = ("`crop_to_patches` tile grid, each run after its `TILE_i` marker, then the global image after "
+               "`TILE_GLOBAL`; pixel-shuffled square per tile")
+    tested = "tiny_aya_vision"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        vc = ctx.vision_config
+        tile, patch = _side(vc.image_size), _side(vc.patch_size)
+        side = tile // patch // int(getattr(ctx.config, "downsample_factor", 1))
+        starts, lengths = runs(ctx.image_positions())
+        rows, cols, thumb = got_ocr2_tile_grid(ctx, (tile, tile))
+        n_views = rows * cols + int(thumb)
+        if len(starts) != n_views or np.any(lengths != side * side):
+            raise LayoutError(f"{ctx.model_class}: image-token runs of lengths {lengths.tolist()}, but {rows}x{cols} "
+                              f"tiles{' + a global image' if thumb else ''} of {side}x{side} tokens were expected")
+        return tiled_layout(ctx, rows, cols, (side, side), thumb, family="aya_vision", starts=starts.tolist())
+
+
+for _adapter in (InternVLAdapter(), AyaVisionAdapter()):
+    register_adapter(_adapter)
