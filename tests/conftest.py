@@ -39,6 +39,7 @@ FAMILIES = {
     "internvl": tiny.tiny_internvl,
     "internvl_one_tile": functools.partial(tiny.tiny_internvl, max_patches=1),
     "aya_vision": tiny.tiny_aya_vision,
+    "video_llava": tiny.tiny_video_llava,
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

@@ -331,3 +331,19 @@ def test_a_registered_adapter_owns_attention_modules_prompt_and_layout():
     finally:
         unregister_adapter("MyLlava")
     assert isinstance(Probe(model, processor).adapter, type(adapter_for(LlavaForConditionalGeneration)))
+
+
+def test_video_llava_images_under_pixel_values_images_are_probed_from_processed_inputs():
+    """Video-LLaVA's processor returns ``pixel_values_images``: processed inputs are accepted as they are (no
+    "inputs hold no pixel_values" error), cast to the model's dtype, and a missing image is still named."""
+    model, processor = FAMILIES["video_llava"]()
+    probe = Probe(model, processor)
+    inputs = probe.prepare(noise_image(W, H), "describe")
+    assert "pixel_values" not in inputs and "pixel_values_images" in inputs
+    run = probe.generate(noise_image(W, H), inputs=inputs, max_new_tokens=2)
+    assert run.layout.num_tokens == 16 and run.attention.shape[-1] == 16
+    half = probe.adapter.model_inputs(inputs, model.to(torch.bfloat16))
+    assert half["pixel_values_images"].dtype == torch.bfloat16
+    model.to(torch.float32)
+    with pytest.raises(ValueError, match="pixel_values_images or pixel_values"):
+        probe.generate(noise_image(W, H), inputs={k: v for k, v in inputs.items() if k != "pixel_values_images"})

@@ -302,6 +302,33 @@ def tiny_aya_vision(
     return model, processor
 
 
+def tiny_video_llava(
+    seed: int = 0, image_size: int = 32, patch: int = 8, local_vision: bool = False, attn_implementation: str = "sdpa",
+) -> tuple[Any, Any]:
+    """Video-LLaVA shape: CLIP tower (CLS dropped), images under ``pixel_values_images``; the real
+    ``VideoLlavaImageProcessor`` (shortest-edge resize + centre crop) and ``VideoLlavaProcessor`` (its video
+    processor needs torchvision and is left out)."""
+    from transformers import VideoLlavaConfig, VideoLlavaForConditionalGeneration, VideoLlavaImageProcessor, VideoLlavaProcessor
+
+    tokenizer = make_tokenizer(extra_special=["<video>"])
+    config = VideoLlavaConfig(
+        vision_config=_clip_vision(image_size, patch, local_vision),
+        text_config=_llama_text(len(tokenizer)),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
+        vision_feature_layer=-2,  # with a 1-layer tower (local_vision) this is the patch-embedding output
+        vision_feature_select_strategy="default",
+    )
+    model = _init(VideoLlavaForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = VideoLlavaImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    processor = _without_video_processor(VideoLlavaProcessor)(
+        image_processor=ip, video_processor=None, tokenizer=tokenizer, patch_size=patch,
+        vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
+    )
+    return model, processor
+
+
 class HandBuiltProcessor:
     """A stand-in for processors that cannot be constructed without torchvision (Qwen2-VL).
 

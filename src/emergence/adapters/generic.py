@@ -108,8 +108,11 @@ def contiguous_layout(ctx: LayoutContext, grid: tuple[int, int, int] | None = No
 
 
 def single_view_count(ctx: LayoutContext) -> int:
-    """How many processed views ``pixel_values`` holds for the one image (1 for ``[1, C, H, W]``)."""
-    pv = ctx.inputs.get("pixel_values") if ctx.inputs else None
+    """How many processed views ``pixel_values`` (or ``pixel_values_images``) holds for the one image (1 for
+    ``[1, C, H, W]``)."""
+    inputs = ctx.inputs or {}
+    pv = inputs.get("pixel_values")
+    pv = inputs.get("pixel_values_images") if pv is None else pv
     if pv is not None and hasattr(pv, "shape") and len(pv.shape) >= 4:
         return int(np.prod(pv.shape[: len(pv.shape) - 3]))
     return 1

@@ -90,6 +90,20 @@ class Mistral3Adapter(Adapter):
         return pixtral_layout(ctx)
 
 
+class VideoLlavaAdapter(OneGridAdapter):
+    family = "Video-LLaVA (images)"
+    architectures = ("VideoLlavaForConditionalGeneration",)
+    summary = "one grid: the tower's square over the resized, centre-cropped image (`pixel_values_images`)"
+    tested = "tiny_video_llava"
+    pixel_inputs = ("pixel_values_images", "pixel_values")
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        if ctx.inputs and ctx.inputs.get("pixel_values_videos") is not None:
+            raise UnsupportedModelError(f"{ctx.model_class}: video inputs (pixel_values_videos) are not supported "
+                                        "yet; probe one image (pixel_values_images)")
+        return super().layout(ctx)
+
+
 class PaliGemmaAdapter(OneGridAdapter):
     family = "PaliGemma"
     architectures = ("PaliGemmaForConditionalGeneration",)
@@ -227,5 +241,5 @@ class LlavaOnevisionAdapter(Adapter):
 
 
 for _adapter in (LlavaAdapter(), Mistral3Adapter(), LlavaNextAdapter(), LlavaOnevisionAdapter(), PaliGemmaAdapter(),
-                 Gemma3Adapter(), OneGridAdapter()):
+                 Gemma3Adapter(), OneGridAdapter(), VideoLlavaAdapter()):
     register_adapter(_adapter)
