@@ -40,6 +40,7 @@ FAMILIES = {
     "internvl_one_tile": functools.partial(tiny.tiny_internvl, max_patches=1),
     "aya_vision": tiny.tiny_aya_vision,
     "video_llava": tiny.tiny_video_llava,
+    "fuyu": tiny.tiny_fuyu,
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

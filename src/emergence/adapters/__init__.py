@@ -18,6 +18,7 @@ from . import llava as _llava  # noqa: E402,F401
 from . import qwen as _qwen  # noqa: E402,F401
 from . import idefics as _idefics  # noqa: E402,F401
 from . import tiles as _tiles  # noqa: E402,F401
+from . import single_transformer as _single  # noqa: E402,F401
 from .generic import CrossAttentionAdapter, EncoderDecoderAdapter, GenericAdapter, LearnedQueryAdapter  # noqa: E402
 from ..layouts.context import LayoutContext  # noqa: E402
 
