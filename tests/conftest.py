@@ -41,6 +41,8 @@ FAMILIES = {
     "aya_vision": tiny.tiny_aya_vision,
     "video_llava": tiny.tiny_video_llava,
     "fuyu": tiny.tiny_fuyu,
+    "deepseek_vl": tiny.tiny_deepseek_vl,
+    "janus": tiny.tiny_janus,
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

@@ -391,6 +391,57 @@ class _DummyPrefixTokenizer:
         return getattr(self._tok, name)
 
 
+def tiny_deepseek_vl(seed: int = 0, image_size: int = 32, patch: int = 4, local_vision: bool = False,
+                     attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """DeepSeek-VL shape: SigLIP tower (``last_hidden_state``; no layer when ``local_vision``), MLP aligner, the real
+    ``DeepseekVLImageProcessorPil`` (longer side resized to ``image_size``, centred padding to a square) and
+    ``DeepseekVLProcessor`` (``(image_size / patch)^2`` image tokens)."""
+    from transformers import DeepseekVLConfig, DeepseekVLForConditionalGeneration, DeepseekVLProcessor
+    from transformers.models.deepseek_vl.image_processing_pil_deepseek_vl import DeepseekVLImageProcessorPil
+
+    tokenizer = make_tokenizer(named={"image_token": "<image>"})
+    config = DeepseekVLConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=0 if local_vision else 1, num_attention_heads=4, image_size=image_size,
+                           patch_size=patch),
+        text_config=_llama_text(len(tokenizer)).to_dict(),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = _init(DeepseekVLForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = DeepseekVLImageProcessorPil(size={"height": image_size, "width": image_size}, min_size=patch)
+    processor = DeepseekVLProcessor(image_processor=ip, tokenizer=tokenizer, num_image_tokens=(image_size // patch) ** 2,
+                                    chat_template=LLAVA_TEMPLATE)
+    return model, processor
+
+
+def tiny_janus(seed: int = 0, image_size: int = 32, patch: int = 4, local_vision: bool = False,
+               attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """Janus (understanding path): SigLIP-style tower, aligner, the real ``JanusImageProcessorPil`` (longer side
+    resized, centred padding to a square) and ``JanusProcessor``; a small VQ model (generation path, unused here)."""
+    from transformers import JanusConfig, JanusForConditionalGeneration, JanusProcessor
+    from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
+
+    named = {"image_token": "<image>", "boi_token": "<begin_of_image>", "eoi_token": "<end_of_image>"}
+    tokenizer = make_tokenizer(named=named)
+    g = image_size // patch
+    config = JanusConfig(
+        vision_config=dict(hidden_size=32, num_hidden_layers=0 if local_vision else 1, num_attention_heads=4,
+                           image_size=image_size, patch_size=patch, projection_dim=64, depth=1, mlp_ratio=2.0,
+                           num_image_tokens=g * g),
+        vq_config=dict(embed_dim=4, num_embeddings=32, latent_channels=32, base_channels=32, channel_multiplier=[1, 1],
+                       num_res_blocks=1, num_patches=g, projection_dim=64, image_token_embed_dim=64),
+        text_config=_llama_text(len(tokenizer)).to_dict(),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = _init(JanusForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = JanusImageProcessorPil(size={"height": image_size, "width": image_size}, min_size=patch)
+    processor = JanusProcessor(image_processor=ip, tokenizer=tokenizer, num_image_tokens=g * g,
+                               chat_template=LLAVA_TEMPLATE, use_default_system_prompt=False)
+    return model, processor
+
+
 class HandBuiltProcessor:
     """A stand-in for processors that cannot be constructed without torchvision (Qwen2-VL).
 

@@ -243,3 +243,51 @@ class LlavaOnevisionAdapter(Adapter):
 for _adapter in (LlavaAdapter(), Mistral3Adapter(), LlavaNextAdapter(), LlavaOnevisionAdapter(), PaliGemmaAdapter(),
                  Gemma3Adapter(), OneGridAdapter(), VideoLlavaAdapter()):
     register_adapter(_adapter)
+
+
+class DeepseekVLAdapter(Adapter):
+    """DeepSeek-VL / Janus: the longer side resized to the tower's size (``round``, ``min_size`` floor), centred
+    padding to a square, one grid of the tower's square."""
+
+    family = "DeepSeek-VL, Janus (understanding)"
+    architectures = ("DeepseekVLForConditionalGeneration", "JanusForConditionalGeneration")
+    summary = "one grid: the tower's square over the image resized by its longer side and padded to a centred square"
+    tested = "tiny_deepseek_vl, tiny_janus"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        positions = ctx.image_positions()
+        views = single_view_count(ctx)
+        if views != 1:
+            raise LayoutError(f"{ctx.model_class}: pixel_values hold {views} views for one image; this family reads one")
+        ip = ctx.image_processor
+        if ip is None:
+            raise LayoutError(f"{ctx.model_class} layout needs the image processor (its size, min_size and padding)")
+        vc = ctx.vision_config
+        patch = vc.patch_size if isinstance(vc.patch_size, int) else vc.patch_size[0]
+        side = int(size_dict(getattr(ip, "size", None)).get("height") or vc.image_size)
+        g = side // patch
+        if len(positions) != g * g or np.any(np.diff(positions) != 1):
+            raise LayoutError(f"{ctx.model_class}: expected one block of {g}x{g} image tokens (size {side}, patch "
+                              f"{patch}), the prompt has {len(positions)}")
+        h, w = ctx.image_size
+        new_h, new_w = h, w
+        if getattr(ip, "do_resize", True):
+            delta = side / max(h, w)
+            floor = int(getattr(ip, "min_size", 0) or 0)
+            new_h, new_w = max(round(h * delta), floor), max(round(w * delta), floor)
+        dim = max(new_h, new_w)
+        if getattr(ip, "do_pad", True):
+            canvas = Canvas(dim, dim, new_w / w, new_h / h, float((dim - new_w) // 2), float((dim - new_h) // 2))
+        else:
+            canvas = Canvas(new_h, new_w, new_w / w, new_h / h)
+        pv = ctx.inputs.get("pixel_values") if ctx.inputs else None
+        if pv is not None and tuple(pv.shape[-2:]) != (canvas.height, canvas.width):
+            raise LayoutError(f"{ctx.model_class}: the processed image is {tuple(pv.shape[-2:])}, the resize-and-pad "
+                              f"rule gives {(canvas.height, canvas.width)}")
+        view = grid_view("image", g, g, 0, canvas.full_box())
+        return VisualLayout(positions, ctx.image_size, [view], family="deepseek_vl",
+                            meta={"grid": [g, g], "canvas_hw": [canvas.height, canvas.width],
+                                  "resized_hw": [new_h, new_w]})
+
+
+register_adapter(DeepseekVLAdapter())
