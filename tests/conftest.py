@@ -51,6 +51,7 @@ CAPTURE_CASES = {
     "llava_qwen2_gqa": functools.partial(tiny.tiny_llava, text_backbone="qwen2"),
     "llava_mistral_sliding": functools.partial(tiny.tiny_llava, text_backbone="mistral"),
     "blip2_learned_queries": tiny.tiny_blip2,  # captured exactly; its layout is not spatial (no geometry tests)
+    "kosmos2_latent_queries": tiny.tiny_kosmos2,  # likewise; latents placed by image_embeds_position_mask
 }
 
 

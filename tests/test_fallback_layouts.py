@@ -93,14 +93,29 @@ def test_cross_attention_and_encoder_decoder_models_are_refused_with_the_reason(
 def test_readme_family_table_is_generated_from_the_support_table_and_each_exact_family_is_tested():
     from pathlib import Path
 
-    from conftest import FAMILIES as TESTED
+    from conftest import CAPTURE_CASES as TESTED
 
     from emergence.adapters.support import families, markdown_table
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert markdown_table() in readme, "README's family table is stale: python -m emergence.adapters.support"
-    builders = {getattr(f, "func", f).__name__ for f in TESTED.values()} | {"tiny_blip2"}
+    builders = {getattr(f, "func", f).__name__ for f in TESTED.values()}
     for adapter in families():
         if adapter.support != "refused":
             assert adapter.tested and set(adapter.tested.split(", ")) <= builders, \
                 f"{adapter.family} is listed as {adapter.support} without a family test"
+
+
+def test_kosmos2_latents_are_placed_by_the_position_mask_captured_and_never_drawn():
+    """Kosmos-2 names no image token: its latents sit where image_embeds_position_mask is 1. They are captured at
+    exactly those positions (exactness vs eager: test_capture's CAPTURE_CASES) and refuse to be drawn."""
+    image = noise_image()
+    probe = Probe(*tiny.tiny_kosmos2(latents=4))
+    inputs = probe.prepare(image, "describe the image")
+    run = probe.generate(image, inputs=inputs, max_new_tokens=2)
+    mask = inputs["image_embeds_position_mask"][0]
+    assert run.layout.positions.tolist() == torch.nonzero(mask).flatten().tolist() and not run.layout.spatial
+    with pytest.raises(LayoutError, match="not image patches"):
+        run.heatmap(0)
+    with pytest.raises(LayoutError, match="image_embeds_position_mask"):
+        probe.layout({k: v for k, v in inputs.items() if k != "image_embeds_position_mask"}, (image.height, image.width))

@@ -442,6 +442,50 @@ def tiny_janus(seed: int = 0, image_size: int = 32, patch: int = 4, local_vision
     return model, processor
 
 
+def tiny_kosmos2(seed: int = 0, image_size: int = 32, patch: int = 8, latents: int = 4, local_vision: bool = False,
+                 attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """Kosmos-2 shape: CLIP-style tower, a resampler of ``latents`` learned latent queries, placed where
+    ``image_embeds_position_mask`` is 1. Its processor needs the real 65k-token vocabulary, so the returned
+    processor builds the inputs as ``Kosmos2Processor`` lays them out (``<s> <image> latents </image> text``)."""
+    from transformers import Kosmos2Config, Kosmos2ForConditionalGeneration
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    tokenizer = make_tokenizer(extra_special=["</image>", "<image_latent>"])
+    config = Kosmos2Config(
+        text_config=dict(vocab_size=len(tokenizer), embed_dim=64, layers=2, ffn_dim=128, attention_heads=4,
+                         max_position_embeddings=256, dropout=0.0, attention_dropout=0.0, pad_token_id=0,
+                         bos_token_id=1, eos_token_id=2),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=image_size, patch_size=patch),
+        latent_query_num=latents,
+    )
+    model = _init(Kosmos2ForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = CLIPImageProcessorPil(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    return model, _Kosmos2LikeProcessor(ip, tokenizer, latents)
+
+
+class _Kosmos2LikeProcessor:
+    """Inputs laid out as ``Kosmos2Processor`` lays them out, over the test vocabulary."""
+
+    def __init__(self, image_processor: Any, tokenizer: Any, latents: int) -> None:
+        self.image_processor, self.tokenizer, self.latents = image_processor, tokenizer, latents
+
+    def __call__(self, images: Any = None, text: str | None = None, return_tensors: str = "pt", **_: Any) -> Any:
+        import torch
+        from transformers import BatchFeature
+
+        if images is None:
+            raise ValueError("Kosmos-2 inputs need an image")
+        pixel = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        prompt = "<s> <image> " + "<image_latent> " * self.latents + "</image> " + (text or "")
+        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        latent_id = self.tokenizer.convert_tokens_to_ids("<image_latent>")
+        mask = (ids == latent_id).long()
+        return BatchFeature({"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": pixel,
+                             "image_embeds_position_mask": mask})
+
+
 class HandBuiltProcessor:
     """A stand-in for processors that cannot be constructed without torchvision (Qwen2-VL).
 

@@ -19,11 +19,17 @@ from . import qwen as _qwen  # noqa: E402,F401
 from . import idefics as _idefics  # noqa: E402,F401
 from . import tiles as _tiles  # noqa: E402,F401
 from . import single_transformer as _single  # noqa: E402,F401
-from .generic import CrossAttentionAdapter, EncoderDecoderAdapter, GenericAdapter, LearnedQueryAdapter  # noqa: E402
+from .generic import (  # noqa: E402
+    CrossAttentionAdapter,
+    EncoderDecoderAdapter,
+    GenericAdapter,
+    Kosmos2Adapter,
+    LearnedQueryAdapter,
+)
 from ..layouts.context import LayoutContext  # noqa: E402
 
 # the families refused or read without geometry come last in the support table
-for _adapter in (LearnedQueryAdapter(), CrossAttentionAdapter(), EncoderDecoderAdapter()):
+for _adapter in (LearnedQueryAdapter(), Kosmos2Adapter(), CrossAttentionAdapter(), EncoderDecoderAdapter()):
     register_adapter(_adapter)
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "CrossAttentionAdapter",
     "EncoderDecoderAdapter",
     "GenericAdapter",
+    "Kosmos2Adapter",
     "LayoutAdapter",
     "LayoutContext",
     "LearnedQueryAdapter",

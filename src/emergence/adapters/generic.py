@@ -260,3 +260,30 @@ class EncoderDecoderAdapter(Adapter):
 
 
 set_generic_adapter(GenericAdapter())
+
+
+class Kosmos2Adapter(Adapter):
+    """Kosmos-2: a resampler turns the image into ``latent_query_num`` learned latent tokens, placed where
+    ``image_embeds_position_mask`` is 1 (the config names no image token id)."""
+
+    family = "Kosmos-2"
+    architectures = ("Kosmos2ForConditionalGeneration",)
+    support = "attention only"
+    summary = ("`latent_query_num` learned latent tokens at `image_embeds_position_mask`: captured exactly, not "
+               "spatial")
+    tested = "tiny_kosmos2"
+
+    def build_prompt(self, processor: Any, prompt: str) -> str:
+        return prompt  # Kosmos2Processor inserts <image> + latent placeholders + </image> itself
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        mask = ctx.inputs.get("image_embeds_position_mask") if ctx.inputs else None
+        if mask is None:
+            raise LayoutError(f"{ctx.model_class} layout needs the processor output 'image_embeds_position_mask' "
+                              "(where the image's latent tokens sit in the prompt)")
+        positions = np.nonzero(np.asarray(mask).reshape(-1))[0]
+        expected = int(getattr(ctx.config, "latent_query_num", len(positions)))
+        if len(positions) != expected:
+            raise LayoutError(f"{ctx.model_class}: image_embeds_position_mask marks {len(positions)} positions, the "
+                              f"config's latent_query_num is {expected}")
+        return learned_query_layout(ctx, "a latent-query resampler, config latent_query_num", positions=positions)
