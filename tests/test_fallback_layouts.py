@@ -119,3 +119,21 @@ def test_kosmos2_latents_are_placed_by_the_position_mask_captured_and_never_draw
         run.heatmap(0)
     with pytest.raises(LayoutError, match="image_embeds_position_mask"):
         probe.layout({k: v for k, v in inputs.items() if k != "image_embeds_position_mask"}, (image.height, image.width))
+
+
+def test_families_not_placed_yet_are_refused_with_what_stands_in_the_way():
+    """A real tiny GOT-OCR2: its convolutional neck mixes neighbouring cells, so no grid is guessed."""
+    from transformers import GotOcr2Config, GotOcr2ForConditionalGeneration
+
+    from emergence.layouts import build_layout
+
+    config = GotOcr2Config(
+        vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=64, patch_size=16, mlp_dim=64, global_attn_indexes=[0]),
+        text_config=dict(model_type="qwen2", vocab_size=100, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2),
+        image_token_id=99)
+    model = GotOcr2ForConditionalGeneration(config)
+    # the refusal comes from the adapter, before any processor output is read
+    with pytest.raises(UnsupportedModelError, match=r"(?s)convolutional neck .* will not guess a grid.*register_adapter"):
+        build_layout(model, torch.tensor([[1] + [99] * 4 + [5]]), (40, 60), {})

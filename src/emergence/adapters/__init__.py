@@ -25,11 +25,13 @@ from .generic import (  # noqa: E402
     GenericAdapter,
     Kosmos2Adapter,
     LearnedQueryAdapter,
+    NotYetAdapter,
 )
 from ..layouts.context import LayoutContext  # noqa: E402
 
 # the families refused or read without geometry come last in the support table
-for _adapter in (LearnedQueryAdapter(), Kosmos2Adapter(), CrossAttentionAdapter(), EncoderDecoderAdapter()):
+for _adapter in (LearnedQueryAdapter(), Kosmos2Adapter(), CrossAttentionAdapter(), EncoderDecoderAdapter(),
+                 NotYetAdapter()):
     register_adapter(_adapter)
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "LayoutAdapter",
     "LayoutContext",
     "LearnedQueryAdapter",
+    "NotYetAdapter",
     "adapter_for",
     "build_layout",
     "find_adapter",

@@ -287,3 +287,38 @@ class Kosmos2Adapter(Adapter):
             raise LayoutError(f"{ctx.model_class}: image_embeds_position_mask marks {len(positions)} positions, the "
                               f"config's latent_query_num is {expected}")
         return learned_query_layout(ctx, "a latent-query resampler, config latent_query_num", positions=positions)
+
+
+class NotYetAdapter(Adapter):
+    """Families whose visual-token geometry is known but not implemented yet: refused when their layout is built,
+    with what stands in the way, instead of a guessed grid."""
+
+    family = ("Not yet placed: LFM2-VL, Llama 4, Cohere2-Vision, Ovis2, Emu3, GOT-OCR2, Gemma3n, Phi-4-multimodal, "
+              "Qwen2.5-Omni")
+    architectures = ("Lfm2VlForConditionalGeneration", "Llama4ForConditionalGeneration",
+                     "Cohere2VisionForConditionalGeneration", "Ovis2ForConditionalGeneration",
+                     "Emu3ForConditionalGeneration", "GotOcr2ForConditionalGeneration",
+                     "Gemma3nForConditionalGeneration", "Phi4MultimodalForCausalLM",
+                     "Qwen2_5OmniThinkerForConditionalGeneration")
+    support = "refused"
+    summary = ("tiles with their own separators and merges (LFM2-VL, Llama 4, Cohere2-Vision, Ovis2), VQ codes with "
+               "an end-of-line per row (Emu3), a convolutional neck that mixes neighbouring cells (GOT-OCR2), audio / "
+               "MobileNet towers (Gemma3n, Phi-4): the layout is not implemented; the error says so")
+
+    _WHY = {
+        "Lfm2VlForConditionalGeneration": "smart-resized tiles + a thumbnail with per-tile markers and pixel unshuffle",
+        "Llama4ForConditionalGeneration": "tiles + a global view separated by tile separators, pixel shuffle per tile",
+        "Cohere2VisionForConditionalGeneration": "tiles + a thumbnail with per-tile markers, pixel shuffle per tile",
+        "Ovis2ForConditionalGeneration": "soft tokens over a visual vocabulary, tiles + a thumbnail with grid markers",
+        "Emu3ForConditionalGeneration": "VQ codes from a convolutional encoder, rows ended by an end-of-line token",
+        "GotOcr2ForConditionalGeneration": "a strided convolutional neck whose tokens mix neighbouring cells",
+        "Gemma3nForConditionalGeneration": "a MobileNet tower whose token grid is not read from the config yet",
+        "Phi4MultimodalForCausalLM": "dynamic HD crops + a global view merged with separators",
+        "Qwen2_5OmniThinkerForConditionalGeneration": "audio and video interleaving with the image grid",
+    }
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        why = self._WHY.get(ctx.model_class, "a layout emergence does not implement yet")
+        raise UnsupportedModelError(
+            f"{ctx.model_class}: its visual tokens are {why}; emergence does not place them yet, and will not guess "
+            f"a grid (a heatmap in the wrong place is worse than none). " + how_to_register(ctx.model_class))
