@@ -525,7 +525,8 @@ class HandBuiltProcessor:
 def tiny_qwen2_vl(
     seed: int = 0, local_vision: bool = False, attn_implementation: str = "sdpa", version: str = "2"
 ) -> tuple[Any, Any]:
-    """Qwen2-VL (``version='2'``) or Qwen2.5-VL (``'2.5'``): patch 4, 2x2 merge, smart resize to multiples of 8."""
+    """Qwen2-VL (``version='2'``), Qwen2.5-VL (``'2.5'``), Qwen3-VL (``'3'``), Qwen3-VL-MoE (``'3-moe'``) or Qwen3.5
+    (``'3.5'``, hybrid linear / full attention): patch 4, 2x2 merge, smart resize to multiples of 8."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     tokenizer = make_tokenizer(extra_special=["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
@@ -545,6 +546,28 @@ def tiny_qwen2_vl(
 
         config = Qwen2VLConfig(text_config=text, vision_config=vision, **tokens)
         model_cls = Qwen2VLForConditionalGeneration
+    elif version in ("3", "3-moe", "3.5"):
+        import transformers
+
+        # Qwen3-VL towers: learned position embeddings interpolated to the grid, optional deepstack; patch 4 here
+        vision = dict(depth=0 if local_vision else 1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=4,
+                      spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=64)
+        text.update(head_dim=16, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3],
+                                                  "rope_theta": 10000.0, "mrope_interleaved": True})
+        if version == "3":
+            vision["deepstack_visual_indexes"] = []
+            name = "Qwen3VL"
+        elif version == "3-moe":
+            vision["deepstack_visual_indexes"] = []
+            text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1)
+            name = "Qwen3VLMoe"
+        else:  # Qwen3.5: hybrid decoder, linear-attention layers between full-attention ones
+            text.update(layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2,
+                        linear_num_value_heads=2, linear_key_head_dim=16, linear_value_head_dim=16,
+                        partial_rotary_factor=1.0)
+            name = "Qwen3_5"
+        config = getattr(transformers, f"{name}Config")(text_config=text, vision_config=vision, **tokens)
+        model_cls = getattr(transformers, f"{name}ForConditionalGeneration")
     else:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 

@@ -14,7 +14,7 @@ from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import View, VisualLayout
 from ..layouts.context import LayoutContext
 from ..layouts.geometry import Canvas, simple_canvas
-from .base import Adapter, how_to_register, register_adapter, set_generic_adapter
+from .base import Adapter, how_to_register, set_generic_adapter
 
 __all__ = ["CrossAttentionAdapter", "EncoderDecoderAdapter", "GenericAdapter", "LearnedQueryAdapter",
            "QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "contiguous_layout", "grid_view"]
