@@ -34,6 +34,7 @@ FAMILIES = {
     "mistral3": tiny.tiny_mistral3,
     "llava_pixtral": functools.partial(tiny.tiny_mistral3, llava=True),
     "gemma3_fallback": tiny.tiny_gemma3,
+    "gemma4": tiny.tiny_gemma4,
     "vipllava_fallback": tiny.tiny_vipllava,
     "llava_next_video": functools.partial(tiny.tiny_llava_next, video=True),
     "glm4v": tiny.tiny_glm4v,

@@ -486,6 +486,41 @@ class _Kosmos2LikeProcessor:
                              "image_embeds_position_mask": mask})
 
 
+def tiny_gemma4(seed: int = 0, patch: int = 4, pool: int = 2, max_soft_tokens: int = 70, local_vision: bool = False,
+                attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """Gemma 4 shape: aspect-preserving resize to a patch budget (sides multiples of ``pool x patch``), ``pool x pool``
+    pooling of the patch grid, sliding / full attention layers, bidirectional image tokens; the real
+    ``Gemma4ImageProcessorPil`` and ``Gemma4Processor`` (video processor left out: it needs torchvision)."""
+    from transformers import Gemma4Config, Gemma4ForConditionalGeneration, Gemma4Processor
+    from transformers.models.gemma4.feature_extraction_gemma4 import Gemma4AudioFeatureExtractor
+    from transformers.models.gemma4.image_processing_pil_gemma4 import Gemma4ImageProcessorPil
+
+    named = {"image_token": "<image>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+             "audio_token": "<audio>", "boa_token": "<start_of_audio>", "eoa_token": "<end_of_audio>"}
+    tokenizer = make_tokenizer(named=named)
+    ids = {k: tokenizer.convert_tokens_to_ids(v) for k, v in named.items()}
+    config = Gemma4Config(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=16, global_head_dim=16,
+                         layer_types=["sliding_attention", "full_attention"], sliding_window=16,
+                         vocab_size_per_layer_input=len(tokenizer), hidden_size_per_layer_input=8,
+                         max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=0 if local_vision else 1,
+                           num_attention_heads=4, num_key_value_heads=4, head_dim=8, patch_size=patch,
+                           pooling_kernel_size=pool, position_embedding_size=64),
+        image_token_id=ids["image_token"], boi_token_id=ids["boi_token"], eoi_token_id=ids["eoi_token"],
+    )
+    model = _init(Gemma4ForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = Gemma4ImageProcessorPil(patch_size=patch, pooling_kernel_size=pool, max_soft_tokens=max_soft_tokens)
+    processor = _without_video_processor(Gemma4Processor)(
+        feature_extractor=Gemma4AudioFeatureExtractor(), image_processor=ip, tokenizer=tokenizer, video_processor=None,
+        chat_template=LLAVA_TEMPLATE, image_seq_length=max_soft_tokens,
+    )
+    return model, processor
+
+
 class HandBuiltProcessor:
     """A stand-in for processors that cannot be constructed without torchvision (Qwen2-VL).
 

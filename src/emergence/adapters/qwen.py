@@ -1,4 +1,5 @@
-"""Qwen2-VL family adapters (Qwen2-VL, Qwen2.5-VL, Qwen3-VL and the models that share their image packing)."""
+"""Variable-resolution adapters: the whole image resized to a multiple of the patch grid, no tiles (the Qwen2-VL
+family, GLM-4V, Gemma 4)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter
 from .generic import check_contiguous, grid_view
 
-__all__ = ["Glm4vAdapter", "Qwen2VLAdapter", "qwen2_vl_layout"]
+__all__ = ["Gemma4Adapter", "Glm4vAdapter", "Qwen2VLAdapter", "qwen2_vl_layout"]
 
 
 def qwen2_vl_layout(ctx: LayoutContext) -> VisualLayout:
@@ -63,3 +64,40 @@ class Glm4vAdapter(Qwen2VLAdapter):
 
 
 register_adapter(Glm4vAdapter())
+
+
+class Gemma4Adapter(Adapter):
+    """Gemma 4: the whole image resized, aspect kept, to a patch budget with sides multiples of
+    ``pooling_kernel_size x patch_size`` (no pad, no crop); the patch grid is pooled ``k x k`` into one token per
+    block, raster order. The grid is read from ``image_position_ids`` (the real patches' ``(x, y)``)."""
+
+    family = "Gemma 4"
+    architectures = ("Gemma4ForConditionalGeneration",)
+    summary = "pooled patch grid read from `image_position_ids` over the aspect-preserving resized image"
+    tested = "tiny_gemma4"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        positions = ctx.image_positions()
+        check_contiguous(positions, ctx.model_class)
+        xy = np.asarray(ctx.input("image_position_ids"))
+        if xy.ndim != 3 or xy.shape[0] != 1:
+            raise LayoutError(f"{ctx.model_class}: one image per prompt is supported; image_position_ids has shape "
+                              f"{xy.shape}")
+        real = xy[0][(xy[0] >= 0).all(-1)]
+        k = int(getattr(ctx.vision_config, "pooling_kernel_size", 1))
+        patch_w, patch_h = int(real[:, 0].max()) + 1, int(real[:, 1].max()) + 1
+        if len(real) != patch_w * patch_h or patch_w % k or patch_h % k:
+            raise LayoutError(f"{ctx.model_class}: image_position_ids do not form a full grid divisible by the "
+                              f"pooling kernel {k} ({patch_h}x{patch_w} for {len(real)} patches)")
+        rows, cols = patch_h // k, patch_w // k
+        if rows * cols != len(positions):
+            raise LayoutError(f"{ctx.model_class}: a {rows}x{cols} pooled grid, but the prompt has {len(positions)} "
+                              "image tokens")
+        h, w = ctx.image_size
+        view = grid_view("image", rows, cols, 0, (0.0, 0.0, float(w), float(h)))
+        patch = int(getattr(ctx.vision_config, "patch_size", 1))
+        return VisualLayout(positions, ctx.image_size, [view], family="gemma4",
+                            meta={"grid": [rows, cols], "canvas_hw": [patch_h * patch, patch_w * patch]})
+
+
+register_adapter(Gemma4Adapter())
