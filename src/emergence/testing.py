@@ -560,8 +560,9 @@ class HandBuiltProcessor:
 def tiny_qwen2_vl(
     seed: int = 0, local_vision: bool = False, attn_implementation: str = "sdpa", version: str = "2"
 ) -> tuple[Any, Any]:
-    """Qwen2-VL (``version='2'``), Qwen2.5-VL (``'2.5'``), Qwen3-VL (``'3'``), Qwen3-VL-MoE (``'3-moe'``) or Qwen3.5
-    (``'3.5'``, hybrid linear / full attention): patch 4, 2x2 merge, smart resize to multiples of 8."""
+    """Qwen2-VL (``version='2'``), Qwen2.5-VL (``'2.5'``), Qwen3-VL (``'3'``), Qwen3-VL-MoE (``'3-moe'``), Qwen3.5
+    (``'3.5'``, hybrid linear / full attention) or Qwen3.5-MoE (``'3.5-moe'``): patch 4, 2x2 merge, smart resize to
+    multiples of 8."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     tokenizer = make_tokenizer(extra_special=["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
@@ -581,7 +582,7 @@ def tiny_qwen2_vl(
 
         config = Qwen2VLConfig(text_config=text, vision_config=vision, **tokens)
         model_cls = Qwen2VLForConditionalGeneration
-    elif version in ("3", "3-moe", "3.5"):
+    elif version in ("3", "3-moe", "3.5", "3.5-moe"):
         import transformers
 
         # Qwen3-VL towers: learned position embeddings interpolated to the grid, optional deepstack; patch 4 here
@@ -601,6 +602,10 @@ def tiny_qwen2_vl(
                         linear_num_value_heads=2, linear_key_head_dim=16, linear_value_head_dim=16,
                         partial_rotary_factor=1.0)
             name = "Qwen3_5"
+            if version == "3.5-moe":
+                text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                            shared_expert_intermediate_size=32)
+                name = "Qwen3_5Moe"
         config = getattr(transformers, f"{name}Config")(text_config=text, vision_config=vision, **tokens)
         model_cls = getattr(transformers, f"{name}ForConditionalGeneration")
     else:
@@ -617,10 +622,12 @@ def tiny_qwen2_vl(
     return model, HandBuiltProcessor(ip, tokenizer, merge_size=2)
 
 
-def tiny_glm4v(seed: int = 0, local_vision: bool = False, attn_implementation: str = "sdpa") -> tuple[Any, Any]:
-    """GLM-4.1V / GLM-4V (``Glm4vForConditionalGeneration``): Qwen2-VL-style packing (patch 4, 2x2 merge by a strided
-    convolution, smart resize to multiples of 8) with ``<|begin_of_image|> <|image|>... <|end_of_image|>``."""
-    from transformers import Glm4vConfig, Glm4vForConditionalGeneration
+def tiny_glm4v(seed: int = 0, local_vision: bool = False, attn_implementation: str = "sdpa", variant: str = "4.1v"
+               ) -> tuple[Any, Any]:
+    """GLM-4.1V (``variant='4.1v'``, ``Glm4vForConditionalGeneration``), GLM-4.5V (``'4.5v'``, the MoE decoder) or
+    GLM-4.6V (``'4.6v'``): Qwen2-VL-style packing (patch 4, 2x2 merge by a strided convolution, smart resize to
+    multiples of 8) with ``<|begin_of_image|> <|image|>... <|end_of_image|>``."""
+    import transformers
     from transformers.models.glm4v.image_processing_pil_glm4v import Glm4vImageProcessorPil
 
     names = ("<|begin_of_image|>", "<|end_of_image|>", "<|image|>", "<|video|>", "<|begin_of_video|>",
@@ -634,11 +641,15 @@ def tiny_glm4v(seed: int = 0, local_vision: bool = False, attn_implementation: s
                                  "partial_rotary_factor": 0.5})
     vision = dict(depth=0 if local_vision else 1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=4,
                   image_size=32, spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=64)
-    config = Glm4vConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image|>"],
+    name = {"4.1v": "Glm4v", "4.5v": "Glm4vMoe", "4.6v": "Glm46V"}[variant]
+    if variant == "4.5v":
+        text.update(n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, n_shared_experts=1,
+                    first_k_dense_replace=1, n_group=1, topk_group=1)
+    config = getattr(transformers, f"{name}Config")(text_config=text, vision_config=vision, image_token_id=ids["<|image|>"],
                          video_token_id=ids["<|video|>"], image_start_token_id=ids["<|begin_of_image|>"],
                          image_end_token_id=ids["<|end_of_image|>"], video_start_token_id=ids["<|begin_of_video|>"],
                          video_end_token_id=ids["<|end_of_video|>"])
-    model = _init(Glm4vForConditionalGeneration(config), seed)
+    model = _init(getattr(transformers, f"{name}ForConditionalGeneration")(config), seed)
     model.set_attn_implementation(attn_implementation)
     ip = Glm4vImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
                                 size={"shortest_edge": 16 * 16, "longest_edge": 96 * 96})

@@ -40,10 +40,10 @@ def qwen2_vl_layout(ctx: LayoutContext) -> VisualLayout:
 
 
 class Qwen2VLAdapter(Adapter):
-    family = "Qwen2-VL, Qwen2.5-VL, Qwen3-VL (+ MoE), Qwen3.5"
+    family = "Qwen2-VL, Qwen2.5-VL, Qwen3-VL (+ MoE), Qwen3.5 (+ MoE)"
     architectures = ("Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration",
                      "Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration",
-                     "Qwen3_5ForConditionalGeneration")
+                     "Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration")
     summary = "`image_grid_thw[1:] // merge` over the smart-resized image"
     tested = "tiny_qwen2_vl"
 
