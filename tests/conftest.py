@@ -35,6 +35,7 @@ FAMILIES = {
     "mistral3": tiny.tiny_mistral3,
     "llava_pixtral": functools.partial(tiny.tiny_mistral3, llava=True),
     "gemma3_fallback": tiny.tiny_gemma3,
+    "gemma3_pan_and_scan": functools.partial(tiny.tiny_gemma3, pan_and_scan=True),
     "gemma4": tiny.tiny_gemma4,
     "vipllava_fallback": tiny.tiny_vipllava,
     "llava_next_video": functools.partial(tiny.tiny_llava_next, video=True),

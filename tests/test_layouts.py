@@ -347,3 +347,24 @@ def test_video_llava_images_under_pixel_values_images_are_probed_from_processed_
     model.to(torch.float32)
     with pytest.raises(ValueError, match="pixel_values_images or pixel_values"):
         probe.generate(noise_image(W, H), inputs={k: v for k, v in inputs.items() if k != "pixel_values_images"})
+
+
+def test_gemma3_pan_and_scan_crops_of_a_portrait_image_sit_where_the_model_reads_them():
+    """The landscape case runs in the generic marker test; here a portrait image cut into three crops."""
+    model, processor = FAMILIES["gemma3_pan_and_scan"](local_vision=True)
+    probe = Probe(model, processor)
+    w, h = 100, 260
+    base = noise_image(w, h, seed=3)
+    arr = np.array(base)
+    marker = (30, 200, 70, 240)  # inside the last crop only
+    arr[marker[1]:marker[3], marker[0]:marker[2]] = [255, 0, 255]
+    layout = probe.layout(probe.prepare(base, "describe"), (h, w))
+    assert layout.meta["pan_and_scan_crops"] == 3
+    changed = _changed_tokens(model, probe, layout, base, Image.fromarray(arr))
+    boxes = layout.token_boxes()
+    views = {v.name: set(v.index.flatten().tolist()) for v in layout.views}
+    touched = {name for name, idx in views.items() if idx & set(changed.tolist())}
+    assert touched == {"original", "crop_2"}
+    for v in changed:
+        cell = max(boxes[v, 2] - boxes[v, 0], boxes[v, 3] - boxes[v, 1])
+        assert _distance_to_rect(boxes[v], marker) <= 0.5 * cell + 1

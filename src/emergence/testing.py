@@ -778,10 +778,12 @@ def tiny_mistral3(seed: int = 0, longest_edge: int = 64, patch: int = 8, merge: 
 
 
 def tiny_gemma3(seed: int = 0, image_size: int = 32, patch: int = 4, tokens_per_side: int = 4,
-                local_vision: bool = False, attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+                local_vision: bool = False, attn_implementation: str = "sdpa", pan_and_scan: bool = False
+                ) -> tuple[Any, Any]:
     """Gemma3 shape: SigLIP tower, the patch grid average-pooled to ``tokens_per_side``^2 soft tokens
     (``mm_tokens_per_image``) between ``<start_of_image>`` / ``<end_of_image>``, bidirectional attention over them,
-    a sliding-window Gemma3 decoder. Not in emergence's layout registry: the generic layout proves its pooled grid."""
+    a sliding-window Gemma3 decoder. ``pan_and_scan=True``: the processor is called with ``do_pan_and_scan=True``
+    and a minimum crop of 8 px (the original image, then crops along the longer side)."""
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
     from transformers.models.gemma3.processing_gemma3 import Gemma3Processor
@@ -806,7 +808,23 @@ def tiny_gemma3(seed: int = 0, image_size: int = 32, patch: int = 4, tokens_per_
         model.model.vision_tower.encoder.layers = torch.nn.ModuleList()
     model.set_attn_implementation(attn_implementation)
     ip = Gemma3ImageProcessorPil(size={"height": image_size, "width": image_size})
-    return model, Gemma3Processor(image_processor=ip, tokenizer=tokenizer, image_seq_length=tokens_per_side ** 2)
+    processor = Gemma3Processor(image_processor=ip, tokenizer=tokenizer, image_seq_length=tokens_per_side ** 2)
+    if pan_and_scan:
+        return model, _with_call_kwargs(processor, do_pan_and_scan=True, pan_and_scan_min_crop_size=8)
+    return model, processor
+
+
+class _with_call_kwargs:  # noqa: N801 - used like a function
+    """A processor whose every call carries extra keyword arguments (as a user passes ``do_pan_and_scan=True``)."""
+
+    def __init__(self, processor: Any, **kwargs: Any) -> None:
+        self._processor, self._kwargs = processor, kwargs
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._processor(*args, **{**self._kwargs, **kwargs})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._processor, name)
 
 
 def tiny_vipllava(seed: int = 0, image_size: int = 32, patch: int = 8, local_vision: bool = False,

@@ -112,19 +112,44 @@ class PaliGemmaAdapter(OneGridAdapter):
 
 
 class Gemma3Adapter(OneGridAdapter):
-    family = "Gemma3 (without pan-and-scan)"
+    """Gemma3: the pooled ``mm_tokens_per_image`` square over the image resized to the tower's square; with
+    pan-and-scan, the original image first, then ``n`` crops along the longer side, each resized to the square.
+    The crops are ``ceil(side / n)`` wide (tall for portrait images) at multiples of that size, clipped to the
+    image: the processor's rule, determined by ``n`` and the image size alone."""
+
+    family = "Gemma3 (with pan-and-scan crops)"
     architectures = ("Gemma3ForConditionalGeneration",)
-    summary = ("one grid: the pooled `mm_tokens_per_image` square over the resized image; pan-and-scan crops are "
-               "refused")
+    summary = ("the pooled `mm_tokens_per_image` square over the resized image; pan-and-scan: the original, then "
+               "each crop along the longer side")
     tested = "tiny_gemma3"
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
+        from .tiles import runs
+
+        positions = ctx.image_positions()
+        starts, lengths = runs(positions)
+        if len(starts) <= 1:
+            return super().layout(ctx)
+        side = math.isqrt(int(ctx.config.mm_tokens_per_image))
         views = single_view_count(ctx)
-        if views != 1 or np.any(np.diff(ctx.image_positions()) != 1):
-            raise UnsupportedModelError(
-                f"{ctx.model_class}: the image processor made {views} views of one image (pan-and-scan crops); "
-                "their placement is not supported yet. Process the image with do_pan_and_scan=False.")
-        return super().layout(ctx)
+        if side * side != int(ctx.config.mm_tokens_per_image) or np.any(lengths != side * side) or views != len(starts):
+            raise LayoutError(f"{ctx.model_class}: {len(starts)} image-token runs of lengths {lengths.tolist()} and "
+                              f"{views} processed views; pan-and-scan expects one view per run of "
+                              f"{ctx.config.mm_tokens_per_image} tokens")
+        h, w = ctx.image_size
+        n = len(starts) - 1
+        boxes = [(0.0, 0.0, float(w), float(h))]
+        if w >= h:
+            size = math.ceil(w / n)
+            boxes += [(float(i * size), 0.0, float(min(w, (i + 1) * size)), float(h)) for i in range(n)]
+        else:
+            size = math.ceil(h / n)
+            boxes += [(0.0, float(i * size), float(w), float(min(h, (i + 1) * size))) for i in range(n)]
+        out = [grid_view("original" if k == 0 else f"crop_{k - 1}", side, side, int(start), box,
+                         kind="global" if k == 0 else "tiles")
+               for k, (start, box) in enumerate(zip(starts, boxes))]
+        return VisualLayout(positions, ctx.image_size, out, family="gemma3",
+                            meta={"grid": [side, side], "pan_and_scan_crops": n})
 
 
 def llava_next_layout(ctx: LayoutContext, max_patches: int | None = None, family: str = "llava_next") -> VisualLayout:
