@@ -51,6 +51,7 @@ FAMILIES = {
     "fuyu": tiny.tiny_fuyu,
     "deepseek_vl": tiny.tiny_deepseek_vl,
     "janus": tiny.tiny_janus,
+    "deepseek_vl_hybrid": tiny.tiny_deepseek_vl_hybrid,
 }
 
 # capture exactness also over decoder variants: grouped-query (1 kv head), sliding window

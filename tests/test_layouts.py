@@ -368,3 +368,16 @@ def test_gemma3_pan_and_scan_crops_of_a_portrait_image_sit_where_the_model_reads
     for v in changed:
         cell = max(boxes[v, 2] - boxes[v, 0], boxes[v, 3] - boxes[v, 1])
         assert _distance_to_rect(boxes[v], marker) <= 0.5 * cell + 1
+
+
+def test_deepseek_hybrid_high_resolution_input_is_checked_and_cast_with_the_image():
+    model, processor = FAMILIES["deepseek_vl_hybrid"]()
+    probe = Probe(model, processor)
+    inputs = dict(probe.prepare(noise_image(W, H), "describe"))
+    high = inputs["high_res_pixel_values"]
+    assert high.shape[-2:] == (2 * inputs["pixel_values"].shape[-2], 2 * inputs["pixel_values"].shape[-1])
+    cast = probe.adapter.model_inputs(inputs, model.to(torch.bfloat16))
+    model.to(torch.float32)
+    assert cast["high_res_pixel_values"].dtype == torch.bfloat16 == cast["pixel_values"].dtype
+    with pytest.raises(LayoutError, match="not the same square"):
+        probe.layout(dict(inputs, high_res_pixel_values=high[..., :, : high.shape[-1] // 2]), (H, W))

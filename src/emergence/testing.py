@@ -415,6 +415,47 @@ def tiny_deepseek_vl(seed: int = 0, image_size: int = 32, patch: int = 4, local_
     return model, processor
 
 
+def tiny_deepseek_vl_hybrid(seed: int = 0, image_size: int = 32, patch: int = 4, local_vision: bool = False,
+                            attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """DeepSeek-VL hybrid (7B's design): the SigLIP low-resolution grid of :func:`tiny_deepseek_vl` plus a SAM
+    high-resolution branch over the same padded square at twice the size, fused into the same tokens; the real
+    ``DeepseekVLHybridImageProcessorPil`` and ``DeepseekVLHybridProcessor``. ``local_vision`` zeroes the SAM branch's
+    projection (its global attention and convolutional neck are not local), so marker tests see the low-resolution
+    grid; the processor test checks that the high-resolution input is the same padded square."""
+    from transformers import (
+        DeepseekVLHybridConfig,
+        DeepseekVLHybridForConditionalGeneration,
+        DeepseekVLHybridProcessor,
+    )
+    from transformers.models.deepseek_vl_hybrid.image_processing_pil_deepseek_vl_hybrid import (
+        DeepseekVLHybridImageProcessorPil,
+    )
+
+    tokenizer = make_tokenizer(named={"image_token": "<image>"})
+    config = DeepseekVLHybridConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=0 if local_vision else 1, num_attention_heads=4, image_size=image_size,
+                           patch_size=patch),
+        high_res_vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=1, num_attention_heads=4,
+                                    image_size=2 * image_size, patch_size=2 * patch, mlp_dim=64,
+                                    global_attn_indexes=[0]),
+        text_config=_llama_text(len(tokenizer)).to_dict(),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = _init(DeepseekVLHybridForConditionalGeneration(config), seed)
+    if local_vision:  # the SAM branch (global attention, conv neck) is not local: silence it for the marker test
+        with torch.no_grad():
+            model.model.aligner.high_res_vision_proj.weight.zero_()
+            model.model.aligner.high_res_vision_proj.bias.zero_()
+    model.set_attn_implementation(attn_implementation)
+    ip = DeepseekVLHybridImageProcessorPil(size={"height": image_size, "width": image_size},
+                                           high_res_size={"height": 2 * image_size, "width": 2 * image_size},
+                                           min_size=patch)
+    processor = DeepseekVLHybridProcessor(image_processor=ip, tokenizer=tokenizer,
+                                          num_image_tokens=(image_size // patch) ** 2, chat_template=LLAVA_TEMPLATE)
+    return model, processor
+
+
 def tiny_janus(seed: int = 0, image_size: int = 32, patch: int = 4, local_vision: bool = False,
                attn_implementation: str = "sdpa") -> tuple[Any, Any]:
     """Janus (understanding path): SigLIP-style tower, aligner, the real ``JanusImageProcessorPil`` (longer side

@@ -274,10 +274,13 @@ class DeepseekVLAdapter(Adapter):
     """DeepSeek-VL / Janus: the longer side resized to the tower's size (``round``, ``min_size`` floor), centred
     padding to a square, one grid of the tower's square."""
 
-    family = "DeepSeek-VL, Janus (understanding)"
-    architectures = ("DeepseekVLForConditionalGeneration", "JanusForConditionalGeneration")
-    summary = "one grid: the tower's square over the image resized by its longer side and padded to a centred square"
-    tested = "tiny_deepseek_vl, tiny_janus"
+    family = "DeepSeek-VL (+ hybrid), Janus (understanding)"
+    architectures = ("DeepseekVLForConditionalGeneration", "DeepseekVLHybridForConditionalGeneration",
+                     "JanusForConditionalGeneration")
+    summary = ("one grid: the tower's square over the image resized by its longer side and padded to a centred square "
+               "(the hybrid's high-resolution branch reads the same square)")
+    tested = "tiny_deepseek_vl, tiny_deepseek_vl_hybrid, tiny_janus"
+    pixel_inputs = ("pixel_values", "high_res_pixel_values")
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         positions = ctx.image_positions()
@@ -309,6 +312,10 @@ class DeepseekVLAdapter(Adapter):
         if pv is not None and tuple(pv.shape[-2:]) != (canvas.height, canvas.width):
             raise LayoutError(f"{ctx.model_class}: the processed image is {tuple(pv.shape[-2:])}, the resize-and-pad "
                               f"rule gives {(canvas.height, canvas.width)}")
+        high = ctx.inputs.get("high_res_pixel_values") if ctx.inputs else None
+        if high is not None and high.shape[-1] * canvas.height != high.shape[-2] * canvas.width:
+            raise LayoutError(f"{ctx.model_class}: the high-resolution image {tuple(high.shape[-2:])} is not the same "
+                              f"square as the low-resolution one {(canvas.height, canvas.width)}")
         view = grid_view("image", g, g, 0, canvas.full_box())
         return VisualLayout(positions, ctx.image_size, [view], family="deepseek_vl",
                             meta={"grid": [g, g], "canvas_hw": [canvas.height, canvas.width],
