@@ -47,6 +47,8 @@ FAMILIES = {
     "internvl": tiny.tiny_internvl,
     "internvl_one_tile": functools.partial(tiny.tiny_internvl, max_patches=1),
     "aya_vision": tiny.tiny_aya_vision,
+    "lfm2_vl": tiny.tiny_lfm2_vl,
+    "lfm2_vl_one_view": functools.partial(tiny.tiny_lfm2_vl, max_image_tokens=128),
     "video_llava": tiny.tiny_video_llava,
     "fuyu": tiny.tiny_fuyu,
     "deepseek_vl": tiny.tiny_deepseek_vl,

@@ -381,3 +381,18 @@ def test_deepseek_hybrid_high_resolution_input_is_checked_and_cast_with_the_imag
     assert cast["high_res_pixel_values"].dtype == torch.bfloat16 == cast["pixel_values"].dtype
     with pytest.raises(LayoutError, match="not the same square"):
         probe.layout(dict(inputs, high_res_pixel_values=high[..., :, : high.shape[-1] // 2]), (H, W))
+
+
+def test_lfm2_vl_tiles_without_their_markers_are_refused_not_guessed():
+    """Without the <|img_row_r_col_c|> markers (use_image_special_tokens=False) the tile grid of six views could be
+    1x6, 2x3, 3x2 or 6x1: refused."""
+    model, processor = FAMILIES["lfm2_vl"]()
+    probe = Probe(model, processor)
+    inputs = dict(probe.prepare(noise_image(W, H), "describe"))
+    ids = inputs["input_ids"][0]
+    tok = processor.tokenizer
+    marks = {i for t, i in zip(tok.convert_ids_to_tokens(ids), range(len(ids))) if t.startswith("<|img_")}
+    keep = torch.tensor([i not in marks for i in range(len(ids))])
+    bare = dict(inputs, input_ids=ids[keep][None], attention_mask=inputs["attention_mask"][:, keep])
+    with pytest.raises(UnsupportedModelError, match="use_image_special_tokens=True"):
+        probe.layout(bare, (H, W))

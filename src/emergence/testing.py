@@ -12,6 +12,7 @@ marker drawn in the image.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -560,6 +561,119 @@ def tiny_gemma4(seed: int = 0, patch: int = 4, pool: int = 2, max_soft_tokens: i
         chat_template=LLAVA_TEMPLATE, image_seq_length=max_soft_tokens,
     )
     return model, processor
+
+
+def tiny_lfm2_vl(seed: int = 0, tile: int = 32, patch: int = 4, max_tiles: int = 6, max_image_tokens: int = 16,
+                 local_vision: bool = False, attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """LFM2-VL shape: SigLIP2 NaFlex tower, 2x2 pixel unshuffle, a hybrid LFM2 decoder (short convolutions and
+    attention layers). ``Lfm2VlImageProcessor`` needs torchvision, so the returned processor lays the inputs out as it
+    does (:class:`_Lfm2VlLikeProcessor`): a large image becomes the closest-aspect grid of ``tile`` px tiles, each
+    after its ``<|img_row_r_col_c|>`` marker, then ``<|img_thumbnail|>`` and the smart-resized whole image."""
+    from transformers import Lfm2VlConfig, Lfm2VlForConditionalGeneration
+
+    marks = ["<|image_start|>", "<|image_end|>", "<|img_thumbnail|>",
+             *[f"<|img_row_{r}_col_{c}|>" for r in range(1, max_tiles + 1) for c in range(1, max_tiles + 1)]]
+    tokenizer = make_tokenizer(extra_special=marks)
+    config = Lfm2VlConfig(
+        vision_config=dict(model_type="siglip2_vision_model", hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=0 if local_vision else 1, num_attention_heads=4, patch_size=patch,
+                           num_patches=(tile // patch) ** 2),
+        text_config=dict(model_type="lfm2", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         layer_types=["conv", "full_attention"], max_position_embeddings=2048,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), projector_hidden_size=64, downsample_factor=2,
+    )
+    model = _init(Lfm2VlForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    return model, _Lfm2VlLikeProcessor(tokenizer, tile=tile, patch=patch, max_tiles=max_tiles,
+                                       max_image_tokens=max_image_tokens)
+
+
+class _Lfm2VlLikeProcessor:
+    """Inputs laid out as ``Lfm2VlProcessor`` + ``Lfm2VlImageProcessor`` lay them out (their rules, restated):
+    ``smart_resize`` of the whole image to multiples of ``patch x 2`` within the token budget; an image too large for
+    one view (``max_pixels_tolerance`` 2) is resized onto the closest-aspect grid of ``min_tiles..max_tiles`` tiles
+    (no padding) and cut row by row, the smart-resized image following as a thumbnail; patches flattened
+    ``(p, p, C)`` row-major, padded to the longest view with ``pixel_attention_mask``. Resizing uses PIL's bilinear
+    filter where the real processor uses torchvision's (pixel values differ slightly; the geometry does not)."""
+
+    def __init__(self, tokenizer: Any, tile: int, patch: int, max_tiles: int, max_image_tokens: int,
+                 min_image_tokens: int = 4, min_tiles: int = 2) -> None:
+        self.tokenizer, self.tile, self.patch = tokenizer, tile, patch
+        self.min_tiles, self.max_tiles = min_tiles, max_tiles
+        self.min_image_tokens, self.max_image_tokens = min_image_tokens, max_image_tokens
+        self.image_token = "<image>"
+        self.chat_template = None
+
+    def _smart_resize(self, h: int, w: int) -> tuple[int, int]:
+        f = self.patch * 2
+        lo, hi = self.min_image_tokens * f * f, self.max_image_tokens * f * f
+        hb, wb = max(f, round(h / f) * f), max(f, round(w / f) * f)
+        if hb * wb > hi:
+            beta = math.sqrt(h * w / hi)
+            hb, wb = max(f, math.floor(h / beta / f) * f), max(f, math.floor(w / beta / f) * f)
+        elif hb * wb < lo:
+            beta = math.sqrt(lo / (h * w))
+            hb, wb = math.ceil(h * beta / f) * f, math.ceil(w * beta / f) * f
+        return hb, wb
+
+    def _grid(self, h: int, w: int) -> tuple[int, int]:
+        ratios = sorted({(c, r) for n in range(self.min_tiles, self.max_tiles + 1) for c in range(1, n + 1)
+                         for r in range(1, n + 1) if self.min_tiles <= c * r <= self.max_tiles},
+                        key=lambda x: x[0] * x[1])
+        best, best_diff = (1, 1), float("inf")
+        for c, r in ratios:
+            diff = abs(w / h - c / r)
+            if diff < best_diff:
+                best, best_diff = (c, r), diff
+            elif diff == best_diff and h * w > 0.5 * self.tile * self.tile * c * r:
+                best = (c, r)
+        return best
+
+    def __call__(self, images: Any = None, text: str | None = None, return_tensors: str = "pt", **_: Any) -> Any:
+        import numpy as np
+        import torch
+        from PIL import Image
+        from transformers import BatchFeature
+
+        image = images.convert("RGB")
+        w, h = image.size
+        f = self.patch * 2
+        th, tw = self._smart_resize(h, w)
+        large = max(self.patch, round(h / f) * f) * max(self.patch, round(w / f) * f) > self.max_image_tokens * f * f * 2.0
+        views, marks = [], []
+        if large:
+            cols, rows = self._grid(h, w)
+            canvas = image.resize((cols * self.tile, rows * self.tile), Image.BILINEAR)
+            for r in range(rows):
+                for c in range(cols):
+                    views.append(canvas.crop((c * self.tile, r * self.tile, (c + 1) * self.tile, (r + 1) * self.tile)))
+                    marks.append(f"<|img_row_{r + 1}_col_{c + 1}|>")
+            marks.append("<|img_thumbnail|>")
+        else:
+            marks.append("")
+        views.append(image.resize((tw, th), Image.BILINEAR))
+        longest = max(self.max_image_tokens * 4, (self.tile // self.patch) ** 2)
+        pixel, masks, shapes, parts = [], [], [], ["<|image_start|>"]
+        for view, mark in zip(views, marks):
+            arr = (np.asarray(view, dtype=np.float32) / 255.0 - 0.5) / 0.5  # (H, W, C)
+            gh, gw = arr.shape[0] // self.patch, arr.shape[1] // self.patch
+            patches = arr.reshape(gh, self.patch, gw, self.patch, 3).transpose(0, 2, 1, 3, 4).reshape(gh * gw, -1)
+            padded = np.zeros((longest, patches.shape[1]), np.float32)
+            padded[: len(patches)] = patches
+            pixel.append(padded)
+            masks.append(np.arange(longest) < len(patches))
+            shapes.append((gh, gw))
+            parts.append(mark + self.image_token * ((gh // 2) * (gw // 2)))
+        parts.append("<|image_end|>")
+        block = "".join(parts)
+        prompt = (text or "").replace(self.image_token, block, 1) if self.image_token in (text or "") else block + (text or "")
+        enc = self.tokenizer(prompt, return_tensors="pt")
+        return BatchFeature({**enc, "pixel_values": torch.tensor(np.stack(pixel)),
+                             "pixel_attention_mask": torch.tensor(np.stack(masks)).long(),
+                             "spatial_shapes": torch.tensor(shapes)})
 
 
 class HandBuiltProcessor:

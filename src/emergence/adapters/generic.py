@@ -293,20 +293,18 @@ class NotYetAdapter(Adapter):
     """Families whose visual-token geometry is known but not implemented yet: refused when their layout is built,
     with what stands in the way, instead of a guessed grid."""
 
-    family = ("Not yet placed: LFM2-VL, Llama 4, Cohere2-Vision, Ovis2, Emu3, GOT-OCR2, Gemma3n, Phi-4-multimodal, "
-              "Qwen2.5-Omni")
-    architectures = ("Lfm2VlForConditionalGeneration", "Llama4ForConditionalGeneration",
+    family = "Not yet placed: Llama 4, Cohere2-Vision, Ovis2, Emu3, GOT-OCR2, Gemma3n, Phi-4-multimodal, Qwen2.5-Omni"
+    architectures = ("Llama4ForConditionalGeneration",
                      "Cohere2VisionForConditionalGeneration", "Ovis2ForConditionalGeneration",
                      "Emu3ForConditionalGeneration", "GotOcr2ForConditionalGeneration",
                      "Gemma3nForConditionalGeneration", "Phi4MultimodalForCausalLM",
                      "Qwen2_5OmniThinkerForConditionalGeneration")
     support = "refused"
-    summary = ("tiles with their own separators and merges (LFM2-VL, Llama 4, Cohere2-Vision, Ovis2), VQ codes with "
+    summary = ("tiles with their own separators and merges (Llama 4, Cohere2-Vision, Ovis2), VQ codes with "
                "an end-of-line per row (Emu3), a convolutional neck that mixes neighbouring cells (GOT-OCR2), audio / "
                "MobileNet towers (Gemma3n, Phi-4): the layout is not implemented; the error says so")
 
     _WHY = {
-        "Lfm2VlForConditionalGeneration": "smart-resized tiles + a thumbnail with per-tile markers and pixel unshuffle",
         "Llama4ForConditionalGeneration": "tiles + a global view separated by tile separators, pixel shuffle per tile",
         "Cohere2VisionForConditionalGeneration": "tiles + a thumbnail with per-tile markers, pixel shuffle per tile",
         "Ovis2ForConditionalGeneration": "soft tokens over a visual vocabulary, tiles + a thumbnail with grid markers",

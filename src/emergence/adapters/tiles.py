@@ -1,19 +1,20 @@
-"""Adapters of families that cut the image into a grid of equal tiles plus a thumbnail (``GotOcr2ImageProcessor``'s
-``crop_to_patches``): InternVL 2.5 / 3, and the shared helpers for tiled layouts."""
+"""Adapters of families that cut the image into a grid of equal tiles plus a thumbnail: InternVL 2.5 / 3 and Aya
+Vision (``GotOcr2ImageProcessor``'s ``crop_to_patches``), LFM2-VL; and the shared helpers for tiled layouts."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
-from ..errors import LayoutError
+from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import VisualLayout
 from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter
 from .generic import grid_view
 
-__all__ = ["AyaVisionAdapter", "InternVLAdapter", "got_ocr2_tile_grid", "runs", "tiled_layout"]
+__all__ = ["AyaVisionAdapter", "InternVLAdapter", "Lfm2VlAdapter", "got_ocr2_tile_grid", "runs", "tiled_layout"]
 
 
 def _side(value: Any) -> int:
@@ -134,5 +135,67 @@ class AyaVisionAdapter(Adapter):
         return tiled_layout(ctx, rows, cols, (side, side), thumb, family="aya_vision", starts=starts.tolist())
 
 
-for _adapter in (InternVLAdapter(), AyaVisionAdapter()):
+_TILE_MARK = re.compile(r"<\|img_row_(\d+)_col_(\d+)\|>")
+
+
+class Lfm2VlAdapter(Adapter):
+    """LFM2-VL: a small image is one view (smart-resized whole image); a large one is resized onto a grid of tiles
+    (no padding), each run of image tokens after its ``<|img_row_r_col_c|>`` marker, then the smart-resized whole
+    image after ``<|img_thumbnail|>``. Each view's grid is its ``spatial_shapes`` patch grid unshuffled by
+    ``downsample_factor``."""
+
+    family = "LFM2-VL (tiles + thumbnail)"
+    architectures = ("Lfm2VlForConditionalGeneration",)
+    summary = ("tile grid read from the per-tile `img_row_r_col_c` markers + thumbnail; each view's grid from "
+               "`spatial_shapes` / `downsample_factor`")
+    tested = "tiny_lfm2_vl"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        positions = ctx.image_positions()
+        starts, lengths = runs(positions)
+        shapes = np.asarray(ctx.input("spatial_shapes")).reshape(-1, 2)
+        ds = int(getattr(ctx.config, "downsample_factor", 1))
+        grids = [(int(a) // ds, int(b) // ds) for a, b in shapes]
+        counts = [r * c for r, c in grids]
+        h, w = ctx.image_size
+        if len(shapes) == 1:
+            if len(starts) != 1 or int(lengths[0]) != counts[0]:
+                raise LayoutError(f"{ctx.model_class}: one view of {grids[0][0]}x{grids[0][1]} tokens, but image-token "
+                                  f"runs of lengths {lengths.tolist()}")
+            view = grid_view("image", grids[0][0], grids[0][1], 0, (0.0, 0.0, float(w), float(h)))
+            return VisualLayout(positions, ctx.image_size, [view], family="lfm2_vl", meta={"grid": list(grids[0])})
+        tok = ctx.tokenizer
+        if tok is None:
+            raise LayoutError(f"{ctx.model_class} layout needs the tokenizer to read the <|img_row_r_col_c|> markers")
+        ids = ctx.input_ids.detach().cpu().reshape(-1).numpy()
+        marks = tok.convert_ids_to_tokens([int(ids[positions[s] - 1]) for s in starts])
+        tiles = {}
+        for k, mark in enumerate(marks):
+            m = _TILE_MARK.search(str(mark))
+            if m:
+                tiles[(int(m.group(1)) - 1, int(m.group(2)) - 1)] = k
+        if not tiles or len(tiles) != len(starts) - 1 or "thumbnail" not in str(marks[-1]):
+            raise UnsupportedModelError(
+                f"{ctx.model_class}: {len(shapes)} views but the prompt's image runs are not marked "
+                f"<|img_row_r_col_c|> ... <|img_thumbnail|> (markers {marks}); process with "
+                "use_image_special_tokens=True so the tile grid can be read")
+        rows, cols = max(r for r, _ in tiles) + 1, max(c for _, c in tiles) + 1
+        if len(tiles) != rows * cols or [tiles.get((r, c)) for r in range(rows) for c in range(cols)] != list(
+                range(rows * cols)):
+            raise LayoutError(f"{ctx.model_class}: tile markers {sorted(tiles)} do not form a {rows}x{cols} grid "
+                              "in raster order")
+        if [int(n) for n in lengths] != counts or len(set(grids[:-1])) != 1:
+            raise LayoutError(f"{ctx.model_class}: image-token runs of lengths {lengths.tolist()} do not match the "
+                              f"views' grids {grids} (spatial_shapes / downsample_factor)")
+        tw, th = w / cols, h / rows
+        views = [grid_view(f"tile_{r}_{c}", *grids[0], int(starts[r * cols + c]),
+                           (c * tw, r * th, (c + 1) * tw, (r + 1) * th), kind="tiles")
+                 for r in range(rows) for c in range(cols)]
+        views.append(grid_view("thumbnail", *grids[-1], int(starts[-1]), (0.0, 0.0, float(w), float(h)),
+                               kind="global"))
+        return VisualLayout(positions, ctx.image_size, views, family="lfm2_vl",
+                            meta={"tile_grid": [rows, cols], "thumbnail_grid": list(grids[-1])})
+
+
+for _adapter in (InternVLAdapter(), AyaVisionAdapter(), Lfm2VlAdapter()):
     register_adapter(_adapter)
