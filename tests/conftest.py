@@ -48,6 +48,8 @@ FAMILIES = {
     "internvl_one_tile": functools.partial(tiny.tiny_internvl, max_patches=1),
     "aya_vision": tiny.tiny_aya_vision,
     "lfm2_vl": tiny.tiny_lfm2_vl,
+    "cohere2_vision": tiny.tiny_cohere2_vision,
+    "cohere2_vision_one_tile": functools.partial(tiny.tiny_cohere2_vision, max_tiles=1),
     "lfm2_vl_one_view": functools.partial(tiny.tiny_lfm2_vl, max_image_tokens=128),
     "video_llava": tiny.tiny_video_llava,
     "fuyu": tiny.tiny_fuyu,

@@ -676,6 +676,68 @@ class _Lfm2VlLikeProcessor:
                              "spatial_shapes": torch.tensor(shapes)})
 
 
+def tiny_cohere2_vision(seed: int = 0, tile: int = 32, patch: int = 4, max_tiles: int = 6, local_vision: bool = False,
+                        attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """Cohere2-Vision shape: SigLIP tower, pixel shuffle by 2, a Cohere2 decoder. ``Cohere2VisionImageProcessor``
+    needs torchvision, so the returned processor lays the inputs out as it does (:class:`_Cohere2VisionLikeProcessor`)
+    with the canvas rule of :func:`emergence.adapters.tiles.cohere2_tile_grid` (tested against the processor's own
+    source)."""
+    from transformers import Cohere2VisionConfig, Cohere2VisionForConditionalGeneration
+
+    marks = ["<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_LINE_BREAK|>"]
+    tokenizer = make_tokenizer(extra_special=marks)
+    config = Cohere2VisionConfig(
+        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
+                           num_hidden_layers=0 if local_vision else 1, num_attention_heads=4, image_size=tile,
+                           patch_size=patch),
+        text_config=dict(model_type="cohere2", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                         sliding_window=16, layer_types=["sliding_attention", "full_attention"],
+                         max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), downsample_factor=2,
+        alignment_intermediate_size=64,
+    )
+    model = _init(Cohere2VisionForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    return model, _Cohere2VisionLikeProcessor(tokenizer, tile=tile, side=tile // patch // 2, max_tiles=max_tiles)
+
+
+class _Cohere2VisionLikeProcessor:
+    """Inputs laid out as ``Cohere2VisionProcessor`` lays them out: tiles of the least-scaling canvas (bicubic
+    resize, no padding) in raster order, then the whole image resized to one tile when there is more than one tile;
+    ``<|START_OF_IMG|>`` + (``<image>`` x side^2 + ``<|IMG_LINE_BREAK|>``) per view + ``<|END_OF_IMG|>``."""
+
+    def __init__(self, tokenizer: Any, tile: int, side: int, max_tiles: int) -> None:
+        self.tokenizer, self.tile, self.side, self.max_patches = tokenizer, tile, side, max_tiles
+        self.image_token = "<image>"
+        self.chat_template = None
+
+    def __call__(self, images: Any = None, text: str | None = None, return_tensors: str = "pt", **_: Any) -> Any:
+        import numpy as np
+        from PIL import Image
+        from transformers import BatchFeature
+
+        from .adapters.tiles import cohere2_tile_grid
+
+        image = images.convert("RGB")
+        w, h = image.size
+        cols, rows = cohere2_tile_grid((h, w), self.tile, self.max_patches)
+        canvas = image.resize((cols * self.tile, rows * self.tile), Image.BICUBIC)
+        views = [canvas.crop((c * self.tile, r * self.tile, (c + 1) * self.tile, (r + 1) * self.tile))
+                 for r in range(rows) for c in range(cols)]
+        if len(views) > 1:
+            views.append(image.resize((self.tile, self.tile), Image.BICUBIC))
+        mean, std = np.array([0.48145466, 0.4578275, 0.40821073]), np.array([0.26862954, 0.26130258, 0.27577711])
+        pixel = np.stack([((np.asarray(v, np.float32) / 255.0 - mean) / std).transpose(2, 0, 1) for v in views])
+        block = "<|START_OF_IMG|>" + (self.image_token * self.side**2 + "<|IMG_LINE_BREAK|>") * len(views)
+        block += "<|END_OF_IMG|>"
+        t = text or ""
+        prompt = t.replace(self.image_token, block, 1) if self.image_token in t else block + t
+        enc = self.tokenizer(prompt, return_tensors="pt")
+        return BatchFeature({**enc, "pixel_values": torch.tensor(pixel, dtype=torch.float32)})
+
+
 class HandBuiltProcessor:
     """A stand-in for processors that cannot be constructed without torchvision (Qwen2-VL).
 

@@ -1,5 +1,6 @@
 """Adapters of families that cut the image into a grid of equal tiles plus a thumbnail: InternVL 2.5 / 3 and Aya
-Vision (``GotOcr2ImageProcessor``'s ``crop_to_patches``), LFM2-VL; and the shared helpers for tiled layouts."""
+Vision (``GotOcr2ImageProcessor``'s ``crop_to_patches``), LFM2-VL, Cohere2-Vision; and the shared helpers for tiled
+layouts."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter
 from .generic import grid_view
 
-__all__ = ["AyaVisionAdapter", "InternVLAdapter", "Lfm2VlAdapter", "got_ocr2_tile_grid", "runs", "tiled_layout"]
+__all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "InternVLAdapter", "Lfm2VlAdapter", "cohere2_tile_grid", "got_ocr2_tile_grid", "runs", "tiled_layout"]
 
 
 def _side(value: Any) -> int:
@@ -197,5 +198,59 @@ class Lfm2VlAdapter(Adapter):
                             meta={"tile_grid": [rows, cols], "thumbnail_grid": list(grids[-1])})
 
 
-for _adapter in (InternVLAdapter(), AyaVisionAdapter(), Lfm2VlAdapter()):
+def cohere2_tile_grid(image_hw: tuple[int, int], tile: int, max_tiles: int) -> tuple[int, int]:
+    """``(cols, rows)`` of ``Cohere2VisionImageProcessor``'s canvas: among every ``cols x rows <= max_tiles``
+    arrangement (sorted by area), the one needing the least upscaling to cover the image, or, when every one must
+    downscale it, the least downscaling. The processor's own function is used when it can be imported (it needs
+    torchvision); this restatement is tested against its source."""
+    try:
+        from transformers.models.cohere2_vision.image_processing_cohere2_vision import get_optimal_tiled_canvas
+    except ImportError:
+        pass
+    else:
+        cols, rows = get_optimal_tiled_canvas(image_hw, (tile, tile), 1, max_tiles)
+        return int(cols), int(rows)
+    h, w = image_hw
+    options = sorted(((c, r) for c in range(1, max_tiles + 1) for r in range(1, max_tiles + 1) if c * r <= max_tiles),
+                     key=lambda cr: cr[0] * cr[1])
+    scales = [min(c * tile / w, r * tile / h) for c, r in options]
+    if all(sc < 1 for sc in scales):
+        return options[int(np.argmax(scales))]
+    return options[int(np.argmin([sc if sc >= 1.0 else 10e9 for sc in scales]))]
+
+
+class Cohere2VisionAdapter(Adapter):
+    """Cohere2-Vision (Command A Vision): the image resized onto the canvas of :func:`cohere2_tile_grid` (no padding)
+    and cut into tiles, then a thumbnail (the whole image resized to one tile) when there is more than one tile; each
+    view is a run of pixel-shuffled tokens ended by an ``<|IMG_LINE_BREAK|>`` token."""
+
+    family = "Cohere2-Vision (tiles + thumbnail)"
+    architectures = ("Cohere2VisionForConditionalGeneration",)
+    summary = ("least-scaling tile canvas + thumbnail, each view a run of pixel-shuffled tokens ended by a "
+               "line-break token")
+    tested = "tiny_cohere2_vision"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        vc = ctx.vision_config
+        tile, patch = _side(vc.image_size), _side(vc.patch_size)
+        side = tile // patch // int(getattr(ctx.config, "downsample_factor", 1))
+        starts, lengths = runs(ctx.image_positions())
+        pv = ctx.input("pixel_values")
+        views = int(np.prod(pv.shape[:-3]))
+        if len(starts) != views or np.any(lengths != side * side):
+            raise LayoutError(f"{ctx.model_class}: image-token runs of lengths {lengths.tolist()} for {views} views of "
+                              f"{side}x{side} tokens")
+        if views == 1:
+            return tiled_layout(ctx, 1, 1, (side, side), False, family="cohere2_vision", starts=[int(starts[0])])
+        ip = ctx.image_processor
+        max_tiles = int(getattr(ip, "max_patches", 12)) if ip is not None else 12
+        cols, rows = cohere2_tile_grid(ctx.image_size, tile, max_tiles)
+        if cols * rows + 1 != views:
+            raise LayoutError(f"{ctx.model_class}: {views} views, but the canvas rule with max_patches={max_tiles} "
+                              f"gives {rows}x{cols} tiles + a thumbnail; process with the image processor's own "
+                              "max_patches")
+        return tiled_layout(ctx, rows, cols, (side, side), True, family="cohere2_vision", starts=starts.tolist())
+
+
+for _adapter in (InternVLAdapter(), AyaVisionAdapter(), Lfm2VlAdapter(), Cohere2VisionAdapter()):
     register_adapter(_adapter)
