@@ -49,6 +49,8 @@ FAMILIES = {
     "aya_vision": tiny.tiny_aya_vision,
     "lfm2_vl": tiny.tiny_lfm2_vl,
     "cohere2_vision": tiny.tiny_cohere2_vision,
+    "llama4": tiny.tiny_llama4,
+    "llama4_one_tile": functools.partial(tiny.tiny_llama4, max_patches=1),
     "cohere2_vision_one_tile": functools.partial(tiny.tiny_cohere2_vision, max_tiles=1),
     "lfm2_vl_one_view": functools.partial(tiny.tiny_lfm2_vl, max_image_tokens=128),
     "video_llava": tiny.tiny_video_llava,

@@ -398,30 +398,14 @@ def test_lfm2_vl_tiles_without_their_markers_are_refused_not_guessed():
         probe.layout(bare, (H, W))
 
 
-def _functions_from_source(module: str, names: tuple[str, ...]) -> dict:
-    """Top-level functions of a transformers module, executed from its source file without importing the module
-    (the module itself needs torchvision here)."""
-    import ast
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(importlib.util.find_spec("transformers").origin).parent.joinpath(*module.split(".")[1:]).with_suffix(".py")
-    tree = ast.parse(path.read_text())
-    defs = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in names]
-    assert {d.name for d in defs} == set(names), f"{module} no longer defines {names}"
-    from functools import lru_cache
-
-    namespace = {"np": np, "lru_cache": lru_cache}
-    exec(compile(ast.Module(body=defs, type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102
-    return namespace
-
-
 def test_cohere2_canvas_rule_equals_the_processors_own_code():
     """The restated canvas rule (used when torchvision is absent) against Cohere2VisionImageProcessor's functions."""
     from emergence.adapters.tiles import cohere2_tile_grid
 
-    real = _functions_from_source("transformers.models.cohere2_vision.image_processing_cohere2_vision",
-                                  ("get_all_supported_aspect_ratios", "get_optimal_tiled_canvas"))
+    from emergence.testing import source_functions
+
+    real = source_functions("transformers.models.cohere2_vision.image_processing_cohere2_vision",
+                            ("get_all_supported_aspect_ratios", "get_optimal_tiled_canvas"))
     rng = np.random.default_rng(0)
     sizes = [(100, 160), (160, 100), (512, 512), (3000, 200), (200, 3000), (1, 1), (511, 1025)]
     sizes += [tuple(int(v) for v in rng.integers(1, 4000, 2)) for _ in range(300)]
@@ -429,3 +413,27 @@ def test_cohere2_canvas_rule_equals_the_processors_own_code():
         for max_tiles in (1, 4, 6, 12):
             expected = tuple(int(v) for v in real["get_optimal_tiled_canvas"]((h, w), (512, 512), 1, max_tiles))
             assert cohere2_tile_grid((h, w), 512, max_tiles) == expected, (h, w, max_tiles)
+
+
+def test_llama4_fit_rule_equals_the_processors_own_code():
+    from emergence.adapters.tiles import max_res_without_distortion
+    from emergence.testing import source_functions
+
+    real = source_functions("transformers.models.llama4.image_processing_llama4", ("get_max_res_without_distortion",))
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        image = tuple(int(v) for v in rng.integers(1, 3000, 2))
+        target = tuple(int(v) * 336 for v in rng.integers(1, 5, 2))
+        assert max_res_without_distortion(image, target) == tuple(real["get_max_res_without_distortion"](image, target))
+
+
+def test_llama4_tiles_sit_on_the_fitted_image_and_the_padding_belongs_to_no_pixel():
+    model, processor = FAMILIES["llama4"]()
+    probe = Probe(model, processor)
+    layout = probe.layout(probe.prepare(noise_image(W, H), "describe"), (H, W))
+    rows, cols = layout.meta["tile_grid"]
+    assert rows * cols > 1 and layout.views[-1].name == "global"
+    tiles = [v for v in layout.views if v.kind == "tiles"]
+    right = max(v.box[2] for v in tiles)
+    bottom = max(v.box[3] for v in tiles)
+    assert right >= W and bottom >= H  # the canvas covers the image, padding reaches past it

@@ -738,6 +738,110 @@ class _Cohere2VisionLikeProcessor:
         return BatchFeature({**enc, "pixel_values": torch.tensor(pixel, dtype=torch.float32)})
 
 
+def source_functions(module: str, names: Sequence[str]) -> dict[str, Any]:
+    """Top-level functions of a transformers module, executed from its source file without importing the module
+    (modules of torchvision-only processors cannot be imported here). Their globals: ``math``, ``np``, ``torch``,
+    ``defaultdict``, ``lru_cache``, ``SizeDict`` and the other functions loaded."""
+    import ast
+    import importlib.util
+    from collections import defaultdict
+    from functools import lru_cache
+    from pathlib import Path
+
+    import numpy as np
+    from transformers.image_utils import SizeDict
+
+    root = Path(importlib.util.find_spec("transformers").origin).parent
+    path = root.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    tree = ast.parse(path.read_text())
+    defs = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in names]
+    missing = set(names) - {d.name for d in defs}
+    if missing:
+        raise LookupError(f"{module} does not define {sorted(missing)} at top level")
+    namespace: dict[str, Any] = {"math": math, "np": np, "torch": torch, "defaultdict": defaultdict,
+                                 "lru_cache": lru_cache, "SizeDict": SizeDict}
+    exec(compile(ast.Module(body=defs, type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102
+    return {name: namespace[name] for name in names}
+
+
+def tiny_llama4(seed: int = 0, tile: int = 32, patch: int = 4, max_patches: int = 6, local_vision: bool = False,
+                attn_implementation: str = "sdpa") -> tuple[Any, Any]:
+    """Llama 4 shape: a vision tower with an appended CLS token, pixel shuffle 0.5, a chunked-attention MoE decoder.
+    ``Llama4ImageProcessor`` needs torchvision, so the returned processor lays the inputs out as it does
+    (:class:`_Llama4LikeProcessor`) with its own canvas functions, loaded from its source."""
+    from transformers import Llama4Config, Llama4ForConditionalGeneration
+
+    marks = ["<|image_start|>", "<|image_end|>", "<|image|>", "<|patch|>", "<|tile_x_separator|>",
+             "<|tile_y_separator|>"]
+    tokenizer = make_tokenizer(extra_special=marks)
+    config = Llama4Config(
+        vision_config=dict(hidden_size=32, num_hidden_layers=0 if local_vision else 1, num_attention_heads=4,
+                           intermediate_size=128, vision_output_dim=32, image_size=tile, patch_size=patch,
+                           pixel_shuffle_ratio=0.5, projector_input_dim=32, projector_output_dim=32),
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=64, intermediate_size_mlp=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                         num_local_experts=2, attention_chunk_size=16, max_position_embeddings=2048,
+                         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id),
+        image_token_index=tokenizer.convert_tokens_to_ids("<|patch|>"),
+        boi_token_index=tokenizer.convert_tokens_to_ids("<|image_start|>"),
+        eoi_token_index=tokenizer.convert_tokens_to_ids("<|image_end|>"),
+    )
+    model = _init(Llama4ForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    return model, _Llama4LikeProcessor(tokenizer, tile=tile, per_tile=(tile // patch // 2) ** 2,
+                                       max_patches=max_patches)
+
+
+class _Llama4LikeProcessor:
+    """Inputs laid out as ``Llama4Processor`` + ``Llama4ImageProcessor`` lay them out, with the image processor's
+    own ``find_supported_resolutions`` / ``get_best_fit`` / ``get_max_res_without_distortion`` (loaded from its
+    source): the image resized without distortion into the best canvas (upscaling limited to one tile), padded at
+    the bottom / right, cut into tiles row by row, then a global view (the whole image resized to one tile) when
+    there is more than one tile. Prompt: tiles separated by ``<|tile_x_separator|>``, rows ended by
+    ``<|tile_y_separator|>``, then ``<|image|>`` and the global view. PIL's bilinear filter stands in for
+    torchvision's."""
+
+    def __init__(self, tokenizer: Any, tile: int, per_tile: int, max_patches: int) -> None:
+        self.tokenizer, self.tile, self.per_tile, self.max_patches = tokenizer, tile, per_tile, max_patches
+        self.image_token = "<image>"
+        self.chat_template = None
+        self.rules = source_functions("transformers.models.llama4.image_processing_llama4",
+                                      ("get_factors", "find_supported_resolutions", "get_best_fit",
+                                       "get_max_res_without_distortion"))
+
+    def __call__(self, images: Any = None, text: str | None = None, return_tensors: str = "pt", **_: Any) -> Any:
+        import numpy as np
+        from PIL import Image
+        from transformers import BatchFeature
+        from transformers.image_utils import SizeDict
+
+        image = images.convert("RGB")
+        w, h = image.size
+        s = self.tile
+        options = self.rules["find_supported_resolutions"](self.max_patches, SizeDict(height=s, width=s))
+        th, tw = (int(v) for v in self.rules["get_best_fit"]((h, w), torch.tensor(options), False))
+        limit = (min(max(h, s), th), min(max(w, s), tw))
+        nh, nw = self.rules["get_max_res_without_distortion"]((h, w), limit)
+        canvas = np.zeros((th, tw, 3), np.float32)
+        canvas[: max(nh, 1), : max(nw, 1)] = np.asarray(image.resize((max(nw, 1), max(nh, 1)), Image.BILINEAR),
+                                                        np.float32)
+        rows, cols = th // s, tw // s
+        views = [canvas[r * s:(r + 1) * s, c * s:(c + 1) * s] for r in range(rows) for c in range(cols)]
+        if rows * cols > 1:
+            views.append(np.asarray(image.resize((s, s), Image.BILINEAR), np.float32))
+        pixel = np.stack([((v / 255.0 - 0.5) / 0.5).transpose(2, 0, 1) for v in views])
+        block = "<|image_start|>"
+        if rows * cols > 1:
+            for r in range(rows):
+                block += "<|tile_x_separator|>".join(["<|patch|>" * self.per_tile] * cols) + "<|tile_y_separator|>"
+        block += "<|image|>" + "<|patch|>" * self.per_tile + "<|image_end|>"
+        t = text or ""
+        prompt = t.replace(self.image_token, block, 1) if self.image_token in t else block + t
+        enc = self.tokenizer(prompt, return_tensors="pt")
+        return BatchFeature({**enc, "pixel_values": torch.tensor(pixel, dtype=torch.float32)})
+
+
 class HandBuiltProcessor:
     """A stand-in for processors that cannot be constructed without torchvision (Qwen2-VL).
 

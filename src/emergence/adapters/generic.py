@@ -293,19 +293,17 @@ class NotYetAdapter(Adapter):
     """Families whose visual-token geometry is known but not implemented yet: refused when their layout is built,
     with what stands in the way, instead of a guessed grid."""
 
-    family = "Not yet placed: Llama 4, Ovis2, Emu3, GOT-OCR2, Gemma3n, Phi-4-multimodal, Qwen2.5-Omni"
-    architectures = ("Llama4ForConditionalGeneration",
-                     "Ovis2ForConditionalGeneration",
+    family = "Not yet placed: Ovis2, Emu3, GOT-OCR2, Gemma3n, Phi-4-multimodal, Qwen2.5-Omni"
+    architectures = ("Ovis2ForConditionalGeneration",
                      "Emu3ForConditionalGeneration", "GotOcr2ForConditionalGeneration",
                      "Gemma3nForConditionalGeneration", "Phi4MultimodalForCausalLM",
                      "Qwen2_5OmniThinkerForConditionalGeneration")
     support = "refused"
-    summary = ("tiles with their own separators and merges (Llama 4, Ovis2), VQ codes with "
+    summary = ("soft tokens over a visual vocabulary with tiles (Ovis2), VQ codes with "
                "an end-of-line per row (Emu3), a convolutional neck that mixes neighbouring cells (GOT-OCR2), audio / "
                "MobileNet towers (Gemma3n, Phi-4): the layout is not implemented; the error says so")
 
     _WHY = {
-        "Llama4ForConditionalGeneration": "tiles + a global view separated by tile separators, pixel shuffle per tile",
         "Ovis2ForConditionalGeneration": "soft tokens over a visual vocabulary, tiles + a thumbnail with grid markers",
         "Emu3ForConditionalGeneration": "VQ codes from a convolutional encoder, rows ended by an end-of-line token",
         "GotOcr2ForConditionalGeneration": "a strided convolutional neck whose tokens mix neighbouring cells",

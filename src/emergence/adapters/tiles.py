@@ -1,9 +1,10 @@
 """Adapters of families that cut the image into a grid of equal tiles plus a thumbnail: InternVL 2.5 / 3 and Aya
-Vision (``GotOcr2ImageProcessor``'s ``crop_to_patches``), LFM2-VL, Cohere2-Vision; and the shared helpers for tiled
-layouts."""
+Vision (``GotOcr2ImageProcessor``'s ``crop_to_patches``), LFM2-VL, Cohere2-Vision, Llama 4; and the shared helpers
+for tiled layouts."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -15,7 +16,8 @@ from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter
 from .generic import grid_view
 
-__all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "InternVLAdapter", "Lfm2VlAdapter", "cohere2_tile_grid", "got_ocr2_tile_grid", "runs", "tiled_layout"]
+__all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "InternVLAdapter", "Lfm2VlAdapter", "Llama4Adapter",
+           "cohere2_tile_grid", "max_res_without_distortion", "got_ocr2_tile_grid", "runs", "tiled_layout"]
 
 
 def _side(value: Any) -> int:
@@ -252,5 +254,69 @@ class Cohere2VisionAdapter(Adapter):
         return tiled_layout(ctx, rows, cols, (side, side), True, family="cohere2_vision", starts=starts.tolist())
 
 
-for _adapter in (InternVLAdapter(), AyaVisionAdapter(), Lfm2VlAdapter(), Cohere2VisionAdapter()):
+def max_res_without_distortion(image_hw: tuple[int, int], target_hw: tuple[int, int]) -> tuple[int, int]:
+    """Llama 4's resize inside a canvas: the largest aspect-preserving ``(height, width)`` within ``target_hw``
+    (floor on the limited side); tested against the image processor's own source."""
+    (h, w), (th, tw) = image_hw, target_hw
+    sw, sh = tw / w, th / h
+    if sw < sh:
+        return min(math.floor(h * sw), th), tw
+    return th, min(math.floor(w * sh), tw)
+
+
+class Llama4Adapter(Adapter):
+    """Llama 4: the image resized without distortion into the best canvas of ``rows x cols`` tiles (upscaling limited
+    to one tile unless ``resize_to_max_canvas``), padded at the bottom / right and cut row by row; then a global view
+    (the whole image resized to one tile) after ``<|image|>``. The grid is read from the prompt's tile separators;
+    each tile is a pixel-shuffled square of ``<|patch|>`` tokens."""
+
+    family = "Llama 4 (tiles + global)"
+    architectures = ("Llama4ForConditionalGeneration",)
+    summary = ("tile grid read from the tile x / y separators, the image fitted without distortion and padded bottom "
+               "/ right; + global view")
+    tested = "tiny_llama4"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        vc = ctx.vision_config
+        tile, patch = _side(vc.image_size), _side(vc.patch_size)
+        side = int(tile // patch * float(getattr(vc, "pixel_shuffle_ratio", 0.5)))
+        positions = ctx.image_positions()
+        starts, lengths = runs(positions)
+        if len(starts) == 0 or np.any(lengths != side * side):
+            raise LayoutError(f"{ctx.model_class}: image-token runs of lengths {lengths.tolist()}, expected "
+                              f"{side}x{side} tokens per tile")
+        h, w = ctx.image_size
+        if len(starts) == 1:
+            rows = cols = 1
+        else:
+            tok = ctx.tokenizer
+            if tok is None:
+                raise LayoutError(f"{ctx.model_class} layout needs the tokenizer to read the tile separators")
+            ids = ctx.input_ids.detach().cpu().reshape(-1).numpy()
+            block = tok.convert_ids_to_tokens([int(i) for i in ids[positions[0]:positions[-1]]])
+            rows = sum("tile_y_separator" in str(t) for t in block)
+            tiles = len(starts) - 1
+            cols = tiles // rows if rows else 0
+            if rows == 0 or rows * cols != tiles:
+                raise LayoutError(f"{ctx.model_class}: {tiles} tiles and {rows} row separators do not form a grid")
+        ip = ctx.image_processor
+        th, tw = rows * tile, cols * tile
+        if ip is not None and getattr(ip, "resize_to_max_canvas", False):
+            limit = (th, tw)
+        else:
+            limit = (min(max(h, tile), th), min(max(w, tile), tw))
+        nh, nw = max_res_without_distortion((h, w), limit)
+        nh, nw = max(nh, 1), max(nw, 1)
+        sx, sy = w / nw, h / nh  # original pixels per canvas pixel (the image sits at the canvas's top left)
+        views = [grid_view(f"tile_{r}_{c}", side, side, int(starts[r * cols + c]),
+                           (c * tile * sx, r * tile * sy, (c + 1) * tile * sx, (r + 1) * tile * sy), kind="tiles")
+                 for r in range(rows) for c in range(cols)]
+        if rows * cols > 1:
+            views.append(grid_view("global", side, side, int(starts[-1]), (0.0, 0.0, float(w), float(h)),
+                                   kind="global"))
+        return VisualLayout(positions, ctx.image_size, views, family="llama4",
+                            meta={"tile_grid": [rows, cols], "resized_hw": [nh, nw], "tokens_per_tile": [side, side]})
+
+
+for _adapter in (InternVLAdapter(), AyaVisionAdapter(), Lfm2VlAdapter(), Cohere2VisionAdapter(), Llama4Adapter()):
     register_adapter(_adapter)

@@ -21,6 +21,8 @@ The registration is scoped: on exit (normal or exception) the interface mapping 
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -138,14 +140,39 @@ def _take(x: torch.Tensor, columns: torch.Tensor | slice) -> torch.Tensor:
     return x[..., columns] if isinstance(columns, slice) else x.index_select(-1, columns)
 
 
+_DEFAULT_IN_SOURCE = re.compile(r"get_interface\(\s*[\w.]+\s*,\s*(\w+)\s*\)")
+_EAGER_BY_CLASS: dict[type, Callable[..., Any]] = {}
+
+
 def _model_eager_function(module: nn.Module) -> Callable[..., Any]:
-    """The ``eager_attention_forward`` defined next to ``module``'s class (what the model uses for 'eager')."""
-    for cls in type(module).__mro__:
-        fn = getattr(sys.modules.get(cls.__module__), "eager_attention_forward", None)
+    """What ``module`` runs for ``'eager'``: the default its ``forward`` hands to
+    ``ALL_ATTENTION_FUNCTIONS.get_interface(...)`` (read from its source: some classes pass their own, e.g. Llama 4's
+    vision attention passes ``vision_eager_attention_forward``), else the ``eager_attention_forward`` defined next to
+    its class."""
+    cls = type(module)
+    found = _EAGER_BY_CLASS.get(cls)
+    if found is not None:
+        return found
+    for klass in cls.__mro__:
+        forward = klass.__dict__.get("forward")
+        if forward is None:
+            continue
+        try:
+            match = _DEFAULT_IN_SOURCE.search(inspect.getsource(forward))
+        except (OSError, TypeError):
+            match = None
+        fn = getattr(sys.modules.get(klass.__module__), match.group(1), None) if match else None
+        if callable(fn):
+            _EAGER_BY_CLASS[cls] = fn
+            return fn
+        break  # the forward that runs names no default: fall back to the module-level function
+    for klass in cls.__mro__:
+        fn = getattr(sys.modules.get(klass.__module__), "eager_attention_forward", None)
         if fn is not None:
+            _EAGER_BY_CLASS[cls] = fn
             return fn
     raise UnsupportedModelError(
-        f"{type(module).__name__} has no eager_attention_forward next to its class; capture it with "
+        f"{cls.__name__} has no eager_attention_forward next to its class; capture it with "
         "attn_implementation='sdpa' instead."
     )
 
