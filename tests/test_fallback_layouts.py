@@ -122,18 +122,20 @@ def test_kosmos2_latents_are_placed_by_the_position_mask_captured_and_never_draw
 
 
 def test_families_not_placed_yet_are_refused_with_what_stands_in_the_way():
-    """A real tiny GOT-OCR2: its convolutional neck mixes neighbouring cells, so no grid is guessed."""
-    from transformers import GotOcr2Config, GotOcr2ForConditionalGeneration
+    """A real tiny Emu3: its visual tokens are VQ codes with an end-of-line per row; no grid is guessed."""
+    from transformers import Emu3Config, Emu3ForConditionalGeneration
 
     from emergence.layouts import build_layout
 
-    config = GotOcr2Config(
-        vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=1, num_attention_heads=4,
-                           image_size=64, patch_size=16, mlp_dim=64, global_attn_indexes=[0]),
-        text_config=dict(model_type="qwen2", vocab_size=100, hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2),
-        image_token_id=99)
-    model = GotOcr2ForConditionalGeneration(config)
+    vocab = {"<image>": 90, "<|extra_200|>": 91, **{f"<|visual token {i:06d}|>": 100 + i for i in range(16)}}
+    config = Emu3Config(
+        vq_config=dict(codebook_size=16, embed_dim=4, latent_channels=4, base_channels=32, channel_multiplier=[1, 1],
+                       num_res_blocks=1, attn_resolutions=[], hidden_size=32, num_attention_heads=1),
+        text_config=dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0,
+                         bos_token_id=1, eos_token_id=2),
+        vocabulary_map=vocab)
+    model = Emu3ForConditionalGeneration(config)
     # the refusal comes from the adapter, before any processor output is read
-    with pytest.raises(UnsupportedModelError, match=r"(?s)convolutional neck .* will not guess a grid.*register_adapter"):
-        build_layout(model, torch.tensor([[1] + [99] * 4 + [5]]), (40, 60), {})
+    with pytest.raises(UnsupportedModelError, match=r"(?s)VQ codes .* will not guess a grid.*register_adapter"):
+        build_layout(model, torch.tensor([[1, 90, 90, 91, 90, 90, 91, 5]]), (40, 60), {})

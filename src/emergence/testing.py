@@ -842,6 +842,45 @@ class _Llama4LikeProcessor:
         return BatchFeature({**enc, "pixel_values": torch.tensor(pixel, dtype=torch.float32)})
 
 
+def tiny_got_ocr2(seed: int = 0, image_size: int = 64, patch: int = 4, local_vision: bool = False,
+                  attn_implementation: str = "sdpa", max_patches: int = 1) -> tuple[Any, Any]:
+    """GOT-OCR2 shape: a SAM-style encoder with a convolutional neck, two stride-2 3x3 convolutions down to
+    ``(image_size / patch / 4)^2`` tokens per view, a Qwen2 decoder; the real ``GotOcr2ImageProcessorPil`` (resize to
+    the square; ``max_patches > 1`` turns ``crop_to_patches`` on: tiles + thumbnail) and ``GotOcr2Processor``.
+    ``local_vision`` keeps only the centre tap of every 3x3 convolution, so each token reads one patch of its own
+    4x4 cell (the real convolutions also read the neighbouring cells)."""
+    from transformers import GotOcr2Config, GotOcr2ForConditionalGeneration, GotOcr2Processor
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    tokenizer = make_tokenizer(extra_special=["<img>", "</img>", "<imgpad>", "<|im_start|>", "<|im_end|>",
+                                              "system", "user", "assistant", "OCR", "You", "should", "follow",
+                                              "instructions", "carefully", "explain", "your", "answers", "detail"])
+    per_view = (image_size // patch // 4) ** 2
+    config = GotOcr2Config(
+        vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=0 if local_vision else 1,
+                           num_attention_heads=4, image_size=image_size, patch_size=patch, mlp_dim=64,
+                           global_attn_indexes=[] if local_vision else [0], window_size=4),
+        text_config=dict(model_type="qwen2", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048),
+        image_token_index=tokenizer.convert_tokens_to_ids("<imgpad>"), image_seq_length=per_view,
+    )
+    model = _init(GotOcr2ForConditionalGeneration(config), seed)
+    if local_vision:
+        with torch.no_grad():
+            for conv in (model.model.vision_tower.neck.conv2, model.model.multi_modal_projector.conv_upsampler1,
+                         model.model.multi_modal_projector.conv_upsampler2):
+                centre = conv.weight[:, :, 1, 1].clone()
+                conv.weight.zero_()
+                conv.weight[:, :, 1, 1] = centre
+    model.set_attn_implementation(attn_implementation)
+    ip = GotOcr2ImageProcessorPil(size={"height": image_size, "width": image_size}, crop_to_patches=max_patches > 1,
+                                  min_patches=1, max_patches=max_patches)
+    processor = GotOcr2Processor(image_processor=ip, tokenizer=tokenizer)
+    processor.num_image_tokens = per_view
+    return model, _with_call_kwargs(processor, num_image_tokens=per_view, crop_to_patches=max_patches > 1)
+
+
 class HandBuiltProcessor:
     """A stand-in for processors that cannot be constructed without torchvision (Qwen2-VL).
 

@@ -1,6 +1,6 @@
 """Adapters of families that cut the image into a grid of equal tiles plus a thumbnail: InternVL 2.5 / 3 and Aya
-Vision (``GotOcr2ImageProcessor``'s ``crop_to_patches``), LFM2-VL, Cohere2-Vision, Llama 4; and the shared helpers
-for tiled layouts."""
+Vision and GOT-OCR2 (``GotOcr2ImageProcessor``'s ``crop_to_patches``), LFM2-VL, Cohere2-Vision, Llama 4; and the shared
+helpers for tiled layouts."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter
 from .generic import grid_view
 
-__all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "InternVLAdapter", "Lfm2VlAdapter", "Llama4Adapter",
+__all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "GotOcr2Adapter", "InternVLAdapter", "Lfm2VlAdapter", "Llama4Adapter",
            "cohere2_tile_grid", "max_res_without_distortion", "got_ocr2_tile_grid", "runs", "tiled_layout"]
 
 
@@ -318,5 +318,39 @@ class Llama4Adapter(Adapter):
                             meta={"tile_grid": [rows, cols], "resized_hw": [nh, nw], "tokens_per_tile": [side, side]})
 
 
-for _adapter in (InternVLAdapter(), AyaVisionAdapter(), Lfm2VlAdapter(), Cohere2VisionAdapter(), Llama4Adapter()):
+class GotOcr2Adapter(Adapter):
+    """GOT-OCR2: each view (the image resized to the square, or with ``crop_to_patches`` the tile grid + a
+    thumbnail) goes through a SAM-style encoder and two stride-2 3x3 convolutions: one token per ``4 x 4`` patch
+    cell, raster order, all views in one block. A token's box is its cell; the convolutions also read the
+    neighbouring cells (as every deep tower mixes its neighbourhood)."""
+
+    family = "GOT-OCR2 (one view, or tiles + thumbnail)"
+    architectures = ("GotOcr2ForConditionalGeneration",)
+    summary = "one 4x4-patch cell per token over the resized square; `crop_to_patches`: the tile grid + thumbnail"
+    tested = "tiny_got_ocr2"
+
+    def build_prompt(self, processor: Any, prompt: str) -> str:
+        """GOT's own conversation (it has no chat template) around the image placeholder and the user's query
+        (e.g. ``"OCR: "``)."""
+        start = getattr(processor, "message_start_token", "<|im_start|>")
+        end = getattr(processor, "message_end_token", "<|im_end|>")
+        system = getattr(processor, "system_query", "")
+        img = (getattr(processor, "img_start_token", "<img>") + getattr(processor, "image_token", "<imgpad>")
+               + getattr(processor, "img_end_token", "</img>"))
+        return f"{start}{system}{end}{start}user\n{img}\n{prompt}{end}{start}assistant\n"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        vc = ctx.vision_config
+        tile, patch = _side(vc.image_size), _side(vc.patch_size)
+        side = tile // patch // 4
+        positions = ctx.image_positions()
+        if len(positions) == 0 or np.any(np.diff(positions) != 1):
+            raise LayoutError(f"{ctx.model_class}: expected one contiguous block of image tokens (one image per "
+                              "prompt, one page)")
+        rows, cols, thumb = got_ocr2_tile_grid(ctx, (tile, tile))
+        return tiled_layout(ctx, rows, cols, (side, side), thumb, family="got_ocr2")
+
+
+for _adapter in (InternVLAdapter(), AyaVisionAdapter(), Lfm2VlAdapter(), Cohere2VisionAdapter(), Llama4Adapter(),
+                 GotOcr2Adapter()):
     register_adapter(_adapter)
