@@ -53,6 +53,8 @@ FAMILIES = {
     "llama4_one_tile": functools.partial(tiny.tiny_llama4, max_patches=1),
     "got_ocr2": tiny.tiny_got_ocr2,
     "got_ocr2_tiles": functools.partial(tiny.tiny_got_ocr2, max_patches=6),
+    "ovis2": tiny.tiny_ovis2,
+    "ovis2_tiles": functools.partial(tiny.tiny_ovis2, max_patches=6),
     "cohere2_vision_one_tile": functools.partial(tiny.tiny_cohere2_vision, max_tiles=1),
     "lfm2_vl_one_view": functools.partial(tiny.tiny_lfm2_vl, max_image_tokens=128),
     "video_llava": tiny.tiny_video_llava,

@@ -881,6 +881,36 @@ def tiny_got_ocr2(seed: int = 0, image_size: int = 64, patch: int = 4, local_vis
     return model, _with_call_kwargs(processor, num_image_tokens=per_view, crop_to_patches=max_patches > 1)
 
 
+def tiny_ovis2(seed: int = 0, image_size: int = 32, patch: int = 4, local_vision: bool = False,
+               attn_implementation: str = "sdpa", max_patches: int = 1) -> tuple[Any, Any]:
+    """Ovis2 shape: an AIMv2-style tower, a 2x2 merge, a visual tokenizer (softmax over a visual vocabulary) whose
+    probabilities weight a visual embedding table, a Qwen2 decoder; the real ``Ovis2ImageProcessorPil`` (``max_patches
+    > 1`` turns ``crop_to_patches`` on: a global view first, then the covering tile grid) and ``Ovis2Processor``."""
+    from transformers import Ovis2Config, Ovis2ForConditionalGeneration, Ovis2Processor
+    from transformers.models.ovis2.image_processing_pil_ovis2 import Ovis2ImageProcessorPil
+
+    marks = ["<IMG_ATOM>", "<IMG_START>", "<IMG_GRID>", "<IMG_COL>", "<IMG_ROW>", "<IMG_END>"]
+    tokenizer = make_tokenizer(extra_special=marks)
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in marks]
+    per_view = (image_size // patch // 2) ** 2
+    config = Ovis2Config(
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=0 if local_vision else 1,
+                           num_attention_heads=4, image_size=image_size, patch_size=patch, vocab_size=64,
+                           hidden_stride=2),
+        text_config=dict(model_type="qwen2", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048),
+        image_token_id=ids[0], visual_indicator_token_ids=ids[1:], vocab_size=len(tokenizer), hidden_size=64,
+    )
+    model = _init(Ovis2ForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = Ovis2ImageProcessorPil(size={"height": image_size, "width": image_size}, crop_to_patches=max_patches > 1,
+                                max_patches=max_patches)
+    processor = Ovis2Processor(image_processor=ip, tokenizer=tokenizer, image_seq_length=per_view,
+                               chat_template=LLAVA_TEMPLATE)
+    return model, processor
+
+
 class HandBuiltProcessor:
     """A stand-in for processors that cannot be constructed without torchvision (Qwen2-VL).
 

@@ -293,18 +293,15 @@ class NotYetAdapter(Adapter):
     """Families whose visual-token geometry is known but not implemented yet: refused when their layout is built,
     with what stands in the way, instead of a guessed grid."""
 
-    family = "Not yet placed: Ovis2, Emu3, Gemma3n, Phi-4-multimodal, Qwen2.5-Omni"
-    architectures = ("Ovis2ForConditionalGeneration",
-                     "Emu3ForConditionalGeneration",
+    family = "Not yet placed: Emu3, Gemma3n, Phi-4-multimodal, Qwen2.5-Omni"
+    architectures = ("Emu3ForConditionalGeneration",
                      "Gemma3nForConditionalGeneration", "Phi4MultimodalForCausalLM",
                      "Qwen2_5OmniThinkerForConditionalGeneration")
     support = "refused"
-    summary = ("soft tokens over a visual vocabulary with tiles (Ovis2), VQ codes with "
-               "an end-of-line per row (Emu3), audio / "
-               "MobileNet towers (Gemma3n, Phi-4): the layout is not implemented; the error says so")
+    summary = ("VQ codes with an end-of-line per row (Emu3), MobileNet / audio towers (Gemma3n, Phi-4, Qwen2.5-Omni): "
+               "the layout is not implemented; the error says so")
 
     _WHY = {
-        "Ovis2ForConditionalGeneration": "soft tokens over a visual vocabulary, tiles + a thumbnail with grid markers",
         "Emu3ForConditionalGeneration": "VQ codes from a convolutional encoder, rows ended by an end-of-line token",
         "Gemma3nForConditionalGeneration": "a MobileNet tower whose token grid is not read from the config yet",
         "Phi4MultimodalForCausalLM": "dynamic HD crops + a global view merged with separators",

@@ -1,6 +1,6 @@
 """Adapters of families that cut the image into a grid of equal tiles plus a thumbnail: InternVL 2.5 / 3 and Aya
-Vision and GOT-OCR2 (``GotOcr2ImageProcessor``'s ``crop_to_patches``), LFM2-VL, Cohere2-Vision, Llama 4; and the shared
-helpers for tiled layouts."""
+Vision and GOT-OCR2 (``GotOcr2ImageProcessor``'s ``crop_to_patches``), LFM2-VL, Cohere2-Vision, Llama 4, Ovis2; and the
+shared helpers for tiled layouts."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter
 from .generic import grid_view
 
-__all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "GotOcr2Adapter", "InternVLAdapter", "Lfm2VlAdapter", "Llama4Adapter",
+__all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "GotOcr2Adapter", "InternVLAdapter", "Ovis2Adapter", "Lfm2VlAdapter", "Llama4Adapter",
            "cohere2_tile_grid", "max_res_without_distortion", "got_ocr2_tile_grid", "runs", "tiled_layout"]
 
 
@@ -351,6 +351,42 @@ class GotOcr2Adapter(Adapter):
         return tiled_layout(ctx, rows, cols, (side, side), thumb, family="got_ocr2")
 
 
+class Ovis2Adapter(Adapter):
+    """Ovis2: a global view (the whole image resized to one tile) first, then, with ``crop_to_patches``, the tiles of
+    the image resized onto a ``rows x cols`` canvas (no padding), separated by ``<IMG_COL>`` / ``<IMG_ROW>``. Each
+    view is a ``hidden_stride``-merged square of visual-vocabulary tokens, raster order."""
+
+    family = "Ovis2 (global + tiles)"
+    architectures = ("Ovis2ForConditionalGeneration",)
+    summary = "global view first, then the tile grid read from the column / row separators; merged square per view"
+    tested = "tiny_ovis2"
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        vc = ctx.vision_config
+        tile, patch = _side(vc.image_size), _side(vc.patch_size)
+        side = math.ceil(tile // patch / int(getattr(vc, "hidden_stride", 1) or 1))
+        positions = ctx.image_positions()
+        starts, lengths = runs(positions)
+        if len(starts) == 0 or np.any(lengths != side * side):
+            raise LayoutError(f"{ctx.model_class}: image-token runs of lengths {lengths.tolist()}, expected "
+                              f"{side}x{side} tokens per view")
+        if len(starts) == 1:
+            return tiled_layout(ctx, 1, 1, (side, side), False, family="ovis2", starts=[int(starts[0])])
+        tok = ctx.tokenizer
+        if tok is None:
+            raise LayoutError(f"{ctx.model_class} layout needs the tokenizer to read the tile separators")
+        ids = ctx.input_ids.detach().cpu().reshape(-1).numpy()
+        block = tok.convert_ids_to_tokens([int(i) for i in ids[positions[0]:positions[-1]]])
+        rows = 1 + sum("IMG_ROW" in str(t) for t in block)
+        tiles = len(starts) - 1
+        cols = tiles // rows
+        if rows * cols != tiles:
+            raise LayoutError(f"{ctx.model_class}: {tiles} tiles and {rows} rows do not form a grid")
+        # views in prompt order: the global view, then the tiles; tiled_layout wants tiles first
+        order = [int(v) for v in starts[1:]] + [int(starts[0])]
+        return tiled_layout(ctx, rows, cols, (side, side), True, family="ovis2", starts=order)
+
+
 for _adapter in (InternVLAdapter(), AyaVisionAdapter(), Lfm2VlAdapter(), Cohere2VisionAdapter(), Llama4Adapter(),
-                 GotOcr2Adapter()):
+                 GotOcr2Adapter(), Ovis2Adapter()):
     register_adapter(_adapter)
