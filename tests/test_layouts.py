@@ -437,3 +437,24 @@ def test_llama4_tiles_sit_on_the_fitted_image_and_the_padding_belongs_to_no_pixe
     right = max(v.box[2] for v in tiles)
     bottom = max(v.box[3] for v in tiles)
     assert right >= W and bottom >= H  # the canvas covers the image, padding reaches past it
+
+
+def test_several_images_or_a_video_in_one_prompt_are_named_not_misplaced():
+    """Multi-image prompts and videos are refused by name (not 'token blocks are not contiguous' or 'no
+    pixel_values')."""
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    img = noise_image(W, H)
+    two = processor(images=[img, img], text="USER: <image> <image> describe ASSISTANT:", return_tensors="pt")
+    with pytest.raises(UnsupportedModelError, match="pixel_values hold 2 images.*several images per prompt"):
+        probe.layout(two, (H, W))
+    model, processor = FAMILIES["qwen2_vl"]()
+    probe = Probe(model, processor)
+    one = dict(probe.prepare(img, "describe"))
+    grid = one["image_grid_thw"]
+    with pytest.raises(UnsupportedModelError, match="holds 2 images \\(image_grid_thw has 2 entries\\)"):
+        probe.layout(dict(one, image_grid_thw=torch.cat([grid, grid])), (H, W))
+    video = {k: v for k, v in one.items() if k not in ("pixel_values", "image_grid_thw")}
+    video["pixel_values_videos"] = one["pixel_values"]
+    with pytest.raises(ValueError, match="hold a video \\(pixel_values_videos\\) and no image"):
+        probe.generate(img, inputs=video, max_new_tokens=1)

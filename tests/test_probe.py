@@ -101,7 +101,7 @@ def test_run_validates_shapes(run):
 
 def test_repr_is_informative(run):
     text = repr(run)
-    assert "tokens=5" in text and "5x3x4x16" in text and "contiguous:16" in text
+    assert "tokens=5" in text and "5x3x4x16" in text and "llava:16" in text
 
 
 # ---------------------------------------------------------------------------------------------------- bad input

@@ -49,6 +49,7 @@ class OneGridAdapter(Adapter):
     """One view, one contiguous block whose count is a grid the config implies (:func:`provable_grid`)."""
 
     family = "VipLLaVA"
+    layout_family = "vipllava"
     architectures = ("VipLlavaForConditionalGeneration",)
     summary = "one grid: the tower's square over the pad-to-square / resized / centre-cropped image"
     tested = "tiny_vipllava"
@@ -56,19 +57,22 @@ class OneGridAdapter(Adapter):
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         views = single_view_count(ctx)
         if views != 1:
-            raise LayoutError(f"{ctx.model_class}: pixel_values hold {views} views for one image; this family reads one")
+            raise UnsupportedModelError(f"{ctx.model_class}: pixel_values hold {views} images; this family reads one "
+                                        "view per image and several images per prompt are not supported yet. Probe "
+                                        "one image per prompt.")
         positions = ctx.image_positions()
         grid = provable_grid(ctx, len(positions))
         if grid is None:
             raise LayoutError(f"{ctx.model_class}: {len(positions)} image tokens are none of the grids its config "
                               "implies (vision image_size // patch_size, mm_tokens_per_image)")
-        return contiguous_layout(ctx, grid, family=self.family.lower().split()[0])
+        return contiguous_layout(ctx, grid, family=self.layout_family)
 
 
 class LlavaAdapter(OneGridAdapter):
     """LLaVA-1.5 and LLaVA checkpoints with a Pixtral tower."""
 
     family = "LLaVA-1.5, LLaVA with a Pixtral tower"
+    layout_family = "llava"
     architectures = ("LlavaForConditionalGeneration",)
     summary = ("one grid; pad-to-square / shortest-edge resize / centre crop of the image processor (Pixtral tower: "
                "rows of `[IMG]` ended by `[IMG_BREAK]`)")
@@ -77,7 +81,7 @@ class LlavaAdapter(OneGridAdapter):
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         if getattr(getattr(ctx.config, "vision_config", None), "model_type", None) == "pixtral":
             return pixtral_layout(ctx)
-        return contiguous_layout(ctx)
+        return OneGridAdapter.layout(self, ctx)
 
 
 class Mistral3Adapter(Adapter):
@@ -92,6 +96,7 @@ class Mistral3Adapter(Adapter):
 
 class VideoLlavaAdapter(OneGridAdapter):
     family = "Video-LLaVA (images)"
+    layout_family = "video_llava"
     architectures = ("VideoLlavaForConditionalGeneration",)
     summary = "one grid: the tower's square over the resized, centre-cropped image (`pixel_values_images`)"
     tested = "tiny_video_llava"
@@ -106,6 +111,7 @@ class VideoLlavaAdapter(OneGridAdapter):
 
 class PaliGemmaAdapter(OneGridAdapter):
     family = "PaliGemma"
+    layout_family = "paligemma"
     architectures = ("PaliGemmaForConditionalGeneration",)
     summary = "one grid: the tower's square over the resized image; bidirectional image prefix"
     tested = "tiny_paligemma"
@@ -118,6 +124,7 @@ class Gemma3Adapter(OneGridAdapter):
     image: the processor's rule, determined by ``n`` and the image size alone."""
 
     family = "Gemma3 (with pan-and-scan crops)"
+    layout_family = "gemma3"
     architectures = ("Gemma3ForConditionalGeneration",)
     summary = ("the pooled `mm_tokens_per_image` square over the resized image; pan-and-scan: the original, then "
                "each crop along the longer side")
