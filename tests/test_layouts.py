@@ -458,3 +458,17 @@ def test_several_images_or_a_video_in_one_prompt_are_named_not_misplaced():
     video["pixel_values_videos"] = one["pixel_values"]
     with pytest.raises(ValueError, match="hold a video \\(pixel_values_videos\\) and no image"):
         probe.generate(img, inputs=video, max_new_tokens=1)
+
+
+def test_the_custom_adapter_example_runs_and_its_adapter_is_used():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "custom_adapter.py"
+    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "MyVLMAdapter('My VLM', exact)" in out.stdout and "Task: describe." in out.stdout
+    assert "my_vlm, 16 visual tokens" in out.stdout and "heatmap: (100, 160)" in out.stdout
