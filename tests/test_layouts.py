@@ -472,3 +472,24 @@ def test_the_custom_adapter_example_runs_and_its_adapter_is_used():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "MyVLMAdapter('My VLM', exact)" in out.stdout and "Task: describe." in out.stdout
     assert "my_vlm, 16 visual tokens" in out.stdout and "heatmap: (100, 160)" in out.stdout
+
+
+@pytest.mark.parametrize("family", ["got_ocr2_tiles", "llava_next", "llava_onevision"])
+@pytest.mark.parametrize("size", [(17, 300), (300, 17), (1000, 90)])
+def test_extreme_aspect_ratios_are_placed_or_refused_never_crash(family, size):
+    """GotOcr2Processor tiles with its call default max_patches=12 whatever the image processor says (6 here): the
+    grid is still found. LLaVA-NeXT / OneVision mosaics of images thinner than one feature are empty (newlines
+    only): the base view alone is placed."""
+    w, h = size
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    inputs = probe.prepare(noise_image(w, h), "describe")
+    layout = probe.layout(inputs, (h, w))
+    assert layout.num_tokens == int((inputs["input_ids"][0] == model.config.image_token_id).sum())
+    with torch.no_grad():
+        model(**inputs)
+    heat = layout.render(np.random.default_rng(0).random(layout.num_tokens))
+    assert heat.shape == (h, w) and np.isfinite(heat).all()
+    if family == "got_ocr2_tiles":
+        rows, cols = layout.meta["tile_grid"]
+        assert rows * cols + 1 == inputs["pixel_values"].shape[0]

@@ -233,13 +233,15 @@ def llava_next_layout(ctx: LayoutContext, max_patches: int | None = None, family
         index[r] = np.arange(cursor, cursor + cols_t)
         kinds[cursor + cols_t] = "newline"
         cursor += cols_t + 1
-    tiles_box = mosaic.box_in_original(c0 * cell, r0 * cell, c1 * cell, r1 * cell)
-    tiles = View("tiles", index, tiles_box, kind="tiles")
+    views = [base]
+    if rows_t > 0 and cols_t > 0:  # an image far thinner than a feature leaves an empty mosaic (newlines only)
+        tiles_box = mosaic.box_in_original(c0 * cell, r0 * cell, c1 * cell, r1 * cell)
+        views.append(View("tiles", index, tiles_box, kind="tiles"))
     meta: dict[str, Any] = {"tile_grid": [tile_rows, tile_cols], "best_resolution": [best_h, best_w],
                             "unpadded_grid": [rows_u, cols_u]}
     if (rows_t, cols_t) != (rows_u, cols_u):
         meta["shrunk_grid"] = [rows_t, cols_t]
-    return VisualLayout(positions, ctx.image_size, [base, tiles], family=family, token_kind=kinds, meta=meta)
+    return VisualLayout(positions, ctx.image_size, views, family=family, token_kind=kinds, meta=meta)
 
 
 class LlavaNextAdapter(Adapter):

@@ -46,12 +46,30 @@ def got_ocr2_tile_grid(ctx: LayoutContext, tile_hw: tuple[int, int]) -> tuple[in
     h, w = ctx.image_size
     lo, hi = int(getattr(ip, "min_patches", 1)), int(getattr(ip, "max_patches", 12))
     cols, rows = get_optimal_tiled_canvas((h, w), tile_hw, lo, hi)
-    if rows * cols + 1 != views:
-        raise LayoutError(
-            f"{ctx.model_class}: pixel_values hold {views} views, but the tile rule with min_patches={lo}, "
-            f"max_patches={hi} gives {rows}x{cols} tiles + a thumbnail for a {h}x{w} image; process with the image "
-            "processor's own min_patches / max_patches (per-call overrides cannot be recovered from the inputs)")
-    return int(rows), int(cols), True
+    if rows * cols + 1 == views:
+        return int(rows), int(cols), True
+    # The processor ran with other limits than the image processor's attributes (processors' call defaults, e.g.
+    # GotOcr2Processor's max_patches=12): accept the grid only if every limit that yields this many tiles agrees.
+    grids = _grids_with_tile_count(lambda m, low: get_optimal_tiled_canvas((h, w), tile_hw, low, m), views - 1, lo)
+    if len(grids) == 1:
+        cols, rows = grids.pop()
+        return int(rows), int(cols), True
+    raise LayoutError(
+        f"{ctx.model_class}: pixel_values hold {views} views; the tile rule gives {rows}x{cols} tiles + a thumbnail "
+        f"with the image processor's min_patches={lo}, max_patches={hi}, and the limits that give {views - 1} tiles "
+        f"disagree on the grid ({sorted(grids)}); process with the image processor's own min_patches / max_patches")
+
+
+def _grids_with_tile_count(rule: Any, tiles: int, low: int) -> set[tuple[int, int]]:
+    """The distinct ``(cols, rows)`` grids of ``tiles`` tiles that ``rule(max_tiles, min_tiles)`` picks for some
+    tile limits (``max_tiles`` from ``tiles`` up to ``4 * tiles + 12``; ``min_tiles`` the given one or 1)."""
+    found: set[tuple[int, int]] = set()
+    for low_limit in sorted({low, 1}):
+        for limit in range(max(tiles, low_limit), 4 * tiles + 13):
+            cols, rows = (int(v) for v in rule(limit, low_limit))
+            if cols * rows == tiles:
+                found.add((cols, rows))
+    return found
 
 
 def tiled_layout(ctx: LayoutContext, rows: int, cols: int, per_side: tuple[int, int], thumbnail: bool,
@@ -248,9 +266,13 @@ class Cohere2VisionAdapter(Adapter):
         max_tiles = int(getattr(ip, "max_patches", 12)) if ip is not None else 12
         cols, rows = cohere2_tile_grid(ctx.image_size, tile, max_tiles)
         if cols * rows + 1 != views:
-            raise LayoutError(f"{ctx.model_class}: {views} views, but the canvas rule with max_patches={max_tiles} "
-                              f"gives {rows}x{cols} tiles + a thumbnail; process with the image processor's own "
-                              "max_patches")
+            grids = _grids_with_tile_count(lambda m, _low: cohere2_tile_grid(ctx.image_size, tile, m), views - 1, 1)
+            if len(grids) != 1:
+                raise LayoutError(f"{ctx.model_class}: {views} views, but the canvas rule with max_patches={max_tiles} "
+                                  f"gives {rows}x{cols} tiles + a thumbnail, and the limits that give {views - 1} "
+                                  f"tiles disagree on the grid ({sorted(grids)}); process with the image "
+                                  "processor's own max_patches")
+            cols, rows = grids.pop()
         return tiled_layout(ctx, rows, cols, (side, side), True, family="cohere2_vision", starts=starts.tolist())
 
 
