@@ -42,6 +42,7 @@ FAMILIES = {
     "glm4v": tiny.tiny_glm4v,
     "glm4v_moe": functools.partial(tiny.tiny_glm4v, variant="4.5v"),
     "glm46v": functools.partial(tiny.tiny_glm4v, variant="4.6v"),
+    "qwen2_5_omni": tiny.tiny_qwen2_5_omni,
     "llava_onevision": tiny.tiny_llava_onevision,
     "llava_onevision_shrunk": functools.partial(tiny.tiny_llava_onevision, max_patches=1),
     "internvl": tiny.tiny_internvl,

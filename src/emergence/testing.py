@@ -919,7 +919,8 @@ class HandBuiltProcessor:
     """
 
     def __init__(self, image_processor: Any, tokenizer: Any, merge_size: int = 2, image_token: str = "<|image_pad|>",
-                 start: str = "<|vision_start|>", end: str = "<|vision_end|>") -> None:
+                 start: str = "<|vision_start|>", end: str = "<|vision_end|>", token_types: bool = True) -> None:
+        self.token_types = token_types
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.merge_size = merge_size
@@ -943,6 +944,8 @@ class HandBuiltProcessor:
         else:
             prompt = block + text
         enc = self.tokenizer(prompt, return_tensors="pt")
+        if not self.token_types:
+            return BatchFeature({**enc, **image_inputs})
         mm_types = (enc["input_ids"] == self.image_token_id).long()  # 1 marks image tokens, as the real processor
         return BatchFeature({**enc, "mm_token_type_ids": mm_types, **image_inputs})
 
@@ -1045,6 +1048,39 @@ def tiny_glm4v(seed: int = 0, local_vision: bool = False, attn_implementation: s
                                 size={"shortest_edge": 16 * 16, "longest_edge": 96 * 96})
     return model, HandBuiltProcessor(ip, tokenizer, merge_size=2, image_token="<|image|>", start="<|begin_of_image|>",
                                      end="<|end_of_image|>")
+
+
+def tiny_qwen2_5_omni(seed: int = 0, local_vision: bool = False, attn_implementation: str = "sdpa"
+                      ) -> tuple[Any, Any]:
+    """Qwen2.5-Omni thinker (``Qwen2_5OmniThinkerForConditionalGeneration``): the Qwen2.5-VL image path (patch 4, 2x2
+    merge, smart resize) beside an audio encoder; image prompts ``<|vision_bos|> <|IMAGE|>... <|vision_eos|>`` as its
+    processor writes them (that processor needs torchvision for its video part)."""
+    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    names = ["<|vision_bos|>", "<|vision_eos|>", "<|IMAGE|>", "<|VIDEO|>", "<|AUDIO|>", "<|audio_bos|>",
+             "<|audio_eos|>"]
+    tokenizer = make_tokenizer(extra_special=names)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in names}
+    config = Qwen2_5OmniThinkerConfig(
+        audio_config=dict(num_mel_bins=8, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=32, d_model=16,
+                          output_dim=64, n_window=4, max_source_positions=16),
+        vision_config=dict(depth=0 if local_vision else 1, hidden_size=32, intermediate_size=64, num_heads=2,
+                           patch_size=4, spatial_merge_size=2, temporal_patch_size=2, window_size=16,
+                           out_hidden_size=64, fullatt_block_indexes=[0]),
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
+        image_token_index=ids["<|IMAGE|>"], video_token_index=ids["<|VIDEO|>"], audio_token_index=ids["<|AUDIO|>"],
+        audio_start_token_id=ids["<|audio_bos|>"], audio_end_token_id=ids["<|audio_eos|>"],
+        vision_start_token_id=ids["<|vision_bos|>"], vision_end_token_id=ids["<|vision_eos|>"],
+    )
+    model = _init(Qwen2_5OmniThinkerForConditionalGeneration(config), seed)
+    model.set_attn_implementation(attn_implementation)
+    ip = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=16 * 16,
+                                  max_pixels=96 * 96)
+    return model, HandBuiltProcessor(ip, tokenizer, merge_size=2, image_token="<|IMAGE|>", start="<|vision_bos|>",
+                                     end="<|vision_eos|>", token_types=False)
 
 
 def tiny_idefics3(

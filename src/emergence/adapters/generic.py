@@ -293,19 +293,17 @@ class NotYetAdapter(Adapter):
     """Families whose visual-token geometry is known but not implemented yet: refused when their layout is built,
     with what stands in the way, instead of a guessed grid."""
 
-    family = "Not yet placed: Emu3, Gemma3n, Phi-4-multimodal, Qwen2.5-Omni"
+    family = "Not yet placed: Emu3, Gemma3n, Phi-4-multimodal"
     architectures = ("Emu3ForConditionalGeneration",
-                     "Gemma3nForConditionalGeneration", "Phi4MultimodalForCausalLM",
-                     "Qwen2_5OmniThinkerForConditionalGeneration")
+                     "Gemma3nForConditionalGeneration", "Phi4MultimodalForCausalLM")
     support = "refused"
-    summary = ("VQ codes with an end-of-line per row (Emu3), MobileNet / audio towers (Gemma3n, Phi-4, Qwen2.5-Omni): "
+    summary = ("VQ codes with an end-of-line per row (Emu3), a MobileNet tower (Gemma3n), dynamic HD crops (Phi-4): "
                "the layout is not implemented; the error says so")
 
     _WHY = {
         "Emu3ForConditionalGeneration": "VQ codes from a convolutional encoder, rows ended by an end-of-line token",
         "Gemma3nForConditionalGeneration": "a MobileNet tower whose token grid is not read from the config yet",
         "Phi4MultimodalForCausalLM": "dynamic HD crops + a global view merged with separators",
-        "Qwen2_5OmniThinkerForConditionalGeneration": "audio and video interleaving with the image grid",
     }
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:

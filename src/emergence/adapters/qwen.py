@@ -11,7 +11,7 @@ from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter
 from .generic import check_contiguous, grid_view
 
-__all__ = ["Gemma4Adapter", "Glm4vAdapter", "Qwen2VLAdapter", "qwen2_vl_layout"]
+__all__ = ["Gemma4Adapter", "Glm4vAdapter", "Qwen25OmniAdapter", "Qwen2VLAdapter", "qwen2_vl_layout"]
 
 
 def qwen2_vl_layout(ctx: LayoutContext) -> VisualLayout:
@@ -64,6 +64,16 @@ class Glm4vAdapter(Qwen2VLAdapter):
 
 
 register_adapter(Glm4vAdapter())
+
+
+class Qwen25OmniAdapter(Qwen2VLAdapter):
+    family = "Qwen2.5-Omni thinker (images)"
+    architectures = ("Qwen2_5OmniThinkerForConditionalGeneration",)
+    summary = "`image_grid_thw[1:] // merge` over the smart-resized image (the Qwen2.5-VL image path)"
+    tested = "tiny_qwen2_5_omni"
+
+
+register_adapter(Qwen25OmniAdapter())
 
 
 class Gemma4Adapter(Adapter):
