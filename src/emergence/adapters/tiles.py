@@ -16,8 +16,9 @@ from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter
 from .generic import grid_view
 
-__all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "GotOcr2Adapter", "InternVLAdapter", "Ovis2Adapter", "Lfm2VlAdapter", "Llama4Adapter",
-           "cohere2_tile_grid", "max_res_without_distortion", "got_ocr2_tile_grid", "runs", "tiled_layout"]
+__all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "GotOcr2Adapter", "InternVLAdapter", "Lfm2VlAdapter",
+           "Llama4Adapter", "Ovis2Adapter", "cohere2_tile_grid", "got_ocr2_tile_grid", "max_res_without_distortion",
+           "runs", "tiled_layout"]
 
 
 def _side(value: Any) -> int:
@@ -73,16 +74,15 @@ def _grids_with_tile_count(rule: Any, tiles: int, low: int) -> set[tuple[int, in
 
 
 def tiled_layout(ctx: LayoutContext, rows: int, cols: int, per_side: tuple[int, int], thumbnail: bool,
-                 family: str, starts: list[int] | None = None, thumbnail_first: bool = False,
-                 kinds: np.ndarray | None = None) -> VisualLayout:
+                 family: str, starts: list[int] | None = None) -> VisualLayout:
     """Tiles of a canvas the image was resized onto without padding (``cols x rows`` tiles), each a
-    ``per_side = (grid rows, grid cols)`` grid of tokens in raster order, then (or first) a thumbnail: the whole image
-    resized to one tile.
+    ``per_side = (grid rows, grid cols)`` grid of tokens in raster order, and a thumbnail: the whole image resized to
+    one tile.
 
     Args:
         starts: index (into the visual tokens) where each view's tokens begin, tiles in raster order then the
-            thumbnail; default: back to back.
-        kinds: token kinds (``"patch"`` for grid tokens; separators otherwise); default all ``"patch"``.
+            thumbnail (wherever it sits in the prompt); default: back to back, thumbnail last, and the token count
+            checked.
     """
     positions = ctx.image_positions()
     gr, gc = per_side
@@ -90,8 +90,6 @@ def tiled_layout(ctx: LayoutContext, rows: int, cols: int, per_side: tuple[int, 
     n_views = rows * cols + (1 if thumbnail else 0)
     if starts is None:
         starts = [k * per_view for k in range(n_views)]
-        if thumbnail and thumbnail_first:
-            starts = starts[1:] + starts[:1]
         if len(positions) != n_views * per_view:
             raise LayoutError(
                 f"{ctx.model_class}: {len(positions)} image tokens, but {rows}x{cols} tiles"
@@ -103,7 +101,7 @@ def tiled_layout(ctx: LayoutContext, rows: int, cols: int, per_side: tuple[int, 
              for r in range(rows) for c in range(cols)]
     if thumbnail:
         views.append(grid_view("thumbnail", gr, gc, starts[-1], (0.0, 0.0, float(w), float(h)), kind="global"))
-    return VisualLayout(positions, ctx.image_size, views, family=family, token_kind=kinds,
+    return VisualLayout(positions, ctx.image_size, views, family=family,
                         meta={"tile_grid": [rows, cols], "thumbnail": thumbnail, "tokens_per_tile": [gr, gc]})
 
 
