@@ -139,3 +139,5 @@ def test_families_not_placed_yet_are_refused_with_what_stands_in_the_way():
     # the refusal comes from the adapter, before any processor output is read
     with pytest.raises(UnsupportedModelError, match=r"(?s)VQ codes .* will not guess a grid.*register_adapter"):
         build_layout(model, torch.tensor([[1, 90, 90, 91, 90, 90, 91, 5]]), (40, 60), {})
+    with pytest.raises(UnsupportedModelError, match="VQ codes"):  # and before any input is processed
+        Probe(model)

@@ -437,6 +437,12 @@ def test_llama4_tiles_sit_on_the_fitted_image_and_the_padding_belongs_to_no_pixe
     right = max(v.box[2] for v in tiles)
     bottom = max(v.box[3] for v in tiles)
     assert right >= W and bottom >= H  # the canvas covers the image, padding reaches past it
+    # the fitted size the layout derives is the one the processor's own functions gave, so tiles end where the image
+    # does and the padding lies outside the original image
+    nh, nw = processor.last_resized_hw
+    assert tuple(layout.meta["resized_hw"]) == (nh, nw)
+    tile = model.config.vision_config.image_size
+    assert right == pytest.approx(cols * tile * W / nw) and bottom == pytest.approx(rows * tile * H / nh)
 
 
 def test_several_images_or_a_video_in_one_prompt_are_named_not_misplaced():

@@ -82,6 +82,12 @@ def _clip_vision(image_size: int, patch: int, local: bool) -> Any:
     )
 
 
+def _siglip_vision(image_size: int, patch: int, layers: int) -> dict[str, Any]:
+    """A tiny SigLIP vision tower config (no CLS token); ``layers=0`` keeps features local to each patch."""
+    return dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                num_attention_heads=4, image_size=image_size, patch_size=patch)
+
+
 def _init(model: torch.nn.Module, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)
     for p in model.parameters():
@@ -217,9 +223,7 @@ def tiny_llava_onevision(
     pinpoints = [[tile * r, tile * c] for r in (1, 2, 3) for c in (1, 2, 3)]
     aspect = f"anyres_max_{max_patches}"
     config = LlavaOnevisionConfig(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=1 if local_vision else 2, num_attention_heads=4, image_size=tile,
-                           patch_size=patch),
+        vision_config=_siglip_vision(tile, patch, layers=1 if local_vision else 2),
         text_config=_llama_text(len(tokenizer)),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         video_token_id=tokenizer.convert_tokens_to_ids("<video>"),
@@ -286,9 +290,7 @@ def tiny_aya_vision(
              *[str(i) for i in range(1, 13)]]
     tokenizer = make_tokenizer(extra_special=marks)
     config = AyaVisionConfig(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=1 if local_vision else 2, num_attention_heads=4, image_size=tile,
-                           patch_size=patch),
+        vision_config=_siglip_vision(tile, patch, layers=1 if local_vision else 2),
         text_config=_llama_text(len(tokenizer)).to_dict(),
         image_token_index=tokenizer.convert_tokens_to_ids("<|IMG_PATCH|>"),
         downsample_factor=2,
@@ -402,9 +404,7 @@ def tiny_deepseek_vl(seed: int = 0, image_size: int = 32, patch: int = 4, local_
 
     tokenizer = make_tokenizer(named={"image_token": "<image>"})
     config = DeepseekVLConfig(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=0 if local_vision else 1, num_attention_heads=4, image_size=image_size,
-                           patch_size=patch),
+        vision_config=_siglip_vision(image_size, patch, layers=0 if local_vision else 1),
         text_config=_llama_text(len(tokenizer)).to_dict(),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
     )
@@ -434,9 +434,7 @@ def tiny_deepseek_vl_hybrid(seed: int = 0, image_size: int = 32, patch: int = 4,
 
     tokenizer = make_tokenizer(named={"image_token": "<image>"})
     config = DeepseekVLHybridConfig(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=0 if local_vision else 1, num_attention_heads=4, image_size=image_size,
-                           patch_size=patch),
+        vision_config=_siglip_vision(image_size, patch, layers=0 if local_vision else 1),
         high_res_vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=1, num_attention_heads=4,
                                     image_size=2 * image_size, patch_size=2 * patch, mlp_dim=64,
                                     global_attn_indexes=[0]),
@@ -687,9 +685,7 @@ def tiny_cohere2_vision(seed: int = 0, tile: int = 32, patch: int = 4, max_tiles
     marks = ["<|START_OF_IMG|>", "<|END_OF_IMG|>", "<|IMG_LINE_BREAK|>"]
     tokenizer = make_tokenizer(extra_special=marks)
     config = Cohere2VisionConfig(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=0 if local_vision else 1, num_attention_heads=4, image_size=tile,
-                           patch_size=patch),
+        vision_config=_siglip_vision(tile, patch, layers=0 if local_vision else 1),
         text_config=dict(model_type="cohere2", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                          sliding_window=16, layer_types=["sliding_attention", "full_attention"],
@@ -823,6 +819,7 @@ class _Llama4LikeProcessor:
         th, tw = (int(v) for v in self.rules["get_best_fit"]((h, w), torch.tensor(options), False))
         limit = (min(max(h, s), th), min(max(w, s), tw))
         nh, nw = self.rules["get_max_res_without_distortion"]((h, w), limit)
+        self.last_resized_hw = (int(nh), int(nw))  # what the processor's own rule gave (tests compare layouts to it)
         canvas = np.zeros((th, tw, 3), np.float32)
         canvas[: max(nh, 1), : max(nw, 1)] = np.asarray(image.resize((max(nw, 1), max(nh, 1)), Image.BILINEAR),
                                                         np.float32)
@@ -1131,9 +1128,7 @@ def tiny_paligemma(seed: int = 0, image_size: int = 32, patch: int = 8, local_vi
 
     tokenizer = make_tokenizer()
     config = PaliGemmaConfig(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=1 if local_vision else 2, num_attention_heads=4,
-                           image_size=image_size, patch_size=patch),
+        vision_config=_siglip_vision(image_size, patch, layers=1 if local_vision else 2),
         text_config=dict(model_type="gemma", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
@@ -1220,9 +1215,7 @@ def tiny_gemma3(seed: int = 0, image_size: int = 32, patch: int = 4, tokens_per_
     tokenizer.boi_token_id, eoi, image = (tokenizer.convert_tokens_to_ids(t) for t in specials)
     tokenizer.image_token_id = image
     config = Gemma3Config(
-        vision_config=dict(model_type="siglip_vision_model", hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=1 if local_vision else 2, num_attention_heads=4,
-                           image_size=image_size, patch_size=patch),
+        vision_config=_siglip_vision(image_size, patch, layers=1 if local_vision else 2),
         text_config=dict(model_type="gemma3_text", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=1, head_dim=16,
                          sliding_window=8, max_position_embeddings=2048),

@@ -309,8 +309,8 @@ def how_to_register(name: str) -> str:
     )
 
 
-def check_layout_count(layout: VisualLayout, ctx: LayoutContext) -> VisualLayout:
-    """Raise when a layout's positions are not image-token positions of the prompt (shared guard)."""
+def _check_positions_in_prompt(layout: VisualLayout, ctx: LayoutContext) -> VisualLayout:
+    """Raise when a layout's positions fall outside the prompt (shared guard over every adapter)."""
     n = len(ctx.input_ids)
     if len(layout.positions) and (layout.positions.min() < 0 or layout.positions.max() >= n):
         raise LayoutError(f"{ctx.model_class}: layout positions fall outside the prompt of {n} tokens")
@@ -369,7 +369,7 @@ def build_layout(
     ctx = LayoutContext(config=config, input_ids=ids, image_size=tuple(image_size), inputs=inputs or {},
                         processor=processor, model_class=name)
     _refuse_several_images(ctx)
-    return check_layout_count(adapter.layout(ctx), ctx)
+    return _check_positions_in_prompt(adapter.layout(ctx), ctx)
 
 
 def _refuse_several_images(ctx: LayoutContext) -> None:

@@ -14,10 +14,10 @@ from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import View, VisualLayout
 from ..layouts.context import LayoutContext
 from ..layouts.geometry import Canvas, simple_canvas
-from .base import Adapter, how_to_register, set_generic_adapter
+from .base import Adapter, find_adapter, how_to_register, set_generic_adapter
 
 __all__ = ["CrossAttentionAdapter", "EncoderDecoderAdapter", "GenericAdapter", "LearnedQueryAdapter",
-           "QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "contiguous_layout", "grid_view"]
+           "NotYetAdapter", "RefusedAdapter", "QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "contiguous_layout", "grid_view"]
 
 #: image-processor options under which one prompt's image becomes several views (tiles, crops, a thumbnail)
 TILING_OPTIONS = ("do_image_splitting", "crop_to_patches", "do_pan_and_scan", "image_grid_pinpoints",
@@ -228,35 +228,43 @@ class LearnedQueryAdapter(Adapter):
         return learned_query_layout(ctx, f"config {queries[0]}" if queries else "a learned resampler")
 
 
-class CrossAttentionAdapter(Adapter):
+class RefusedAdapter(Adapter):
+    """A family that cannot be probed: refused when the ``Probe`` is built (and by ``layout``) with
+    :meth:`reason`."""
+
+    support = "refused"
+
+    def reason(self, name: str) -> str:
+        raise NotImplementedError
+
+    def refusal(self, model: Any) -> str | None:
+        return self.reason(find_adapter(model)[0])  # the architecture it was registered under (subclasses too)
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        raise UnsupportedModelError(self.reason(ctx.model_class))
+
+
+class CrossAttentionAdapter(RefusedAdapter):
     """Models that read the image only through cross-attention layers: refused (their self-attention sees one
     placeholder token)."""
 
     family = "Llama-3.2-Vision (Mllama), Idefics"
     architectures = ("MllamaForConditionalGeneration", "IdeficsForVisionText2Text")
-    support = "refused"
     summary = "the image enters only through cross-attention layers (cross-attention capture: not yet)"
 
-    def refusal(self, model: Any) -> str | None:
-        return _CROSS_ATTENTION.format(name=type(model).__name__)
-
-    def layout(self, ctx: LayoutContext) -> VisualLayout:
-        raise UnsupportedModelError(_CROSS_ATTENTION.format(name=ctx.model_class))
+    def reason(self, name: str) -> str:
+        return _CROSS_ATTENTION.format(name=name)
 
 
-class EncoderDecoderAdapter(Adapter):
+class EncoderDecoderAdapter(RefusedAdapter):
     """Encoder-decoder vision-language models: refused (the decoder cross-attends to the encoder)."""
 
     family = "Florence-2 and other encoder-decoders"
     architectures = ("Florence2ForConditionalGeneration",)
-    support = "refused"
     summary = "encoder-decoder: the decoder reads the image through cross-attention"
 
-    def refusal(self, model: Any) -> str | None:
-        return _ENCODER_DECODER.format(name=type(model).__name__)
-
-    def layout(self, ctx: LayoutContext) -> VisualLayout:
-        raise UnsupportedModelError(_ENCODER_DECODER.format(name=ctx.model_class))
+    def reason(self, name: str) -> str:
+        return _ENCODER_DECODER.format(name=name)
 
 
 set_generic_adapter(GenericAdapter())
@@ -289,14 +297,13 @@ class Kosmos2Adapter(Adapter):
         return learned_query_layout(ctx, "a latent-query resampler, config latent_query_num", positions=positions)
 
 
-class NotYetAdapter(Adapter):
-    """Families whose visual-token geometry is known but not implemented yet: refused when their layout is built,
-    with what stands in the way, instead of a guessed grid."""
+class NotYetAdapter(RefusedAdapter):
+    """Families whose visual-token geometry is known but not implemented yet: refused with what stands in the way,
+    instead of a guessed grid."""
 
     family = "Not yet placed: Emu3, Gemma3n, Phi-4-multimodal"
     architectures = ("Emu3ForConditionalGeneration",
                      "Gemma3nForConditionalGeneration", "Phi4MultimodalForCausalLM")
-    support = "refused"
     summary = ("VQ codes with an end-of-line per row (Emu3), a MobileNet tower (Gemma3n), dynamic HD crops (Phi-4): "
                "the layout is not implemented; the error says so")
 
@@ -306,8 +313,7 @@ class NotYetAdapter(Adapter):
         "Phi4MultimodalForCausalLM": "dynamic HD crops + a global view merged with separators",
     }
 
-    def layout(self, ctx: LayoutContext) -> VisualLayout:
-        why = self._WHY.get(ctx.model_class, "a layout emergence does not implement yet")
-        raise UnsupportedModelError(
-            f"{ctx.model_class}: its visual tokens are {why}; emergence does not place them yet, and will not guess "
-            f"a grid (a heatmap in the wrong place is worse than none). " + how_to_register(ctx.model_class))
+    def reason(self, name: str) -> str:
+        why = self._WHY.get(name, "a layout emergence does not implement yet")
+        return (f"{name}: its visual tokens are {why}; emergence does not place them yet, and will not guess a grid "
+                "(a heatmap in the wrong place is worse than none). " + how_to_register(name))

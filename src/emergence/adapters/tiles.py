@@ -18,7 +18,7 @@ from .generic import grid_view
 
 __all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "GotOcr2Adapter", "InternVLAdapter", "Lfm2VlAdapter",
            "Llama4Adapter", "Ovis2Adapter", "cohere2_tile_grid", "got_ocr2_tile_grid", "max_res_without_distortion",
-           "runs", "tiled_layout"]
+           "runs", "separator_count", "tiled_layout"]
 
 
 def _side(value: Any) -> int:
@@ -74,35 +74,51 @@ def _grids_with_tile_count(rule: Any, tiles: int, low: int) -> set[tuple[int, in
 
 
 def tiled_layout(ctx: LayoutContext, rows: int, cols: int, per_side: tuple[int, int], thumbnail: bool,
-                 family: str, starts: list[int] | None = None) -> VisualLayout:
-    """Tiles of a canvas the image was resized onto without padding (``cols x rows`` tiles), each a
+                 family: str, starts: list[int] | None = None, tile_wh: tuple[float, float] | None = None,
+                 thumbnail_grid: tuple[int, int] | None = None, thumbnail_name: str = "thumbnail",
+                 meta: dict[str, Any] | None = None) -> VisualLayout:
+    """Tiles of a canvas the image was resized onto (``cols x rows`` tiles, raster order), each a
     ``per_side = (grid rows, grid cols)`` grid of tokens in raster order, and a thumbnail: the whole image resized to
-    one tile.
+    one view.
 
     Args:
         starts: index (into the visual tokens) where each view's tokens begin, tiles in raster order then the
             thumbnail (wherever it sits in the prompt); default: back to back, thumbnail last, and the token count
             checked.
+        tile_wh: one tile's size in original pixels; default ``(width / cols, height / rows)`` (the image resized
+            onto the canvas without padding). Larger when the canvas pads the image (Llama 4).
+        thumbnail_grid: the thumbnail's token grid when it differs from the tiles' (LFM2-VL).
+        meta: extra layout metadata.
     """
     positions = ctx.image_positions()
     gr, gc = per_side
-    per_view = gr * gc
-    n_views = rows * cols + (1 if thumbnail else 0)
+    thumb_grid = thumbnail_grid or per_side
     if starts is None:
-        starts = [k * per_view for k in range(n_views)]
-        if len(positions) != n_views * per_view:
+        starts = [k * gr * gc for k in range(rows * cols + (1 if thumbnail else 0))]
+        total = rows * cols * gr * gc + (thumb_grid[0] * thumb_grid[1] if thumbnail else 0)
+        if len(positions) != total:
             raise LayoutError(
                 f"{ctx.model_class}: {len(positions)} image tokens, but {rows}x{cols} tiles"
-                f"{' + a thumbnail' if thumbnail else ''} of {gr}x{gc} tokens make {n_views * per_view}")
+                f"{' + a thumbnail' if thumbnail else ''} of {gr}x{gc} tokens make {total}")
     h, w = ctx.image_size
-    tw, th = w / cols, h / rows  # original pixels per tile (the canvas is the image resized, no padding)
+    tw, th = tile_wh or (w / cols, h / rows)
     views = [grid_view(f"tile_{r}_{c}", gr, gc, starts[r * cols + c], (c * tw, r * th, (c + 1) * tw, (r + 1) * th),
                        kind="tiles")
              for r in range(rows) for c in range(cols)]
     if thumbnail:
-        views.append(grid_view("thumbnail", gr, gc, starts[-1], (0.0, 0.0, float(w), float(h)), kind="global"))
-    return VisualLayout(positions, ctx.image_size, views, family=family,
-                        meta={"tile_grid": [rows, cols], "thumbnail": thumbnail, "tokens_per_tile": [gr, gc]})
+        views.append(grid_view(thumbnail_name, *thumb_grid, starts[-1], (0.0, 0.0, float(w), float(h)),
+                               kind="global"))
+    info: dict[str, Any] = {"tile_grid": [rows, cols], "thumbnail": thumbnail, "tokens_per_tile": [gr, gc]}
+    return VisualLayout(positions, ctx.image_size, views, family=family, meta={**info, **(meta or {})})
+
+
+def separator_count(ctx: LayoutContext, positions: np.ndarray, name: str) -> int:
+    """How many tokens whose text contains ``name`` sit between the first and last visual token (tile separators)."""
+    tok = ctx.tokenizer
+    if tok is None:
+        raise LayoutError(f"{ctx.model_class} layout needs the tokenizer to read the tile separators ({name})")
+    ids = ctx.input_ids.detach().cpu().reshape(-1).numpy()
+    return sum(name in str(t) for t in tok.convert_ids_to_tokens([int(i) for i in ids[positions[0]:positions[-1]]]))
 
 
 class InternVLAdapter(Adapter):
@@ -206,14 +222,8 @@ class Lfm2VlAdapter(Adapter):
         if [int(n) for n in lengths] != counts or len(set(grids[:-1])) != 1:
             raise LayoutError(f"{ctx.model_class}: image-token runs of lengths {lengths.tolist()} do not match the "
                               f"views' grids {grids} (spatial_shapes / downsample_factor)")
-        tw, th = w / cols, h / rows
-        views = [grid_view(f"tile_{r}_{c}", *grids[0], int(starts[r * cols + c]),
-                           (c * tw, r * th, (c + 1) * tw, (r + 1) * th), kind="tiles")
-                 for r in range(rows) for c in range(cols)]
-        views.append(grid_view("thumbnail", *grids[-1], int(starts[-1]), (0.0, 0.0, float(w), float(h)),
-                               kind="global"))
-        return VisualLayout(positions, ctx.image_size, views, family="lfm2_vl",
-                            meta={"tile_grid": [rows, cols], "thumbnail_grid": list(grids[-1])})
+        return tiled_layout(ctx, rows, cols, grids[0], True, family="lfm2_vl", starts=starts.tolist(),
+                            thumbnail_grid=grids[-1], meta={"thumbnail_grid": list(grids[-1])})
 
 
 def cohere2_tile_grid(image_hw: tuple[int, int], tile: int, max_tiles: int) -> tuple[int, int]:
@@ -309,12 +319,7 @@ class Llama4Adapter(Adapter):
         if len(starts) == 1:
             rows = cols = 1
         else:
-            tok = ctx.tokenizer
-            if tok is None:
-                raise LayoutError(f"{ctx.model_class} layout needs the tokenizer to read the tile separators")
-            ids = ctx.input_ids.detach().cpu().reshape(-1).numpy()
-            block = tok.convert_ids_to_tokens([int(i) for i in ids[positions[0]:positions[-1]]])
-            rows = sum("tile_y_separator" in str(t) for t in block)
+            rows = separator_count(ctx, positions, "tile_y_separator")
             tiles = len(starts) - 1
             cols = tiles // rows if rows else 0
             if rows == 0 or rows * cols != tiles:
@@ -328,14 +333,8 @@ class Llama4Adapter(Adapter):
         nh, nw = max_res_without_distortion((h, w), limit)
         nh, nw = max(nh, 1), max(nw, 1)
         sx, sy = w / nw, h / nh  # original pixels per canvas pixel (the image sits at the canvas's top left)
-        views = [grid_view(f"tile_{r}_{c}", side, side, int(starts[r * cols + c]),
-                           (c * tile * sx, r * tile * sy, (c + 1) * tile * sx, (r + 1) * tile * sy), kind="tiles")
-                 for r in range(rows) for c in range(cols)]
-        if rows * cols > 1:
-            views.append(grid_view("global", side, side, int(starts[-1]), (0.0, 0.0, float(w), float(h)),
-                                   kind="global"))
-        return VisualLayout(positions, ctx.image_size, views, family="llama4",
-                            meta={"tile_grid": [rows, cols], "resized_hw": [nh, nw], "tokens_per_tile": [side, side]})
+        return tiled_layout(ctx, rows, cols, (side, side), rows * cols > 1, family="llama4", starts=starts.tolist(),
+                            tile_wh=(tile * sx, tile * sy), thumbnail_name="global", meta={"resized_hw": [nh, nw]})
 
 
 class GotOcr2Adapter(Adapter):
@@ -392,12 +391,7 @@ class Ovis2Adapter(Adapter):
                               f"{side}x{side} tokens per view")
         if len(starts) == 1:
             return tiled_layout(ctx, 1, 1, (side, side), False, family="ovis2", starts=[int(starts[0])])
-        tok = ctx.tokenizer
-        if tok is None:
-            raise LayoutError(f"{ctx.model_class} layout needs the tokenizer to read the tile separators")
-        ids = ctx.input_ids.detach().cpu().reshape(-1).numpy()
-        block = tok.convert_ids_to_tokens([int(i) for i in ids[positions[0]:positions[-1]]])
-        rows = 1 + sum("IMG_ROW" in str(t) for t in block)
+        rows = 1 + separator_count(ctx, positions, "IMG_ROW")
         tiles = len(starts) - 1
         cols = tiles // rows
         if rows * cols != tiles:
