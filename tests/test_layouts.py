@@ -445,20 +445,20 @@ def test_llama4_tiles_sit_on_the_fitted_image_and_the_padding_belongs_to_no_pixe
     assert right == pytest.approx(cols * tile * W / nw) and bottom == pytest.approx(rows * tile * H / nh)
 
 
-def test_several_images_or_a_video_in_one_prompt_are_named_not_misplaced():
-    """Multi-image prompts and videos are refused by name (not 'token blocks are not contiguous' or 'no
-    pixel_values')."""
+def test_inputs_with_several_images_or_a_video_given_one_image_size_are_named_not_misplaced():
+    """Inputs with two images (or a video) given with one image's size are refused by name, with the fix (pass
+    every image / the video's frames), not 'token blocks are not contiguous' or 'no pixel_values'."""
     model, processor = FAMILIES["llava"]()
     probe = Probe(model, processor)
     img = noise_image(W, H)
     two = processor(images=[img, img], text="USER: <image> <image> describe ASSISTANT:", return_tensors="pt")
-    with pytest.raises(UnsupportedModelError, match="pixel_values hold 2 images.*several images per prompt"):
+    with pytest.raises(LayoutError, match="hold 2 views but one image was given.*pass every image"):
         probe.layout(two, (H, W))
     model, processor = FAMILIES["qwen2_vl"]()
     probe = Probe(model, processor)
     one = dict(probe.prepare(img, "describe"))
     grid = one["image_grid_thw"]
-    with pytest.raises(UnsupportedModelError, match="holds 2 images \\(image_grid_thw has 2 entries\\)"):
+    with pytest.raises(LayoutError, match="inputs hold 2 images \\(image_grid_thw has 2 entries\\).*pass every"):
         probe.layout(dict(one, image_grid_thw=torch.cat([grid, grid])), (H, W))
     video = {k: v for k, v in one.items() if k not in ("pixel_values", "image_grid_thw")}
     video["pixel_values_videos"] = one["pixel_values"]

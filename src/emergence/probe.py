@@ -11,9 +11,10 @@ from PIL import Image
 
 from .adapters import Adapter, adapter_for, build_layout, find_adapter
 from .capture.engine import AttentionCapture, KeepMode
-from .errors import CaptureError, ModelLoadError, UnsupportedModelError, check_device
+from .errors import CaptureError, MissingDependencyError, ModelLoadError, UnsupportedModelError, check_device
 from .images import ImageLike, load_image
 from .layouts.base import VisualLayout
+from .layouts.context import Medium
 from .run import ProbeRun
 
 __all__ = ["Probe"]
@@ -151,16 +152,32 @@ class Probe:
         pil = load_image(image)
         return self.adapter.process(self.processor, pil, self.build_prompt(prompt))
 
-    def layout(self, inputs: Mapping[str, Any], image_size: tuple[int, int]) -> VisualLayout:
-        """The visual-token layout of these inputs (``image_size`` = original ``(height, width)``)."""
+    def prepare_media(self, images: Sequence[Image.Image], videos: Sequence[Sequence[Image.Image]], prompt: str
+                      ) -> Mapping[str, Any]:
+        """Processor outputs (batch of one) for several images and / or videos and a user prompt (images first,
+        then videos, then the text, in the chat template when the processor has one)."""
+        if self.processor is None:
+            raise ValueError("this Probe has no processor: pass already-processed inputs=... to generate()")
+        text = self.adapter.build_media_prompt(self.processor, prompt, len(images), len(videos))
+        try:
+            return self.adapter.process_media(self.processor, list(images), [list(v) for v in videos], text)
+        except ImportError as exc:
+            raise MissingDependencyError(f"the processor of {type(self.model).__name__} could not process the video: "
+                                         f"{_first_line(exc)}. Video processors need torchvision (pip install "
+                                         "torchvision), or pass inputs=... processed elsewhere.") from exc
+
+    def layout(self, inputs: Mapping[str, Any], image_size: tuple[int, int] | Sequence[Medium]) -> VisualLayout:
+        """The visual-token layout of these inputs (``image_size`` = original ``(height, width)``, or one
+        :class:`~emergence.layouts.Medium` per image / video of the prompt)."""
         return build_layout(self.model, inputs["input_ids"], image_size, inputs, self.processor, adapter=self.adapter)
 
     # ------------------------------------------------------------------ generation
     def generate(
         self,
-        image: ImageLike | None = None,
+        image: ImageLike | Sequence[ImageLike] | None = None,
         prompt: str | None = None,
         *,
+        video: Sequence[ImageLike] | None = None,
         inputs: Mapping[str, Any] | None = None,
         max_new_tokens: int = 128,
         keep: KeepMode = "heads",
@@ -172,8 +189,11 @@ class Probe:
         """Generate an answer while recording attention over the visual tokens.
 
         Args:
-            image: path, PIL image or array. With ``inputs``, the original image (needed for its size and plots).
+            image: path, PIL image or array; or a list of them (several images in one prompt, in prompt order).
+                With ``inputs``, the original image(s) (needed for their sizes and plots).
             prompt: the user's question; wrapped in the processor's chat template when it has one.
+            video: a video's frames (paths, PIL images or arrays, all one size), placed after the images. The
+                run then holds every frame's tokens: ``run.heatmap(t, frame=f)``, ``run.select(frame=f)``.
             inputs: already-processed inputs (``input_ids``, ``pixel_values``...); batch of one.
             max_new_tokens: generation length limit.
             keep: ``"heads"`` -> attention ``[T, L, H, V]``; ``"layers"`` -> ``[T, L, V]``; ``"mean"`` -> ``[T, V]``.
@@ -195,9 +215,11 @@ class Probe:
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if generate_kwargs.get("num_beams", 1) != 1:
             raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
-        pil, inputs = self._resolve_inputs(image, prompt, inputs)
+        pils, videos, inputs = self._resolve_inputs(image, prompt, inputs, video)
         input_ids = inputs["input_ids"]
-        layout = self.layout(inputs, (pil.height, pil.width))
+        media = [Medium("image", (p.height, p.width)) for p in pils]
+        media += [Medium("video", (v[0].height, v[0].width), len(v)) for v in videos]
+        layout = self.layout(inputs, media)
         model_inputs = self._model_inputs(inputs)
         generate_kwargs.setdefault("do_sample", False)
         pad_id = getattr(self.tokenizer, "pad_token_id", None)
@@ -223,34 +245,52 @@ class Probe:
             convention=convention,
             prompt=prompt or "",
             prompt_ids=input_ids[0].cpu(),
-            image=pil,
+            image=pils[0] if len(media) == 1 else None,
+            media=[] if len(media) == 1 else [*pils, *videos],
             meta=self._meta(cap, generate_kwargs),
         )
 
-    def _resolve_inputs(self, image: Any, prompt: str | None, inputs: Mapping[str, Any] | None
-                        ) -> tuple[Image.Image, Mapping[str, Any]]:
-        """``(original image, processed inputs of one sample)``, built from the image and prompt unless given."""
+    def _resolve_inputs(self, image: Any, prompt: str | None, inputs: Mapping[str, Any] | None, video: Any = None
+                        ) -> tuple[list[Image.Image], list[list[Image.Image]], Mapping[str, Any]]:
+        """``(original images, videos' frames, processed inputs of one sample)``, built from the media and prompt
+        unless given."""
+        several = isinstance(image, (list, tuple))
+        if several and not image:
+            raise ValueError("image=[] holds no image; pass one image, a list of images, or video=frames")
+        pils = [load_image(im) for im in image] if several else ([] if image is None else [load_image(image)])
+        videos = [] if video is None else [_load_frames(video)]
+        if not pils and not videos:
+            raise ValueError(
+                "probe.generate needs an image: pass image=... (a file path, PIL image or array, or a list of them) "
+                "or video=frames with a prompt, or already-processed inputs=... together with the original image(s)"
+            )
+        self._check_media_support(len(pils), len(videos))
         if inputs is None:
-            if image is None:
-                raise ValueError(
-                    "probe.generate needs an image: pass image=... (a file path, PIL image or array) with a prompt, "
-                    "or already-processed inputs=... together with the original image"
-                )
             if prompt is None:
                 raise ValueError("probe.generate needs a prompt (the user's question about the image)")
-            pil = load_image(image)
-            inputs = self.prepare(pil, prompt)
-        else:
-            if image is None:
-                raise ValueError(
-                    "with inputs=..., also pass image=... (the original image) so the layout knows its size"
-                )
-            pil = load_image(image)
+            if len(pils) == 1 and not videos:
+                inputs = self.prepare(pils[0], prompt)
+            else:
+                inputs = self.prepare_media(pils, videos, prompt)
+        elif not videos:
             self.adapter.check_inputs(inputs)
         input_ids = inputs["input_ids"]
         if input_ids.ndim != 2 or input_ids.shape[0] != 1:
             raise ValueError(f"one sample at a time: input_ids must be [1, S], got {tuple(input_ids.shape)}")
-        return pil, inputs
+        return pils, videos, inputs
+
+    def _check_media_support(self, images: int, videos: int) -> None:
+        """Refuse, before any processing, media the adapter cannot place."""
+        family = self.adapter.family or type(self.model).__name__
+        if images > 1 and not self.adapter.multi_image:
+            raise UnsupportedModelError(f"{family}: several images per prompt are not supported for this family yet "
+                                        f"({images} given); probe one image per prompt. Families with several "
+                                        "images: see `emergence probes`.")
+        if videos and not self.adapter.video:
+            raise UnsupportedModelError(f"{family}: per-frame maps of videos are not supported for this family yet; "
+                                        "probe single frames as images. Families with video: see `emergence probes`.")
+        if videos > 1:
+            raise UnsupportedModelError("one video per prompt is supported; got several")
 
     def _model_inputs(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
         """The inputs on the model's device, floating image tensors in the model's dtype."""
@@ -340,6 +380,23 @@ class Probe:
             f"Probe({self.name or type(self.model).__name__!r}, layers={self.num_layers}, "
             f"backend={self.model.config.get_text_config()._attn_implementation!r})"
         )
+
+
+def _load_frames(video: Any) -> list[Image.Image]:
+    """A video's frames as PIL images of one size (from a list of frames or a ``[F, H, W, 3]`` array)."""
+    import numpy as np
+
+    if isinstance(video, (str, os.PathLike)):
+        raise ValueError(f"video={str(video)!r}: pass the decoded frames (a list of images or a [F, H, W, 3] "
+                         "array); emergence does not decode video files")
+    frames = list(video) if not isinstance(video, np.ndarray) else [video[i] for i in range(video.shape[0])]
+    if not frames:
+        raise ValueError("video holds no frame")
+    pils = [load_image(f) for f in frames]
+    sizes = {(p.height, p.width) for p in pils}
+    if len(sizes) != 1:
+        raise ValueError(f"the video's frames have different sizes {sorted(sizes)}; all frames must be one size")
+    return pils
 
 
 def _versions() -> dict[str, str]:

@@ -40,8 +40,16 @@ class ProbeRun:
         convention: ``"predicting"`` (row that predicts token t) or ``"self"`` (row at token t's own position).
         prompt: the prompt text given by the user (before the chat template).
         prompt_ids: ``[P]`` token ids of the full prompt fed to the model.
-        image: the original image (optional; saved with the run).
+        image: the original image (optional; saved with the run). ``None`` for a run over several images or a
+            video (see ``media``).
         meta: model name, backend, dtype, generation settings, library versions.
+        media: for a prompt with several images or a video: one entry per image / video in prompt order (a PIL
+            image, or a video's list of PIL frames); ``[]`` for a one-image run.
+
+    Several images or a video: ``attention`` keeps every visual token of every image / frame and ``layout`` is a
+    composite (:meth:`VisualLayout.combine`); ``token_map``, ``heatmap`` and :meth:`select` take ``image=k`` (the
+    k-th image or video of the prompt) and ``frame=f`` (a video's frame), and :meth:`select` gives the one-image run
+    that the analyzer and the plots take.
     """
 
     text: str
@@ -57,6 +65,7 @@ class ProbeRun:
     prompt_ids: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
     image: Image.Image | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    media: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.token_ids = torch.as_tensor(self.token_ids, dtype=torch.long).reshape(-1)
@@ -78,6 +87,10 @@ class ProbeRun:
             raise EmergenceError(f"attention has {a.shape[-1]} visual tokens, the layout {self.layout.num_tokens}")
         if self.keep != "mean" and a.shape[1] != len(self.layers):
             raise EmergenceError(f"attention has {a.shape[1]} layers but {len(self.layers)} layer indices were given")
+        self.media = list(self.media or [])
+        if self.media and len(self.media) != len(self.layout.items):
+            raise EmergenceError(f"{len(self.media)} media entries for a layout over images / videos "
+                                 f"{self.layout.items}")
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
@@ -97,7 +110,8 @@ class ProbeRun:
         return int(t) % n
 
     def token_map(
-        self, t: int | None = None, layers: Sequence[int] | None = None, heads: Sequence[int] | None = None
+        self, t: int | None = None, layers: Sequence[int] | None = None, heads: Sequence[int] | None = None,
+        image: int | None = None, frame: int | None = None,
     ) -> torch.Tensor:
         """Per-visual-token attention, reduced by the mean over the chosen layers and heads.
 
@@ -105,11 +119,17 @@ class ProbeRun:
             t: generated-token index (negative counts from the end); ``None`` = every token.
             layers: language-model layer indices (must be among ``self.layers``); default all captured.
             heads: head indices; default all. Needs keep="heads".
+            image, frame: keep only the tokens of one image / video frame (:meth:`VisualLayout.part`); default
+                every visual token.
 
         Returns:
-            ``[V]`` float32 for one token, ``[T, V]`` when ``t`` is None.
+            ``[V]`` float32 for one token, ``[T, V]`` when ``t`` is None (``V`` = the chosen image's tokens).
         """
         a = self.attention if t is None else self.attention[self._token_index(t)][None]
+        if image is not None or frame is not None:
+            k = self.layout.part_index(image, frame)
+            if k is not None:
+                a = a[..., torch.from_numpy(self.layout.members(k))]
         a = a.float()
         if self.keep == "mean":
             if layers is not None or heads is not None:
@@ -139,14 +159,49 @@ class ProbeRun:
         layers: Sequence[int] | None = None,
         heads: Sequence[int] | None = None,
         fuse: FuseRule = "mean",
+        image: int | None = None,
+        frame: int | None = None,
     ) -> np.ndarray:
         """Heatmap of generated token ``t`` in ORIGINAL image pixels.
+
+        Args:
+            image, frame: which image (index among the prompt's images / videos) or video frame to draw; needed
+                when the prompt holds several (a video part of several frames, e.g. a Qwen2-VL temporal patch of
+                two frames, is drawn for each of its frames).
 
         Returns:
             ``[image_h, image_w]`` float32: the mean attention over the chosen layers and heads, rendered bicubically
             through the layout (see :meth:`VisualLayout.render`).
         """
-        return self.layout.render(self.token_map(t, layers, heads), fuse=fuse)
+        layout = self.layout.part(image, frame) if (image is not None or frame is not None) else self.layout
+        return layout.render(self.token_map(t, layers, heads, image=image, frame=frame), fuse=fuse)
+
+    def select(self, image: int | None = None, frame: int | None = None) -> ProbeRun:
+        """The run restricted to one image or video frame: ``attention[..., V_k]``, that part's layout and its
+        image (the frame itself for a video), ready for :func:`~emergence.analyze` and the plots. A one-image run
+        is returned as is when the choice names its image.
+
+        Raises:
+            LayoutError: no such image / frame, or the choice is ambiguous (the message lists the parts).
+        """
+        from dataclasses import replace
+
+        k = self.layout.part_index(image, frame)
+        if k is None:
+            return self
+        part = self.layout.parts[k]
+        members = torch.from_numpy(self.layout.members(k))
+        picture = None
+        if self.media:
+            source = self.media[self.layout.items.index(part.item)]
+            if isinstance(source, (list, tuple)):
+                first = part.frames[0] if part.frames else 0
+                picture = source[int(frame) if frame is not None else first]
+            else:
+                picture = source
+        meta = {**self.meta, "selected": {"image": part.item, "frame": frame, "frames": list(part.frames or []),
+                                          "parts": len(self.layout.parts)}}
+        return replace(self, attention=self.attention[..., members], layout=part, image=picture, media=[], meta=meta)
 
     # ------------------------------------------------------------------ conversion
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> ProbeRun:
@@ -198,12 +253,26 @@ class ProbeRun:
         )
         mark_output_dir(path, "run")
         atomic_write_bytes(path / "attention.safetensors", data)
-        if self.image is not None:
+        def png(picture: Image.Image) -> bytes:
             buf = io.BytesIO()
-            self.image.save(buf, format="PNG")
-            atomic_write_bytes(path / "image.png", buf.getvalue())
+            picture.save(buf, format="PNG")
+            return buf.getvalue()
+
+        if self.image is not None:
+            atomic_write_bytes(path / "image.png", png(self.image))
         else:
             (path / "image.png").unlink(missing_ok=True)  # the previous run's image (the folder is a run folder)
+        media_doc = []
+        for name in _media_files(path):  # the previous run's media, as its run.json lists them
+            (path / name).unlink(missing_ok=True)
+        for k, source in enumerate(self.media):
+            if isinstance(source, (list, tuple)):
+                for f, picture in enumerate(source):
+                    atomic_write_bytes(path / f"media_{k}_frame_{f}.png", png(picture))
+                media_doc.append({"kind": "video", "frames": len(source)})
+            else:
+                atomic_write_bytes(path / f"media_{k}.png", png(source))
+                media_doc.append({"kind": "image"})
         doc = {
             "format_version": _FORMAT_VERSION,
             "save_id": save_id,
@@ -215,6 +284,7 @@ class ProbeRun:
             "prompt": self.prompt,
             "layout": self.layout.to_dict(),
             "meta": self.meta,
+            "media": media_doc,
         }
         atomic_write_json(path / "run.json", doc)
         return path
@@ -244,7 +314,19 @@ class ProbeRun:
         if (path / "image.png").exists():
             with Image.open(path / "image.png") as im:
                 image = im.convert("RGB")
+        media: list[Any] = []
+
+        def read(name: str) -> Image.Image:
+            with Image.open(path / name) as im:
+                return im.convert("RGB")
+
+        for k, entry in enumerate(doc.get("media", [])):
+            if entry["kind"] == "video":
+                media.append([read(f"media_{k}_frame_{f}.png") for f in range(int(entry["frames"]))])
+            else:
+                media.append(read(f"media_{k}.png"))
         return cls(
+            media=media,
             text=doc["text"],
             token_ids=tensors["token_ids"],
             tokens=list(doc["tokens"]),
@@ -260,3 +342,18 @@ class ProbeRun:
             meta=doc.get("meta", {}),
         )
 
+
+
+def _media_files(path: Path) -> list[str]:
+    """The media files a saved run in ``path`` wrote (read from its run.json; none when there is none)."""
+    try:
+        doc = json.loads((path / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    names = []
+    for k, entry in enumerate(doc.get("media", []) if isinstance(doc, dict) else []):
+        if entry.get("kind") == "video":
+            names += [f"media_{k}_frame_{f}.png" for f in range(int(entry.get("frames", 0)))]
+        else:
+            names.append(f"media_{k}.png")
+    return names

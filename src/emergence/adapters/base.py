@@ -33,18 +33,19 @@ Register your own family::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import VisualLayout
-from ..layouts.context import LayoutContext
+from ..layouts.context import LayoutContext, Medium
 
 __all__ = ["Adapter", "LayoutAdapter", "SUPPORT_LEVELS", "adapter_for", "build_layout", "find_adapter",
-           "register_adapter", "registered_adapters", "self_attention_modules", "unregister_adapter"]
+           "register_adapter", "registered_adapters", "self_attention_modules", "split_counts", "unregister_adapter"]
 
 #: what the support table may say about a family
 SUPPORT_LEVELS = ("exact", "attention only", "refused")
@@ -97,6 +98,10 @@ class Adapter:
     summary: ClassVar[str] = ""
     tested: ClassVar[str | None] = None
     pixel_inputs: ClassVar[tuple[str, ...]] = ("pixel_values",)
+    #: whether :meth:`split_images` places several images of one prompt
+    multi_image: ClassVar[bool] = False
+    #: whether :meth:`video_layouts` places video frames
+    video: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ support
     def refusal(self, model: Any) -> str | None:
@@ -112,6 +117,52 @@ class Adapter:
             UnsupportedModelError: this input cannot be placed with certainty (the message says why).
         """
         raise NotImplementedError(f"{type(self).__name__} does not define layout(ctx)")
+
+    def split_images(self, ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict[str, Any]]]:
+        """Cut a prompt with ``count`` images into one ``(image-token positions, processor outputs)`` pair per
+        image, in prompt order; :meth:`layouts` then lays each out with :meth:`layout` on its own slice.
+
+        Raises:
+            UnsupportedModelError: the family cannot place several images yet (the default).
+            LayoutError: the prompt's tokens do not split into ``count`` images as the inputs imply.
+        """
+        raise UnsupportedModelError(f"{ctx.model_class}: the prompt holds {count} images; several images per prompt "
+                                    f"are not supported for {self.family or ctx.model_class} yet. Probe one image "
+                                    "per prompt, or register an adapter whose split_images() cuts the prompt.")
+
+    def video_layouts(self, ctx: LayoutContext, items: list[int]) -> list[VisualLayout]:
+        """One single-image layout per video frame (or group of frames read together), with ``item`` and
+        ``frames`` set, for the videos ``items`` (indices into ``ctx.media``) in prompt order.
+
+        Raises:
+            UnsupportedModelError: the family cannot place video frames yet (the default).
+        """
+        raise UnsupportedModelError(f"{ctx.model_class}: the prompt holds a video; per-frame maps of videos are not "
+                                    f"supported for {self.family or ctx.model_class} yet. Probe single frames as "
+                                    "images.")
+
+    def layouts(self, ctx: LayoutContext) -> VisualLayout:
+        """The composite layout of a prompt with several images and/or videos (``ctx.media``): each image laid out
+        by :meth:`layout` on its slice from :meth:`split_images`, each video by :meth:`video_layouts`."""
+        media = ctx.media
+        images = [k for k, m in enumerate(media) if m.kind == "image"]
+        videos = [k for k, m in enumerate(media) if m.kind == "video"]
+        parts: list[VisualLayout] = []
+        if images:
+            groups = self.split_images(ctx, len(images))
+            if len(groups) != len(images):
+                raise LayoutError(f"{ctx.model_class}: the prompt's image tokens split into {len(groups)} images, "
+                                  f"but {len(images)} images were given")
+            for item, (positions, inputs) in zip(images, groups):
+                part = self.layout(ctx.for_item(item, positions, inputs))
+                if not np.array_equal(part.positions, np.asarray(positions)):
+                    raise LayoutError(f"{ctx.model_class}: image {item}'s layout does not hold exactly its tokens")
+                part.item = item
+                parts.append(part)
+        if videos:
+            parts += self.video_layouts(ctx, videos)
+        positions = np.unique(np.concatenate([p.positions for p in parts]))
+        return VisualLayout.combine(parts, positions=positions)
 
     # ------------------------------------------------------------------ capture
     def attention_modules(self, model: nn.Module) -> list[nn.Module]:
@@ -137,6 +188,32 @@ class Adapter:
     def process(self, processor: Any, image: Any, text: str) -> Mapping[str, Any]:
         """Run the processor on one PIL image and the built prompt; a batch of one, PyTorch tensors."""
         return processor(images=image, text=text, return_tensors="pt")
+
+    def build_media_prompt(self, processor: Any, prompt: str, images: int, videos: int) -> str:
+        """The processor text for a prompt with ``images`` images, then ``videos`` videos, then the user's text:
+        the chat template with that many image / video entries, else one placeholder token per image and video
+        (the processor's ``image_token`` / ``video_token``) before the prompt."""
+        if getattr(processor, "chat_template", None):
+            content = [{"type": "image"}] * images + [{"type": "video"}] * videos + [{"type": "text", "text": prompt}]
+            messages = [{"role": "user", "content": content}]
+            return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+        def token(name: str, default: str) -> str:
+            value = getattr(processor, name, None) or default
+            return str(getattr(value, "content", value))
+
+        marks = token("image_token", "<image>") * images + token("video_token", "<video>") * videos
+        return f"{marks}\n{prompt}"
+
+    def process_media(self, processor: Any, images: list[Any], videos: list[list[Any]], text: str
+                      ) -> Mapping[str, Any]:
+        """Run the processor on several PIL images and / or videos (lists of PIL frames) and the built prompt."""
+        kwargs: dict[str, Any] = {"text": text, "return_tensors": "pt"}
+        if images:
+            kwargs["images"] = images
+        if videos:
+            kwargs["videos"] = videos
+        return processor(**kwargs)
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> None:
         """Raise ``ValueError`` when processed inputs carry no image (naming video inputs, which are not probed
@@ -322,20 +399,36 @@ def find_registered(name: str) -> Adapter | None:
     return _ADAPTERS.get(name)
 
 
+def split_counts(positions: np.ndarray, counts: list[int], what: str) -> list[np.ndarray]:
+    """Cut ``[V]`` ascending positions into consecutive groups of ``counts`` tokens (one per image, in order).
+
+    Raises:
+        LayoutError: the counts do not add up to the positions.
+    """
+    counts = [int(c) for c in counts]
+    if sum(counts) != len(positions) or any(c <= 0 for c in counts):
+        raise LayoutError(f"{what}: the prompt has {len(positions)} image tokens, but the inputs imply "
+                          f"{counts} per image (sum {sum(counts)})")
+    edges = np.cumsum([0] + counts)
+    return [np.asarray(positions[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+
+
 def build_layout(
     model: Any,
     input_ids: torch.Tensor,
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | Sequence[Medium],
     inputs: Mapping[str, Any] | None = None,
     processor: Any = None,
     adapter: Adapter | None = None,
 ) -> VisualLayout:
-    """Build the :class:`VisualLayout` of one image in one prompt.
+    """Build the :class:`VisualLayout` of one prompt: of its one image, or a composite over several images and
+    videos (:meth:`VisualLayout.combine`).
 
     Args:
         model: the model (its class and ``config`` choose the adapter).
         input_ids: ``[S]`` or ``[1, S]`` prompt token ids.
-        image_size: ``(height, width)`` of the original image.
+        image_size: ``(height, width)`` of the original image; or one :class:`~emergence.layouts.Medium` per image
+            / video of the prompt, in prompt order.
         inputs: processor outputs (``pixel_values``, ``image_sizes``, ``image_grid_thw``...).
         processor: the processor (for image-processor geometry and tokenizer markers).
         adapter: use this adapter instead of the registered one.
@@ -366,28 +459,44 @@ def build_layout(
     reason = adapter.refusal(model)
     if reason:
         raise UnsupportedModelError(reason)
-    ctx = LayoutContext(config=config, input_ids=ids, image_size=tuple(image_size), inputs=inputs or {},
-                        processor=processor, model_class=name)
-    _refuse_several_images(ctx)
-    return _check_positions_in_prompt(adapter.layout(ctx), ctx)
+    media = _as_media(image_size)
+    ctx = LayoutContext(config=config, input_ids=ids, image_size=media[0].size, inputs=inputs or {},
+                        processor=processor, model_class=name, media=media)
+    if len(media) == 1 and media[0].kind == "image":
+        _refuse_several_images(ctx)
+        return _check_positions_in_prompt(adapter.layout(ctx), ctx)
+    return _check_positions_in_prompt(adapter.layouts(ctx), ctx)
+
+
+def _as_media(image_size: Any) -> tuple[Medium, ...]:
+    if isinstance(image_size, Medium):
+        return (image_size,)
+    items = list(image_size)
+    if len(items) == 2 and all(isinstance(v, (int, np.integer)) for v in items):
+        return (Medium("image", (int(items[0]), int(items[1]))),)
+    if not items:
+        raise LayoutError("a prompt needs at least one image or video")
+    media = tuple(m if isinstance(m, Medium) else Medium("image", tuple(m)) for m in items)
+    return media
 
 
 def _refuse_several_images(ctx: LayoutContext) -> None:
-    """Several images (or video frames) in one prompt are not placed yet: say so by name instead of letting a
+    """Inputs with several images (or a video) given with one image's size: say so by name instead of letting a
     family's layout fail on a symptom (two token blocks, a count that fits no grid)."""
     inputs = ctx.inputs or {}
     if inputs.get("pixel_values_videos") is not None:
-        raise UnsupportedModelError(f"{ctx.model_class}: the prompt holds a video (pixel_values_videos); per-frame "
-                                    "maps of videos are not supported yet. Probe one image per prompt.")
+        raise LayoutError(f"{ctx.model_class}: the inputs hold a video (pixel_values_videos) but one image was given; "
+                          "pass the video's frames as a video (probe.generate(video=frames, ...), or "
+                          "build_layout(..., image_size=[Medium('video', (h, w), frames)]))")
     for name in ("image_grid_thw", "image_sizes", "batch_num_images"):  # one entry per image
         value = inputs.get(name)
         if value is None or not hasattr(value, "shape"):
             continue
         count = int(value.reshape(-1)[0]) if name == "batch_num_images" else int(value.reshape(-1, value.shape[-1]).shape[0])
         if count > 1:
-            raise UnsupportedModelError(f"{ctx.model_class}: the prompt holds {count} images ({name} has {count} "
-                                        "entries); several images per prompt are not supported yet. Probe one image "
-                                        "per prompt.")
+            raise LayoutError(f"{ctx.model_class}: the inputs hold {count} images ({name} has {count} entries) but "
+                              "one image was given; pass every image (probe.generate(image=[im0, im1, ...]), or "
+                              "build_layout(..., image_size=[size0, size1, ...]))")
 
 
 def unregister_adapter(architecture: str | type) -> Adapter | None:

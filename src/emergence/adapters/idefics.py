@@ -88,9 +88,33 @@ class Idefics3Adapter(Adapter):
     architectures = ("Idefics3ForConditionalGeneration", "SmolVLMForConditionalGeneration")
     summary = "tile mosaic read from `<row_i_col_j>` markers + global image"
     tested = "tiny_idefics3"
+    multi_image = True
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         return idefics3_layout(ctx)
+
+    def split_images(self, ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict]]:
+        """Each image is its tile runs (after ``<row_i_col_j>`` markers) closed by its global run (after
+        ``<global-img>``), or one unsplit run; images follow in prompt order."""
+        from .tiles import runs
+
+        positions = ctx.image_positions()
+        starts, lengths = runs(positions)
+        tok = ctx.tokenizer
+        if tok is None:
+            raise LayoutError(f"{ctx.model_class} layout needs the processor's tokenizer to read the image markers")
+        ids = ctx.input_ids.detach().cpu().reshape(-1).numpy()
+        markers = [str(m) for m in tok.convert_ids_to_tokens([int(ids[positions[s] - 1]) for s in starts])]
+        groups, current = [], []
+        for start, length, marker in zip(starts, lengths, markers):
+            current.append(positions[start:start + length])
+            if not _ROW_COL.search(marker):  # a global image (or an unsplit image) closes the image
+                groups.append(np.concatenate(current))
+                current = []
+        if current or len(groups) != count:
+            raise LayoutError(f"{ctx.model_class}: the image markers give {len(groups)} complete images"
+                              f"{' and an unclosed tile run' if current else ''}, but {count} images were given")
+        return [(g, dict(ctx.inputs)) for g in groups]
 
 
 register_adapter(Idefics3Adapter())

@@ -11,10 +11,33 @@ from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import View, VisualLayout
 from ..layouts.context import LayoutContext
 from ..layouts.geometry import Canvas, size_dict
-from .base import Adapter, register_adapter
+from .base import Adapter, register_adapter, split_counts
 from .generic import contiguous_layout, grid_view, provable_grid, single_view_count
 
-__all__ = ["LlavaAdapter", "LlavaNextAdapter", "OneGridAdapter", "llava_next_layout", "pixtral_layout"]
+__all__ = ["LlavaAdapter", "LlavaNextAdapter", "OneGridAdapter", "llava_next_layout", "pixtral_layout",
+           "split_by_views"]
+
+
+def split_by_views(ctx: LayoutContext, count: int, names: tuple[str, ...]) -> list[tuple[np.ndarray, dict]]:
+    """Several images of a one-view family: ``pixel_values`` (or the first of ``names`` present) holds one view per
+    image; every image has the same token count, so the image tokens split into ``count`` equal runs in order, and
+    each image gets its own row of the pixel inputs."""
+    views = single_view_count(ctx)
+    if views != count:
+        raise LayoutError(f"{ctx.model_class}: {count} images were given, but the pixel inputs hold {views} views")
+    positions = ctx.image_positions()
+    if len(positions) % count:
+        raise LayoutError(f"{ctx.model_class}: {len(positions)} image tokens do not split evenly over {count} images")
+    groups = split_counts(positions, [len(positions) // count] * count, ctx.model_class)
+    out = []
+    for k, group in enumerate(groups):
+        inputs = dict(ctx.inputs)
+        for name in names:
+            value = inputs.get(name)
+            if value is not None and hasattr(value, "shape") and len(value.shape) >= 4:
+                inputs[name] = value.reshape(-1, *value.shape[-3:])[k:k + 1]
+        out.append((group, inputs))
+    return out
 
 
 def pixtral_layout(ctx: LayoutContext) -> VisualLayout:
@@ -28,7 +51,8 @@ def pixtral_layout(ctx: LayoutContext) -> VisualLayout:
         raise LayoutError(f"{ctx.model_class}: the prompt contains no image token")
     sizes = ctx.input("image_sizes")
     if len(sizes) != 1:
-        raise LayoutError(f"{ctx.model_class}: one image per prompt is supported here, got image_sizes {sizes}")
+        raise LayoutError(f"{ctx.model_class}: image_sizes {sizes} has several rows for one image; pass every image "
+                          "(probe.generate(image=[...]))")
     resized_h, resized_w = (int(v) for v in sizes[0])
     patch = ctx.vision_config.patch_size
     patch = patch if isinstance(patch, int) else patch[0]
@@ -43,6 +67,27 @@ def pixtral_layout(ctx: LayoutContext) -> VisualLayout:
                         meta={"grid": [rows, cols], "resized_hw": [resized_h, resized_w]})
 
 
+def split_pixtral(ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict]]:
+    """Several Pixtral images: ``image_sizes`` has one row per image; image k has ``rows_k x cols_k`` tokens."""
+    sizes = np.asarray(ctx.input("image_sizes")).reshape(-1, 2)
+    if len(sizes) != count:
+        raise LayoutError(f"{ctx.model_class}: {count} images were given, but image_sizes has {len(sizes)} rows")
+    patch = ctx.vision_config.patch_size
+    patch = patch if isinstance(patch, int) else patch[0]
+    cell = patch * int(getattr(ctx.config, "spatial_merge_size", 1) or 1)
+    counts = [int(h) // cell * (int(w) // cell) for h, w in sizes]
+    groups = split_counts(ctx.image_positions(), counts, ctx.model_class)
+    out = []
+    for k, group in enumerate(groups):
+        inputs = dict(ctx.inputs)
+        inputs["image_sizes"] = ctx.inputs["image_sizes"][k:k + 1]
+        pv = inputs.get("pixel_values")
+        if pv is not None and hasattr(pv, "shape") and pv.ndim == 4 and pv.shape[0] == count:
+            inputs["pixel_values"] = pv[k:k + 1]
+        out.append((group, inputs))
+    return out
+
+
 
 
 class OneGridAdapter(Adapter):
@@ -54,12 +99,16 @@ class OneGridAdapter(Adapter):
     summary = "one grid: the tower's square over the pad-to-square / resized / centre-cropped image"
     tested = "tiny_vipllava"
 
+    multi_image = True
+
+    def split_images(self, ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict]]:
+        return split_by_views(ctx, count, self.pixel_inputs)
+
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         views = single_view_count(ctx)
         if views != 1:
-            raise UnsupportedModelError(f"{ctx.model_class}: pixel_values hold {views} images; this family reads one "
-                                        "view per image and several images per prompt are not supported yet. Probe "
-                                        "one image per prompt.")
+            raise LayoutError(f"{ctx.model_class}: the pixel inputs hold {views} views but one image was given; this "
+                              "family reads one view per image: pass every image (probe.generate(image=[...]))")
         positions = ctx.image_positions()
         grid = provable_grid(ctx, len(positions))
         if grid is None:
@@ -83,6 +132,11 @@ class LlavaAdapter(OneGridAdapter):
             return pixtral_layout(ctx)
         return OneGridAdapter.layout(self, ctx)
 
+    def split_images(self, ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict]]:
+        if getattr(getattr(ctx.config, "vision_config", None), "model_type", None) == "pixtral":
+            return split_pixtral(ctx, count)
+        return split_by_views(ctx, count, self.pixel_inputs)
+
 
 class Mistral3Adapter(Adapter):
     family = "Mistral3, Pixtral"
@@ -90,8 +144,13 @@ class Mistral3Adapter(Adapter):
     summary = "rows of `[IMG]` ended by `[IMG_BREAK]`; the whole image resized to `image_sizes`"
     tested = "tiny_mistral3"
 
+    multi_image = True
+
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         return pixtral_layout(ctx)
+
+    def split_images(self, ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict]]:
+        return split_pixtral(ctx, count)
 
 
 class VideoLlavaAdapter(OneGridAdapter):
@@ -129,6 +188,17 @@ class Gemma3Adapter(OneGridAdapter):
     summary = ("the pooled `mm_tokens_per_image` square over the resized image; pan-and-scan: the original, then "
                "each crop along the longer side")
     tested = "tiny_gemma3"
+
+    def split_images(self, ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict]]:
+        from .tiles import runs
+
+        starts, _ = runs(ctx.image_positions())
+        if len(starts) != count:
+            raise UnsupportedModelError(f"{ctx.model_class}: {count} images in {len(starts)} image-token runs: "
+                                        "several images with pan-and-scan crops are not supported (the processor "
+                                        "does not return how many crops each image got); process with "
+                                        "do_pan_and_scan=False, or probe one image per prompt")
+        return split_by_views(ctx, count, self.pixel_inputs)
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         from .tiles import runs

@@ -8,7 +8,7 @@ import numpy as np
 from ..errors import LayoutError
 from ..layouts.base import VisualLayout
 from ..layouts.context import LayoutContext
-from .base import Adapter, register_adapter
+from .base import Adapter, register_adapter, split_counts
 from .generic import check_contiguous, grid_view
 
 __all__ = ["Gemma4Adapter", "Glm4vAdapter", "Qwen25OmniAdapter", "Qwen2VLAdapter", "qwen2_vl_layout"]
@@ -21,7 +21,8 @@ def qwen2_vl_layout(ctx: LayoutContext) -> VisualLayout:
     check_contiguous(positions, ctx.model_class)
     thw = np.asarray(ctx.input("image_grid_thw")).reshape(-1, 3)
     if thw.shape[0] != 1:
-        raise LayoutError(f"one image per prompt is supported; image_grid_thw has {thw.shape[0]} rows")
+        raise LayoutError(f"image_grid_thw has {thw.shape[0]} rows for one image; pass every image "
+                          "(probe.generate(image=[...]))")
     t, gh, gw = (int(v) for v in thw[0])
     merge = int(getattr(ctx.vision_config, "spatial_merge_size", 2))
     rows, cols = gh // merge, gw // merge
@@ -39,6 +40,29 @@ def qwen2_vl_layout(ctx: LayoutContext) -> VisualLayout:
 
 
 
+def split_by_grid(ctx: LayoutContext, count: int, grid_name: str, positions: np.ndarray, pixel_name: str
+                  ) -> list[tuple[np.ndarray, dict]]:
+    """Several images (or videos) of the Qwen2-VL packing: ``grid_name`` (``image_grid_thw``) has one ``(t, h, w)``
+    row per image, whose ``t*h*w / merge^2`` tokens follow in prompt order; ``pixel_name`` holds the ``t*h*w``
+    flattened patches of every image back to back."""
+    thw = np.asarray(ctx.input(grid_name)).reshape(-1, 3)
+    if len(thw) != count:
+        raise LayoutError(f"{ctx.model_class}: {count} were given, but {grid_name} has {len(thw)} rows")
+    merge = int(getattr(ctx.vision_config, "spatial_merge_size", 2))
+    counts = [int(np.prod(row)) // (merge * merge) for row in thw]
+    groups = split_counts(positions, counts, ctx.model_class)
+    patches = np.cumsum([0] + [int(np.prod(row)) for row in thw])
+    out = []
+    for k, group in enumerate(groups):
+        inputs = dict(ctx.inputs)
+        inputs[grid_name] = ctx.inputs[grid_name][k:k + 1]
+        pv = inputs.get(pixel_name)
+        if pv is not None and hasattr(pv, "shape") and pv.shape[0] == patches[-1]:
+            inputs[pixel_name] = pv[patches[k]:patches[k + 1]]
+        out.append((group, inputs))
+    return out
+
+
 class Qwen2VLAdapter(Adapter):
     family = "Qwen2-VL, Qwen2.5-VL, Qwen3-VL (+ MoE), Qwen3.5 (+ MoE)"
     architectures = ("Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration",
@@ -46,9 +70,13 @@ class Qwen2VLAdapter(Adapter):
                      "Qwen3_5ForConditionalGeneration", "Qwen3_5MoeForConditionalGeneration")
     summary = "`image_grid_thw[1:] // merge` over the smart-resized image"
     tested = "tiny_qwen2_vl"
+    multi_image = True
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         return qwen2_vl_layout(ctx)
+
+    def split_images(self, ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict]]:
+        return split_by_grid(ctx, count, "image_grid_thw", ctx.image_positions(), "pixel_values")
 
 
 register_adapter(Qwen2VLAdapter())

@@ -127,15 +127,39 @@ class InternVLAdapter(Adapter):
     summary = ("`crop_to_patches` tile grid (the processor's closest-aspect canvas, no padding) + thumbnail; "
                "pixel-shuffled square per tile")
     tested = "tiny_internvl"
+    multi_image = True
 
-    def layout(self, ctx: LayoutContext) -> VisualLayout:
+    @staticmethod
+    def _side(ctx: LayoutContext) -> int:
         vc = ctx.vision_config
         tile, patch = _side(vc.image_size), _side(vc.patch_size)
-        side = int(tile // patch * float(getattr(ctx.config, "downsample_ratio", 0.5)))
+        return int(tile // patch * float(getattr(ctx.config, "downsample_ratio", 0.5)))
+
+    def split_images(self, ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict]]:
+        """Each image is one contiguous run of image tokens (between ``<img>`` and ``</img>``) of ``views x side^2``
+        tokens; ``pixel_values`` holds every image's views back to back."""
+        positions = ctx.image_positions()
+        starts, lengths = runs(positions)
+        per_view = self._side(ctx) ** 2
+        if len(starts) != count or np.any(lengths % per_view):
+            raise LayoutError(f"{ctx.model_class}: {count} images were given, but the prompt has {len(starts)} runs "
+                              f"of image tokens of lengths {lengths.tolist()} (views of {per_view} tokens each)")
+        pv = ctx.input("pixel_values")
+        views = np.cumsum([0] + [int(n) // per_view for n in lengths])
+        if pv.shape[0] != views[-1]:
+            raise LayoutError(f"{ctx.model_class}: the image tokens imply {views[-1]} views, pixel_values holds "
+                              f"{pv.shape[0]}")
+        return [(positions[s:s + n], {**ctx.inputs, "pixel_values": pv[views[k]:views[k + 1]]})
+                for k, (s, n) in enumerate(zip(starts, lengths))]
+
+    def layout(self, ctx: LayoutContext) -> VisualLayout:
+        side = self._side(ctx)
+        vc = ctx.vision_config
+        tile = _side(vc.image_size)
         positions = ctx.image_positions()
         if len(positions) == 0 or np.any(np.diff(positions) != 1):
-            raise LayoutError(f"{ctx.model_class}: expected one contiguous block of image tokens (one image per "
-                              "prompt)")
+            raise LayoutError(f"{ctx.model_class}: expected one contiguous block of image tokens for one image "
+                              "(several images: pass every image, probe.generate(image=[...]))")
         rows, cols, thumb = got_ocr2_tile_grid(ctx, (tile, tile))
         return tiled_layout(ctx, rows, cols, (side, side), thumb, family="internvl")
 

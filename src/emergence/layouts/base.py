@@ -15,6 +15,13 @@ keep one kind of view (with the other as fallback where it covers nothing). The 
 when the views have cells of different sizes (a coarse global image over fine tiles) and ``"mean"`` otherwise.
 Pixels that no view covers (cropped away) get ``fill`` (default: the minimum covered value, so an argmax never lands
 there and no NaN appears).
+
+Several images, or the frames of a video, in one prompt: a *composite* layout (:meth:`VisualLayout.combine`) holds one
+part per image, or per video frame (or group of frames read as one temporal patch), each an ordinary single-image
+layout that carries its ``item`` (the image's or video's index among the prompt's media, in prompt order) and, for
+video, its ``frames``. The composite's ``[V]`` token order is every part's tokens in sequence order; nothing is
+rendered through the composite itself: :meth:`VisualLayout.part` picks one image or frame, and
+:meth:`VisualLayout.members` gives its tokens' indices into ``[V]``.
 """
 
 from __future__ import annotations
@@ -90,13 +97,17 @@ class VisualLayout:
     """Visual tokens of one image in one prompt.
 
     Attributes:
-        positions: ``[V]`` sequence positions of the visual tokens (keys that the capture keeps), ascending.
-        image_size: ``(height, width)`` of the ORIGINAL image.
+        positions: ``[V]`` sequence positions of the visual tokens (keys that the capture keeps), ascending. For
+            cross-attention models (Mllama) these index the cross-attention keys (the vision tokens), not the text.
+        image_size: ``(height, width)`` of the ORIGINAL image (of a composite: its first part's).
         views: the token grids (see module docstring).
         family: the layout family that built it (``"llava"``, ``"llava_next"``, ``"qwen2_vl"``, ``"idefics3"``...).
         token_kind: ``[V]`` strings, ``"patch"`` for grid tokens, otherwise e.g. ``"newline"``, ``"cls"``.
         meta: family-specific facts (tile grid, canvas size...), JSON-serialisable. ``meta["not_spatial"]`` says why
             a layout without views has no place in the image (learned query or latent tokens).
+        item: which of the prompt's images / videos this layout places (0 for a prompt with one image).
+        frames: ``(first, stop)`` frame range of the video ``item`` that these tokens read (``None`` for an image).
+        parts: of a composite layout, one single-image layout per image or video frame (module docstring).
 
     A layout without views is *not spatial*: its tokens are captured, but :meth:`render` and everything drawn in
     the image (heatmaps, the analyzer) raise a :class:`LayoutError` that gives the reason.
@@ -108,8 +119,19 @@ class VisualLayout:
     family: str
     token_kind: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    item: int = 0
+    frames: tuple[int, int] | None = None
+    parts: list[VisualLayout] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.item = int(self.item)
+        if self.frames is not None:
+            f0, f1 = (int(v) for v in self.frames)
+            if not 0 <= f0 < f1:
+                raise LayoutError(f"frames must be a (first, stop) range with 0 <= first < stop, got {self.frames}")
+            self.frames = (f0, f1)
+        if self.parts and self.views:
+            raise LayoutError("a composite layout (with parts) has no views of its own; each part has its views")
         self.positions = np.asarray(self.positions, dtype=np.int64).reshape(-1)
         self.image_size = (int(self.image_size[0]), int(self.image_size[1]))
         if self.image_size[0] <= 0 or self.image_size[1] <= 0:
@@ -127,19 +149,116 @@ class VisualLayout:
             if np.any(covered[idx]):
                 raise LayoutError(f"view {view.name!r} reuses tokens of another view")
             covered[idx] = True
+        if self.parts:
+            kinds = np.full(n, "other", dtype=object)
+            for k, part in enumerate(self.parts):
+                where = np.searchsorted(self.positions, part.positions)
+                if np.any(where >= n) or np.any(self.positions[np.minimum(where, n - 1)] != part.positions):
+                    raise LayoutError(f"part {k} has visual positions that the composite layout does not hold")
+                if np.any(covered[where]):
+                    raise LayoutError(f"part {k} shares visual tokens with another part")
+                covered[where] = True
+                kinds[where] = part.token_kind
+            if self.token_kind is None:
+                self.token_kind = kinds
         if self.token_kind is None:
             self.token_kind = np.where(covered, "patch", "other")
         self.token_kind = np.asarray(self.token_kind, dtype=object)
         if len(self.token_kind) != n:
             raise LayoutError(f"token_kind has {len(self.token_kind)} entries for {n} visual tokens")
 
+    # ------------------------------------------------------------------ composite
+    @classmethod
+    def combine(cls, parts: Sequence[VisualLayout], family: str | None = None,
+                positions: np.ndarray | Sequence[int] | None = None, meta: dict[str, Any] | None = None
+                ) -> VisualLayout:
+        """A composite layout of several images or video frames of one prompt.
+
+        Args:
+            parts: single-image layouts (each with its ``item`` and, for video, ``frames``), disjoint positions.
+            family: default: the first part's family.
+            positions: every visual position of the composite (default: the union of the parts'); positions that
+                belong to no part (a separator after a video's last frame) are captured but never rendered.
+            meta: extra metadata.
+        """
+        parts = list(parts)
+        if not parts:
+            raise LayoutError("a composite layout needs at least one part")
+        if any(p.parts for p in parts):
+            raise LayoutError("parts of a composite layout must be single-image layouts")
+        keys = [(p.item, p.frames) for p in parts]
+        if len(set(keys)) != len(keys):
+            raise LayoutError(f"two parts place the same image / frames: {keys}")
+        union = np.concatenate([p.positions for p in parts])
+        if len(np.unique(union)) != len(union):
+            raise LayoutError("parts of a composite layout share visual positions")
+        pos = np.unique(union) if positions is None else np.asarray(positions, dtype=np.int64)
+        info = {"items": len({p.item for p in parts}), "parts": len(parts), **(meta or {})}
+        return cls(pos, parts[0].image_size, [], family=family or parts[0].family, meta=info, parts=parts)
+
+    @property
+    def is_composite(self) -> bool:
+        """Whether the layout holds several images or video frames (:attr:`parts`)."""
+        return bool(self.parts)
+
+    @property
+    def items(self) -> list[int]:
+        """The media indices (images / videos in prompt order) this layout places."""
+        return sorted({p.item for p in self.parts}) if self.parts else [self.item]
+
+    def members(self, part: int | VisualLayout) -> np.ndarray:
+        """``[V_k]`` indices into this layout's ``[V]`` tokens of one part (index or the part itself)."""
+        layout = self.parts[part] if isinstance(part, (int, np.integer)) else part
+        return np.searchsorted(self.positions, layout.positions)
+
+    def part_index(self, image: int | None = None, frame: int | None = None) -> int | None:
+        """Index in :attr:`parts` of image ``image`` (a prompt's image or video, by its index among the media) or,
+        for a video, of the part that reads ``frame``; ``None`` for a single-image layout when it is that image.
+
+        Raises:
+            LayoutError: no such image or frame (the message lists what the layout holds), or the choice is
+                ambiguous (a composite needs ``image`` or ``frame``; a video needs ``frame``).
+        """
+        if not self.parts:
+            if image not in (None, self.item) or (frame is not None and not self._has_frame(self, frame)):
+                raise LayoutError(f"this layout places one {'video part' if self.frames else 'image'} "
+                                  f"(image={self.item}{f', frames={self.frames}' if self.frames else ''}); "
+                                  f"image={image}, frame={frame} is not in it")
+            return None
+        found = [k for k, p in enumerate(self.parts) if (image is None or p.item == image)
+                 and (frame is None or self._has_frame(p, frame))]
+        held = ", ".join(f"image={p.item}" + (f" frames {p.frames[0]}..{p.frames[1] - 1}" if p.frames else "")
+                         for p in self.parts)
+        if not found:
+            raise LayoutError(f"no part of this layout is image={image}, frame={frame}; it holds: {held}")
+        if len(found) > 1:
+            what = "frame=f" if image is not None else "image=k (and frame=f for a video)"
+            raise LayoutError(f"this prompt holds {len(found)} images / frames matching image={image}, frame={frame}; "
+                              f"choose one with {what}. It holds: {held}")
+        return found[0]
+
+    @staticmethod
+    def _has_frame(layout: VisualLayout, frame: int) -> bool:
+        return layout.frames is not None and layout.frames[0] <= int(frame) < layout.frames[1]
+
+    def part(self, image: int | None = None, frame: int | None = None) -> VisualLayout:
+        """The single-image layout of image ``image`` / video frame ``frame`` (``self`` for a single-image layout)."""
+        k = self.part_index(image, frame)
+        return self if k is None else self.parts[k]
+
     # ------------------------------------------------------------------ facts
     @property
     def spatial(self) -> bool:
-        """Whether the visual tokens sit in the image (at least one view)."""
-        return bool(self.views)
+        """Whether the visual tokens sit in the image (at least one view; every part's, for a composite)."""
+        return all(p.spatial for p in self.parts) if self.parts else bool(self.views)
 
     def _require_spatial(self) -> None:
+        if self.parts:
+            held = ", ".join(f"image={p.item}" + (f" frames {p.frames[0]}..{p.frames[1] - 1}" if p.frames else "")
+                             for p in self.parts)
+            raise LayoutError(f"this layout holds {len(self.parts)} images / video frames ({held}); render one of "
+                              "them: layout.part(image=k, frame=f).render(values[layout.members(...)]), or "
+                              "run.heatmap(t, image=k, frame=f)")
         if not self.views:
             reason = self.meta.get("not_spatial", "the layout has no token grid")
             raise LayoutError(f"the visual tokens of this {self.family} layout have no place in the image ({reason}); "
@@ -165,8 +284,10 @@ class VisualLayout:
 
     def token_boxes(self) -> np.ndarray:
         """``[V, 4]`` float ``(x0, y0, x1, y1)`` of each token's cell in original pixels, clipped to the image;
-        NaN for tokens outside every grid (newlines, CLS)."""
+        NaN for tokens outside every grid (newlines, CLS). For a composite, each token's box in its own image."""
         boxes = np.full((self.num_tokens, 4), np.nan)
+        for part in self.parts:
+            boxes[self.members(part)] = part.token_boxes()
         h, w = self.image_size
         for view in self.views:
             cw, ch = view.cell_size
@@ -182,6 +303,7 @@ class VisualLayout:
     def token_grid(self, values: torch.Tensor | np.ndarray, view: int | str = 0) -> np.ndarray:
         """Arrange a ``[V]`` vector on one view's grid: ``[rows, cols]`` float, NaN where the grid has no token."""
         vec = _as_vector(values, self.num_tokens)
+        self._require_spatial()
         v = self._view(view)
         out = np.full(v.grid, np.nan)
         ok = v.index >= 0
@@ -290,7 +412,14 @@ class VisualLayout:
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable description (round-trips through :meth:`from_dict`)."""
-        return {
+        extra: dict[str, Any] = {}
+        if self.item:
+            extra["item"] = self.item
+        if self.frames is not None:
+            extra["frames"] = list(self.frames)
+        if self.parts:
+            extra["parts"] = [p.to_dict() for p in self.parts]
+        return {**extra,
             "positions": self.positions.tolist(),
             "image_size": list(self.image_size),
             "family": self.family,
@@ -312,9 +441,17 @@ class VisualLayout:
             family=data["family"],
             token_kind=np.asarray(data["token_kind"], dtype=object),
             meta=data.get("meta", {}),
+            item=data.get("item", 0),
+            frames=tuple(data["frames"]) if data.get("frames") is not None else None,
+            parts=[cls.from_dict(p) for p in data.get("parts", [])],
         )
 
     def __repr__(self) -> str:
+        if self.parts:
+            return (f"VisualLayout(family={self.family!r}, tokens={self.num_tokens}, composite of {len(self.parts)} "
+                    f"parts over {len(self.items)} images / videos: [" + "; ".join(
+                        f"image={p.item}" + (f" frames={p.frames}" if p.frames else "") + f" {p.num_tokens} tokens"
+                        for p in self.parts) + "])")
         grids = ", ".join(f"{v.name}:{v.grid[0]}x{v.grid[1]}" for v in self.views) or "none: not spatial"
         return (
             f"VisualLayout(family={self.family!r}, tokens={self.num_tokens}, "

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -12,7 +12,33 @@ import torch
 from ..errors import LayoutError
 from .base import VisualLayout
 
-__all__ = ["LayoutBuilder", "LayoutContext"]
+__all__ = ["LayoutBuilder", "LayoutContext", "Medium"]
+
+
+@dataclass(frozen=True)
+class Medium:
+    """One image or video of a prompt, as the user gave it.
+
+    Attributes:
+        kind: ``"image"`` or ``"video"``.
+        size: ``(height, width)`` of the original image, or of every frame of the video.
+        frames: number of frames the user gave (1 for an image).
+    """
+
+    kind: Literal["image", "video"]
+    size: tuple[int, int]
+    frames: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("image", "video"):
+            raise ValueError(f"Medium kind must be 'image' or 'video', got {self.kind!r}")
+        h, w = (int(v) for v in self.size)
+        if h <= 0 or w <= 0:
+            raise ValueError(f"Medium size must be a positive (height, width), got {self.size}")
+        if int(self.frames) < 1:
+            raise ValueError(f"a video needs at least one frame, got frames={self.frames}")
+        object.__setattr__(self, "size", (h, w))
+        object.__setattr__(self, "frames", int(self.frames))
 
 
 @dataclass
@@ -26,6 +52,8 @@ class LayoutContext:
         inputs: the processor's outputs (``pixel_values``, ``image_sizes``, ``image_grid_thw``...), batch of one.
         processor: the model's processor or image processor (may be ``None`` for hand-built inputs).
         model_class: name of the model class.
+        media: every image and video of the prompt in order (empty = one image of ``image_size``).
+        item: which of ``media`` this context places (its layout's ``item``).
     """
 
     config: Any
@@ -34,6 +62,22 @@ class LayoutContext:
     inputs: Mapping[str, Any] = field(default_factory=dict)
     processor: Any = None
     model_class: str = ""
+    media: tuple[Medium, ...] = ()
+    item: int = 0
+
+    def for_item(self, item: int, positions: np.ndarray, inputs: Mapping[str, Any], token_id: int | None = None
+                 ) -> LayoutContext:
+        """The context of one image of several: ``image_size`` is that image's, ``inputs`` its own slice of the
+        processor outputs, and every other image's placeholder tokens in ``input_ids`` (``token_id``, default the
+        image token) are replaced by ``-1`` so that a one-image layout finds only this image's tokens, at their
+        real sequence positions."""
+        token_id = self.image_token_id if token_id is None else token_id
+        ids = self.input_ids.detach().cpu().reshape(-1).clone()
+        others = ids == token_id
+        others[torch.as_tensor(np.asarray(positions, dtype=np.int64))] = False
+        ids[others] = -1
+        size = self.media[item].size if self.media else self.image_size
+        return replace(self, input_ids=ids, inputs=dict(inputs), image_size=size, item=item)
 
     @property
     def text_config(self) -> Any:
