@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CAPTURE_CASES, FAMILIES
+from conftest import CAPTURE_CASES, FAMILIES, N_NEW, eager_reference as _eager_reference
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
@@ -12,28 +12,6 @@ from emergence import Probe
 from emergence.capture import AttentionCapture, language_model_attention_modules
 from emergence.errors import CaptureError
 
-N_NEW = 6
-
-
-def _eager_reference(model, inputs, layout_positions, prompt_len):
-    """Predicting-row probabilities from eager `output_attentions`: [T, L, H, V], and the generated ids."""
-    model.set_attn_implementation("eager")
-    out = model.generate(
-        **inputs, max_new_tokens=N_NEW, min_new_tokens=N_NEW, do_sample=False,
-        output_attentions=True, return_dict_in_generate=True,
-    )
-    pos = torch.as_tensor(layout_positions)
-    rows = []
-    for t, step in enumerate(out.attentions):
-        per_layer = []
-        for layer_attn in step:
-            row = layer_attn[0, :, -1].float()  # [H, kv]
-            end = prompt_len + t
-            full = row.new_zeros(row.shape[0], end)  # sliding caches hold only the last keys
-            full[:, end - row.shape[-1]:] = row
-            per_layer.append(full[:, pos])
-        rows.append(torch.stack(per_layer))
-    return torch.stack(rows), out.sequences[0, prompt_len:]
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "eager"])

@@ -931,15 +931,19 @@ class HandBuiltProcessor:
         if images is None:
             raise ValueError("HandBuiltProcessor needs an image")
         image_inputs = self.image_processor(images=images, return_tensors="pt")
-        n = int(image_inputs["image_grid_thw"][0].prod()) // self.merge_size**2
-        block = self.start + self.image_token * n + self.end
-        text = text or ""
-        if self.image_token in text:  # like Qwen2VLProcessor: one placeholder becomes n tokens
-            prompt = text.replace(self.image_token, block, 1)
-        elif "<image>" in text:
-            prompt = text.replace("<image>", block, 1)
-        else:
-            prompt = block + text
+        prompt, cursor = text or "", 0  # text before `cursor` is already expanded
+        for thw in image_inputs["image_grid_thw"]:  # one block per image, in order
+            block = self.start + self.image_token * (int(thw.prod()) // self.merge_size**2) + self.end
+            at = -1
+            for placeholder in (self.image_token, "<image>"):  # like Qwen2VLProcessor: a placeholder becomes n tokens
+                at = prompt.find(placeholder, cursor)
+                if at >= 0:
+                    prompt = prompt[:at] + block + prompt[at + len(placeholder):]
+                    break
+            if at < 0:  # no placeholder: blocks go first
+                at = cursor
+                prompt = prompt[:at] + block + prompt[at:]
+            cursor = at + len(block)
         enc = self.tokenizer(prompt, return_tensors="pt")
         if not self.token_types:
             return BatchFeature({**enc, **image_inputs})

@@ -322,6 +322,7 @@ def analyze(
     mllm_judge: Any = None,
     expression: str | None = None,
     image: Any = None,
+    frame: int | None = None,
     nlp: Any = None,
     **option_values: Any,
 ) -> EmergenceReport:
@@ -343,7 +344,10 @@ def analyze(
         mllm_judge: a :class:`~emergence.Probe` (usually the probed model) asked to pick the best candidate mask
             for ``expression`` without ground truth.
         expression: the referring expression (for ``mllm_judge``).
-        image: the image (default ``run.image``).
+        image: the image (default ``run.image``); or, for a run over several images or a video, the index ``k``
+            of the image / video to analyze (``gt_mask`` is then that image's ground truth): the same as
+            ``analyze(run.select(image=k, frame=frame), ...)``.
+        frame: for a video, the frame to analyze (its ground truth in ``gt_mask``).
         nlp: a spaCy pipeline for phrases.
 
     Returns:
@@ -356,6 +360,14 @@ def analyze(
         ValueError, EmergenceError, MaskError: bad options, image or ground truth (the message names the value).
     """
     opts = _resolve_options(options, option_values)
+    if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
+        run, image = run.select(image=int(image), frame=frame), None
+    elif frame is not None:
+        run = run.select(frame=frame)
+    if run.layout.is_composite:
+        raise EmergenceError(f"this run holds {len(run.layout.parts)} images / video frames; analyze one: "
+                             "analyze(run, gt_mask, image=k) or frame=f (gt_mask is that image's or frame's ground "
+                             "truth)")
     image, size, gt = _check_inputs(run, image, gt_mask)
     unit_list, kind_used = make_units(run, opts.units, nlp=nlp)
     work = working_size(size, opts.max_side)

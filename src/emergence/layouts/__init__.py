@@ -5,7 +5,7 @@ types, the geometry helpers and a front for registering a layout function alone.
 """
 
 from .base import FuseRule, View, VisualLayout, working_size
-from .context import LayoutBuilder, LayoutContext
+from .context import LayoutBuilder, LayoutContext, Medium
 from .geometry import Canvas, simple_canvas
 from .registry import build_layout, find_builder, register_layout, registered_layouts
 
@@ -14,6 +14,7 @@ __all__ = [
     "FuseRule",
     "LayoutBuilder",
     "LayoutContext",
+    "Medium",
     "View",
     "VisualLayout",
     "build_layout",

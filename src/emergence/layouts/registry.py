@@ -15,13 +15,13 @@ Packages can expose such functions under the entry-point group ``emergence.layou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from .base import VisualLayout
-from .context import LayoutBuilder, LayoutContext
+from .context import LayoutBuilder, LayoutContext, Medium
 
 __all__ = ["LayoutBuilder", "LayoutContext", "build_layout", "find_builder", "register_layout", "registered_layouts"]
 
@@ -66,12 +66,12 @@ def find_builder(model_or_class: Any, config: Any = None) -> tuple[str, LayoutBu
 def build_layout(
     model: Any,
     input_ids: torch.Tensor,
-    image_size: tuple[int, int],
+    image_size: tuple[int, int] | Sequence[Medium],
     inputs: Mapping[str, Any] | None = None,
     processor: Any = None,
 ) -> VisualLayout:
-    """Build the :class:`VisualLayout` of one image in one prompt with the model's adapter
-    (:func:`emergence.adapters.build_layout`)."""
+    """Build the :class:`VisualLayout` of one prompt (one image, or one :class:`Medium` per image / video) with the
+    model's adapter (:func:`emergence.adapters.build_layout`)."""
     from ..adapters import build_layout as _build
 
     return _build(model, input_ids, image_size, inputs, processor)
