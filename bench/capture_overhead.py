@@ -12,6 +12,7 @@ variant keeps (exact: tensor sizes).
 
     python bench/capture_overhead.py                           # CPU, ~250M-parameter model, 64 and 256 tokens
     python bench/capture_overhead.py --device cuda --config llava-1.5-7b --dtype bfloat16 --new-tokens 512
+    python bench/capture_overhead.py --config qwen2-vl-video --frames 16   # a 16-frame video (Qwen2-VL classes)
 """
 
 from __future__ import annotations
@@ -42,12 +43,57 @@ CONFIGS = {
                   num_key_value_heads=32, vocab_size=32064),
     ),
 }
+# A video case: Qwen2-VL's classes with a `--frames`-frame video of 224 x 224 frames (16 x 16 patches of 14 px, 2 x 2
+# merge, 2 frames per temporal patch -> 64 tokens per temporal patch); the language model is "small"'s.
+VIDEO_CONFIG = "qwen2-vl-video"
 VARIANTS = ("plain", "capture", "peers")
 TEXT_TOKENS = 40
 
 
-def build(config_name: str, device: str, dtype_name: str):
+def build_video(device: str, dtype_name: str, frames: int):
+    """Qwen2-VL (random init) with one video of ``frames`` frames: ``(model, inputs, video positions, params)``."""
     import torch
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    text = dict(CONFIGS["small"]["text"])
+    vocab = text["vocab_size"]
+    video_token, start, end = vocab - 1, vocab - 2, vocab - 3
+    head_dim = text["hidden_size"] // text["num_attention_heads"]
+    half = head_dim // 2
+    section = [half - 2 * (half // 3), half // 3, half // 3]
+    config = Qwen2VLConfig(
+        text_config=dict(text, max_position_embeddings=8192, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                         rope_parameters={
+            "rope_type": "default", "mrope_section": section, "rope_theta": 10000.0}),
+        vision_config=dict(depth=8, embed_dim=512, hidden_size=text["hidden_size"], num_heads=8, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        image_token_id=vocab - 4, video_token_id=video_token, vision_start_token_id=start, vision_end_token_id=end,
+    )
+    dtype = getattr(torch, dtype_name)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2VLForConditionalGeneration(config).to(dtype).eval()
+    model.set_attn_implementation("sdpa")
+    t, grid = -(-frames // 2), 16
+    n_video = t * grid * grid // 4
+    gen = torch.Generator().manual_seed(0)
+    words = torch.randint(3, vocab - 5, (TEXT_TOKENS,), generator=gen)
+    input_ids = torch.cat([torch.tensor([1, start]), torch.full((n_video,), video_token), torch.tensor([end]),
+                           words])[None].to(device)
+    pixels = torch.randn(t * grid * grid, 3 * 2 * 14 * 14, generator=gen)
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids),
+              "pixel_values_videos": pixels.to(device=device, dtype=dtype),
+              "video_grid_thw": torch.tensor([[t, grid, grid]], device=device),
+              "mm_token_type_ids": (input_ids == video_token).long() * 2}
+    positions = torch.arange(2, 2 + n_video)
+    return model, inputs, positions, sum(p.numel() for p in model.parameters())
+
+
+def build(config_name: str, device: str, dtype_name: str, frames: int = 16):
+    import torch
+
+    if config_name == VIDEO_CONFIG:
+        return build_video(device, dtype_name, frames)
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     spec = CONFIGS[config_name]
@@ -114,8 +160,8 @@ def timing(args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    model, inputs, positions, n_params = build(args.config, args.device, args.dtype)
-    results = {"params": n_params, "times": {}}
+    model, inputs, positions, n_params = build(args.config, args.device, args.dtype, args.frames)
+    results = {"params": n_params, "times": {}, "positions": positions.tolist()}
     for new_tokens in args.new_tokens:
         for variant in VARIANTS:  # warm-up round
             run_variant(model, inputs, positions, variant, min(new_tokens, 8))
@@ -135,7 +181,7 @@ def _memory_child(args, variant: str, new_tokens: int, queue) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    model, inputs, positions, _ = build(args.config, args.device, args.dtype)
+    model, inputs, positions, _ = build(args.config, args.device, args.dtype, args.frames)
     run_variant(model, inputs, positions, variant, new_tokens)  # same call once: warm allocator and kernels
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -196,8 +242,10 @@ def report(args, t: dict, m: dict) -> str:
     import torch
     import transformers
 
+    what = args.config + (f", {args.frames}-frame video ({len(t['positions'])} video tokens)"
+                          if args.config == VIDEO_CONFIG else "")
     lines.append(
-        f"### {args.config} ({t['params'] / 1e6:,.0f}M parameters), {args.dtype}, {device} — "
+        f"### {what} ({t['params'] / 1e6:,.0f}M parameters), {args.dtype}, {device} — "
         f"{datetime.date.today().isoformat()}"
     )
     lines.append("")
@@ -236,7 +284,8 @@ def report(args, t: dict, m: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    parser.add_argument("--config", choices=sorted(CONFIGS) + [VIDEO_CONFIG], default="small")
+    parser.add_argument("--frames", type=int, default=16, help=f"video frames of --config {VIDEO_CONFIG}")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[64, 256])

@@ -104,6 +104,20 @@ def test_readme_family_table_is_generated_from_the_support_table_and_each_exact_
         if adapter.support != "refused":
             assert adapter.tested and set(adapter.tested.split(", ")) <= builders, \
                 f"{adapter.family} is listed as {adapter.support} without a family test"
+    # a family listed with several images / video has a class in the multi-image / video tests
+    from conftest import FAMILIES
+    from test_multi_image import MULTI
+    from test_video import VIDEO
+
+    def classes(names):
+        return {type(FAMILIES[n]()[0]).__name__ for n in names}
+
+    multi, video = classes(MULTI), classes(VIDEO)
+    for adapter in families():
+        if adapter.multi_image:
+            assert multi & set(adapter.architectures), f"{adapter.family} says several images, untested"
+        if adapter.video:
+            assert video & set(adapter.architectures), f"{adapter.family} says video, untested"
 
 
 def test_kosmos2_latents_are_placed_by_the_position_mask_captured_and_never_drawn():

@@ -10,7 +10,7 @@ import numpy as np
 from .layouts.base import working_size
 from .run import ProbeRun
 
-__all__ = ["plot_token_heatmaps", "overlay"]
+__all__ = ["plot_frame_profile", "plot_token_heatmaps", "overlay"]
 
 
 def save_figure(fig: Any, path: Any, dpi: int = 110) -> Any:
@@ -57,6 +57,8 @@ def plot_token_heatmaps(
     cols: int = 5,
     panel_size: float = 2.4,
     max_side: int | None = 768,
+    image: int | None = None,
+    frame: int | None = None,
 ) -> tuple[Any, np.ndarray]:
     """The image, then one attention heatmap per generated token (overlaid).
 
@@ -68,11 +70,16 @@ def plot_token_heatmaps(
             attention sinks and text-independent attention).
         max_side: maps are rendered on a grid whose longer side is at most this (display resolution; ``None``:
             the image's full size).
+        image, frame: for a run over several images or a video, which image / frame to draw
+            (:meth:`ProbeRun.select`).
 
     Returns:
         ``(fig, axes)``; axes is a flat array, ``axes[0]`` shows the image.
     """
     import matplotlib.pyplot as plt
+
+    if image is not None or frame is not None:
+        run = run.select(image=image, frame=frame)
 
     from .analysis.maps import normalise
 
@@ -99,3 +106,42 @@ def plot_token_heatmaps(
     fig.suptitle(run.text if len(run.text) < 90 else run.text[:87] + "...", fontsize=9)
     fig.tight_layout()
     return fig, axes
+
+
+def plot_frame_profile(
+    run: ProbeRun,
+    image: int | None = None,
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    normalise_tokens: bool = True,
+    size: tuple[float, float] | None = None,
+) -> tuple[Any, Any]:
+    """The "when" plot of a video: attention mass of every generated token (x) on every frame (y), from
+    :meth:`ProbeRun.frame_profile`.
+
+    Args:
+        image: the video's index among the prompt's media (default: the only video).
+        normalise_tokens: divide each token's column by its mass on the whole video (where in the video each
+            token looks), instead of the raw mass (how much it looks at the video at all).
+
+    Returns:
+        ``(fig, ax)``.
+    """
+    import matplotlib.pyplot as plt
+
+    frames, mass = run.frame_profile(image=image, layers=layers, heads=heads)
+    values = mass.numpy()
+    if normalise_tokens:
+        values = values / np.maximum(values.sum(axis=0, keepdims=True), 1e-12)
+    width = size or (max(4.0, 0.32 * values.shape[1] + 1.5), max(2.5, 0.25 * values.shape[0] + 1.2))
+    fig, ax = plt.subplots(figsize=width)
+    im = ax.imshow(values, aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.set_yticks(range(len(frames)))
+    ax.set_yticklabels([f"{a}" if b - a == 1 else f"{a}-{b - 1}" for a, b in frames], fontsize=7)
+    ax.set_xticks(range(len(run.tokens)))
+    ax.set_xticklabels([s.strip() or "·" for s in run.tokens], rotation=90, fontsize=7)
+    ax.set_ylabel("frame")
+    ax.set_xlabel("generated token")
+    fig.colorbar(im, ax=ax, label="share of the video's attention" if normalise_tokens else "attention mass")
+    fig.tight_layout()
+    return fig, ax

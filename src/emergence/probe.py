@@ -184,6 +184,7 @@ class Probe:
         convention: str = "predicting",
         layers: Sequence[int] | None = None,
         storage_dtype: torch.dtype = torch.float16,
+        frames: Sequence[int] | None = None,
         **generate_kwargs: Any,
     ) -> ProbeRun:
         """Generate an answer while recording attention over the visual tokens.
@@ -201,6 +202,9 @@ class Probe:
                 (row at token t's own position; computed in one extra full forward over prompt + answer).
             layers: language-model layers to capture (default all).
             storage_dtype: dtype of the stored maps (float16 default; computed in float32).
+            frames: with a video, keep only the tokens of the parts that read these frames (the softmax still runs
+                over every key, so the kept probabilities are exact): memory per token ~ L x H x the kept tokens,
+                the bound for long videos (with ``keep="layers"`` or ``"mean"``).
             **generate_kwargs: passed to ``model.generate`` (greedy ``do_sample=False`` by default).
 
         Returns:
@@ -220,6 +224,8 @@ class Probe:
         media = [Medium("image", (p.height, p.width)) for p in pils]
         media += [Medium("video", (v[0].height, v[0].width), len(v)) for v in videos]
         layout = self.layout(inputs, media)
+        if frames is not None:
+            layout = _keep_frames(layout, frames)
         model_inputs = self._model_inputs(inputs)
         generate_kwargs.setdefault("do_sample", False)
         pad_id = getattr(self.tokenizer, "pad_token_id", None)
@@ -245,8 +251,8 @@ class Probe:
             convention=convention,
             prompt=prompt or "",
             prompt_ids=input_ids[0].cpu(),
-            image=pils[0] if len(media) == 1 else None,
-            media=[] if len(media) == 1 else [*pils, *videos],
+            image=pils[0] if (len(pils), len(videos)) == (1, 0) else None,
+            media=[] if (len(pils), len(videos)) == (1, 0) else [*pils, *videos],
             meta=self._meta(cap, generate_kwargs),
         )
 
@@ -380,6 +386,19 @@ class Probe:
             f"Probe({self.name or type(self.model).__name__!r}, layers={self.num_layers}, "
             f"backend={self.model.config.get_text_config()._attn_implementation!r})"
         )
+
+
+def _keep_frames(layout: VisualLayout, frames: Sequence[int]) -> VisualLayout:
+    """The composite layout restricted to the images and the video parts that read one of ``frames``."""
+    wanted = {int(f) for f in frames}
+    if not layout.is_composite or not any(p.frames for p in layout.parts):
+        raise ValueError("frames=... selects video frames; this prompt holds no video")
+    parts = [p for p in layout.parts if p.frames is None or wanted & set(range(*p.frames))]
+    held = sorted({f for p in layout.parts if p.frames for f in range(*p.frames)})
+    missing = sorted(wanted - set(held))
+    if missing:
+        raise ValueError(f"frames {missing} are not in the video (frames {held[0]}..{held[-1]})")
+    return VisualLayout.combine(parts, meta={"frames_kept": sorted(wanted)})
 
 
 def _load_frames(video: Any) -> list[Image.Image]:

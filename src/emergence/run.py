@@ -176,6 +176,32 @@ class ProbeRun:
         layout = self.layout.part(image, frame) if (image is not None or frame is not None) else self.layout
         return layout.render(self.token_map(t, layers, heads, image=image, frame=frame), fuse=fuse)
 
+    def frame_profile(self, image: int | None = None, layers: Sequence[int] | None = None,
+                      heads: Sequence[int] | None = None) -> tuple[list[tuple[int, int]], torch.Tensor]:
+        """How much each generated token attends to each part of a video: the "when" view of a video.
+
+        Args:
+            image: the video's index among the prompt's media (default: the only video).
+
+        Returns:
+            ``(frames, mass)``: each part's ``(first, stop)`` frame range, in frame order, and ``[parts, T]``
+            float32: the attention mass (summed over the part's tokens, mean over the chosen layers and heads) of
+            every generated token on that part.
+        """
+        videos = sorted({p.item for p in self.layout.parts if p.frames is not None})
+        if not videos:
+            raise EmergenceError("this run holds no video; frame_profile needs a run generated with video=frames")
+        if image is None:
+            if len(videos) > 1:
+                raise EmergenceError(f"this run holds videos {videos}; choose one with image=k")
+            image = videos[0]
+        elif image not in videos:
+            raise EmergenceError(f"image={image} is not a video of this run (videos: {videos})")
+        maps = self.token_map(None, layers, heads)  # [T, V]
+        parts = sorted((p for p in self.layout.parts if p.item == image), key=lambda p: p.frames)
+        mass = torch.stack([maps[:, torch.from_numpy(self.layout.members(p))].sum(dim=1) for p in parts])
+        return [p.frames for p in parts], mass
+
     def select(self, image: int | None = None, frame: int | None = None) -> ProbeRun:
         """The run restricted to one image or video frame: ``attention[..., V_k]``, that part's layout and its
         image (the frame itself for a video), ready for :func:`~emergence.analyze` and the plots. A one-image run

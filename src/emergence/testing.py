@@ -41,7 +41,8 @@ WORDS = (
 
 LLAVA_TEMPLATE = (
     "{% for m in messages %}{% if m['role'] == 'user' %}USER: {% for c in m['content'] %}"
-    "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }}{% endif %}{% endfor %} "
+    "{% if c['type'] == 'image' %}<image> {% elif c['type'] == 'video' %}<video> {% else %}{{ c['text'] }}{% endif %}"
+    "{% endfor %} "
     "{% else %}ASSISTANT: {% for c in m['content'] %}{{ c['text'] }}{% endfor %} </s> {% endif %}{% endfor %}"
     "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
@@ -171,8 +172,9 @@ def tiny_llava_next(
     family = "LlavaNextVideo" if video else "LlavaNext"
     config_cls = getattr(transformers, f"{family}Config")
     model_cls = getattr(transformers, f"{family}ForConditionalGeneration")
-    tokenizer = make_tokenizer()
+    tokenizer = make_tokenizer(extra_special=["<video>"] if video else ())
     pinpoints = [[tile, 2 * tile], [2 * tile, tile], [2 * tile, 2 * tile], [tile, 3 * tile], [3 * tile, tile]]
+    extra = {"video_token_id": tokenizer.convert_tokens_to_ids("<video>"), "spatial_pool_stride": 2} if video else {}
     config = config_cls(
         vision_config=_clip_vision(tile, patch, local_vision),
         text_config=_llama_text(len(tokenizer)),
@@ -180,17 +182,49 @@ def tiny_llava_next(
         image_grid_pinpoints=pinpoints,
         vision_feature_layer=-2,  # with a 1-layer tower (local_vision) this is the patch-embedding output
         vision_feature_select_strategy="default",
+        **extra,
     )
     model = _init(model_cls(config), seed)
     model.set_attn_implementation(attn_implementation)
     ip = LlavaNextImageProcessorPil(
         size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile}, image_grid_pinpoints=pinpoints
     )
-    processor = LlavaNextProcessor(
-        image_processor=ip, tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default",
-        chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
-    )
+    kwargs = dict(image_processor=ip, tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default",
+                  chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1)
+    if not video:
+        return model, LlavaNextProcessor(**kwargs)
+    from transformers import LlavaNextVideoProcessor
+
+    processor = _without_video_processor(LlavaNextVideoProcessor)(video_processor=None, **kwargs)
+    processor.video_processor = FrameVideoProcessor(tile)
     return model, processor
+
+
+class FrameVideoProcessor:
+    """A stand-in for ``LlavaNextVideoVideoProcessor`` (which needs torchvision) with its configuration: every
+    frame resized (shortest edge ``side``, bicubic), centre-cropped to ``side x side``, rescaled and normalised with
+    the CLIP mean / std -- the same steps, done by the PIL image processor frame by frame.
+
+    Returns ``pixel_values_videos`` ``[videos, frames, 3, side, side]``.
+    """
+
+    model_input_names = ["pixel_values_videos"]
+
+    def __init__(self, side: int) -> None:
+        self.size = {"shortest_edge": side}
+        self.crop_size = {"height": side, "width": side}
+        self.do_resize = self.do_center_crop = True
+        self.do_pad = False
+
+    def __call__(self, videos: Any = None, return_tensors: str = "pt", **_: Any) -> Any:
+        from transformers import BatchFeature
+        from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+
+        ip = LlavaImageProcessorPil(size=self.size, crop_size=self.crop_size, do_center_crop=True, do_pad=False)
+        if videos is None:
+            return BatchFeature({})
+        stacks = [ip(images=list(frames), return_tensors="pt")["pixel_values"] for frames in videos]
+        return BatchFeature({"pixel_values_videos": torch.stack(stacks)})
 
 
 def _without_video_processor(processor_cls: type) -> type:
@@ -913,29 +947,74 @@ class HandBuiltProcessor:
 
     Calls the real image processor, then writes the prompt with ``<|vision_start|>``, one ``<|image_pad|>`` per merged
     visual token (``prod(image_grid_thw) // merge**2``) and ``<|vision_end|>``, exactly as ``Qwen2VLProcessor`` does.
+
+    Videos (``videos=[frames, ...]``) are laid out as ``Qwen2VLVideoProcessor`` does: every frame resized by the
+    image processor's rule, frames grouped by ``temporal_patch_size`` (the last repeated to fill the last group),
+    patches flattened as ``(C, temporal, patch, patch)``; the prompt gets one block of
+    ``t * h * w // merge**2`` ``<|video_pad|>`` tokens, or with ``timestamps`` (Qwen3-VL) one
+    ``<{time:.1f} seconds>`` + block per temporal group (``fps`` frames per second, the group's mean frame time).
     """
 
     def __init__(self, image_processor: Any, tokenizer: Any, merge_size: int = 2, image_token: str = "<|image_pad|>",
-                 start: str = "<|vision_start|>", end: str = "<|vision_end|>", token_types: bool = True) -> None:
+                 start: str = "<|vision_start|>", end: str = "<|vision_end|>", token_types: bool = True,
+                 video_token: str = "<|video_pad|>", timestamps: bool = False, fps: float = 2.0) -> None:
         self.token_types = token_types
         self.image_processor = image_processor
         self.tokenizer = tokenizer
         self.merge_size = merge_size
-        self.image_token = image_token
+        self.image_token, self.video_token = image_token, video_token
         self.start, self.end = start, end
+        self.timestamps, self.fps = timestamps, fps
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
 
-    def __call__(self, images: Any = None, text: str | None = None, return_tensors: str = "pt", **_: Any) -> Any:
+    def _video(self, frames: list[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pixel_values_videos [t*h*w, C*tps*p*p], video_grid_thw [1, 3])`` of one video."""
+        tps = int(self.image_processor.temporal_patch_size)
+        per_frame = []
+        grid = None
+        for frame in frames:
+            out = self.image_processor(images=frame, return_tensors="pt")
+            _, gh, gw = (int(v) for v in out["image_grid_thw"][0])
+            if grid not in (None, (gh, gw)):
+                raise ValueError("the video's frames resize to different grids; give frames of one size")
+            grid = (gh, gw)
+            patches = out["pixel_values"].reshape(gh * gw, 3, tps, -1)[:, :, 0]  # [N, C, p*p]: one frame's pixels
+            per_frame.append(patches)
+        per_frame += [per_frame[-1]] * (-len(per_frame) % tps)  # repeat the last frame
+        groups = [torch.stack(per_frame[g:g + tps], dim=2) for g in range(0, len(per_frame), tps)]  # [N, C, tps, pp]
+        pixels = torch.cat([g.reshape(g.shape[0], -1) for g in groups])
+        return pixels, torch.tensor([[len(groups), grid[0], grid[1]]])
+
+    def _video_block(self, thw: torch.Tensor) -> str:
+        t, h, w = (int(v) for v in thw)
+        per_group = h * w // self.merge_size**2
+        if not self.timestamps:
+            return self.start + self.video_token * (t * per_group) + self.end
+        tps = int(self.image_processor.temporal_patch_size)
+        return "".join(f"<{(g * tps + (tps - 1) / 2) / self.fps:.1f} seconds>" + self.start
+                       + self.video_token * per_group + self.end for g in range(t))
+
+    def __call__(self, images: Any = None, text: str | None = None, return_tensors: str = "pt", videos: Any = None,
+                 **_: Any) -> Any:
         from transformers import BatchFeature
 
-        if images is None:
-            raise ValueError("HandBuiltProcessor needs an image")
-        image_inputs = self.image_processor(images=images, return_tensors="pt")
+        if images is None and videos is None:
+            raise ValueError("HandBuiltProcessor needs an image or a video")
+        image_inputs = dict(self.image_processor(images=images, return_tensors="pt")) if images is not None else {}
+        blocks = []
+        for thw in image_inputs.get("image_grid_thw", []):  # one block per image, in order
+            blocks.append((self.image_token, "<image>",
+                           self.start + self.image_token * (int(thw.prod()) // self.merge_size**2) + self.end))
+        if videos is not None:
+            made = [self._video(list(v)) for v in videos]
+            image_inputs["pixel_values_videos"] = torch.cat([m[0] for m in made])
+            image_inputs["video_grid_thw"] = torch.cat([m[1] for m in made])
+            blocks += [(self.video_token, "<video>", self._video_block(m[1][0])) for m in made]
         prompt, cursor = text or "", 0  # text before `cursor` is already expanded
-        for thw in image_inputs["image_grid_thw"]:  # one block per image, in order
-            block = self.start + self.image_token * (int(thw.prod()) // self.merge_size**2) + self.end
+        for token, alias, block in blocks:
             at = -1
-            for placeholder in (self.image_token, "<image>"):  # like Qwen2VLProcessor: a placeholder becomes n tokens
+            for placeholder in (token, alias):  # like Qwen2VLProcessor: a placeholder becomes its block
                 at = prompt.find(placeholder, cursor)
                 if at >= 0:
                     prompt = prompt[:at] + block + prompt[at + len(placeholder):]
@@ -947,7 +1026,9 @@ class HandBuiltProcessor:
         enc = self.tokenizer(prompt, return_tensors="pt")
         if not self.token_types:
             return BatchFeature({**enc, **image_inputs})
-        mm_types = (enc["input_ids"] == self.image_token_id).long()  # 1 marks image tokens, as the real processor
+        ids = enc["input_ids"]
+        # 1 marks image tokens, 2 video tokens, as the real processor
+        mm_types = (ids == self.image_token_id).long() + 2 * (ids == self.video_token_id).long()
         return BatchFeature({**enc, "mm_token_type_ids": mm_types, **image_inputs})
 
 
@@ -1013,7 +1094,7 @@ def tiny_qwen2_vl(
     model = _init(model_cls(config), seed)
     model.set_attn_implementation(attn_implementation)
     ip = Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=16 * 16, max_pixels=96 * 96)
-    return model, HandBuiltProcessor(ip, tokenizer, merge_size=2)
+    return model, HandBuiltProcessor(ip, tokenizer, merge_size=2, timestamps=version.startswith("3"))
 
 
 def tiny_glm4v(seed: int = 0, local_vision: bool = False, attn_implementation: str = "sdpa", variant: str = "4.1v"

@@ -126,6 +126,8 @@ class Adapter:
             UnsupportedModelError: the family cannot place several images yet (the default).
             LayoutError: the prompt's tokens do not split into ``count`` images as the inputs imply.
         """
+        if count == 1:  # one image beside a video: every image token is its
+            return [(ctx.image_positions(), dict(ctx.inputs))]
         raise UnsupportedModelError(f"{ctx.model_class}: the prompt holds {count} images; several images per prompt "
                                     f"are not supported for {self.family or ctx.model_class} yet. Probe one image "
                                     "per prompt, or register an adapter whose split_images() cuts the prompt.")
@@ -227,10 +229,10 @@ class Adapter:
                              f"(processor(images=..., text=...)).")
 
     def model_inputs(self, inputs: Mapping[str, Any], model: nn.Module) -> dict[str, Any]:
-        """The inputs on the model's device; floating image tensors in the model's dtype."""
+        """The inputs on the model's device; floating image and video tensors in the model's dtype."""
         device = next(model.parameters()).device
         out = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
-        for name in self.pixel_inputs:
+        for name in (*self.pixel_inputs, "pixel_values_videos"):
             value = out.get(name)
             if isinstance(value, torch.Tensor) and value.is_floating_point():
                 out[name] = value.to(model.dtype)

@@ -315,13 +315,74 @@ def llava_next_layout(ctx: LayoutContext, max_patches: int | None = None, family
 
 
 class LlavaNextAdapter(Adapter):
-    family = "LLaVA-NeXT, LLaVA-NeXT-Video (images)"
-    architectures = ("LlavaNextForConditionalGeneration", "LlavaNextVideoForConditionalGeneration")
+    family = "LLaVA-NeXT"
+    architectures = ("LlavaNextForConditionalGeneration",)
     summary = "base grid + unpadded tile mosaic, newline token per row (not rendered)"
     tested = "tiny_llava_next"
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         return llava_next_layout(ctx)
+
+
+def video_frame_canvas(ctx: LayoutContext, h: int, w: int) -> Canvas:
+    """The canvas of one video frame under the processor's video processor (resize, centre crop), read from
+    ``processor.video_processor``'s configuration."""
+    from ..layouts.geometry import simple_canvas
+
+    vp = getattr(ctx.processor, "video_processor", None)
+    if vp is None or getattr(vp, "size", None) is None:
+        raise LayoutError(f"{ctx.model_class}: the video layout needs the processor's video_processor (its resize "
+                          "and crop sizes); pass the processor that processed the video (video processors need "
+                          "torchvision)")
+    return simple_canvas(vp, h, w)
+
+
+def llava_next_video_layouts(ctx: LayoutContext, items: list[int]) -> list[VisualLayout]:
+    """LLaVA-NeXT-Video videos: each frame resized and centre-cropped by the video processor to the tower's square,
+    its ``g x g`` patch features pooled ``stride x stride`` (``spatial_pool_stride``; floor) into
+    ``g // stride`` squared tokens, frames back to back, no newline tokens. One part per frame."""
+    video_id = getattr(ctx.config, "video_token_id", None)
+    if not isinstance(video_id, int):
+        raise LayoutError(f"{ctx.model_class}: config.video_token_id is not set")
+    ids = ctx.input_ids.detach().cpu().reshape(-1)
+    positions = np.nonzero((ids == video_id).numpy())[0]
+    vc = ctx.vision_config
+    g = vc.image_size // vc.patch_size
+    stride = int(getattr(ctx.config, "spatial_pool_stride", 2))
+    side = g // stride
+    frames = [ctx.media[item].frames for item in items]
+    pv = ctx.inputs.get("pixel_values_videos") if ctx.inputs else None
+    if pv is not None and (pv.ndim != 5 or int(pv.shape[0]) * int(pv.shape[1]) != sum(frames)):
+        raise LayoutError(f"{ctx.model_class}: pixel_values_videos of shape {tuple(pv.shape)} do not hold the "
+                          f"{sum(frames)} frames given; pass the frames the processor read")
+    per_frame = split_counts(positions, [side * side] * sum(frames), ctx.model_class)
+    parts, k = [], 0
+    for item, n in zip(items, frames):
+        h, w = ctx.media[item].size
+        canvas = video_frame_canvas(ctx, h, w)
+        if (canvas.height, canvas.width) != (vc.image_size, vc.image_size):
+            raise LayoutError(f"{ctx.model_class}: the video processor makes {canvas.height}x{canvas.width} frames, "
+                              f"the tower reads {vc.image_size}x{vc.image_size}")
+        used = side * stride * vc.patch_size  # the pooled cells cover this much of the canvas (floor pooling)
+        box = canvas.box_in_original(0, 0, used, used)
+        for f in range(n):
+            view = grid_view("frame", side, side, 0, box)
+            parts.append(VisualLayout(per_frame[k], (h, w), [view], family="llava_next_video", item=item,
+                                      frames=(f, f + 1), meta={"grid": [side, side], "pool_stride": stride}))
+            k += 1
+    return parts
+
+
+class LlavaNextVideoAdapter(LlavaNextAdapter):
+    family = "LLaVA-NeXT-Video"
+    architectures = ("LlavaNextVideoForConditionalGeneration",)
+    summary = ("images: base grid + unpadded tile mosaic, newline per row; video: each frame's pooled grid over the "
+               "resized, centre-cropped frame")
+    tested = "tiny_llava_next"
+    video = True
+
+    def video_layouts(self, ctx: LayoutContext, items: list[int]) -> list[VisualLayout]:
+        return llava_next_video_layouts(ctx, items)
 
 
 class LlavaOnevisionAdapter(Adapter):
@@ -344,7 +405,8 @@ class LlavaOnevisionAdapter(Adapter):
         return llava_next_layout(ctx, max_patches=int(aspect[len("anyres_max_"):]), family="llava_onevision")
 
 
-for _adapter in (LlavaAdapter(), Mistral3Adapter(), LlavaNextAdapter(), LlavaOnevisionAdapter(), PaliGemmaAdapter(),
+for _adapter in (LlavaAdapter(), Mistral3Adapter(), LlavaNextAdapter(), LlavaNextVideoAdapter(), LlavaOnevisionAdapter(),
+                 PaliGemmaAdapter(),
                  Gemma3Adapter(), OneGridAdapter(), VideoLlavaAdapter()):
     register_adapter(_adapter)
 

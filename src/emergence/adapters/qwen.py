@@ -4,6 +4,7 @@ family, GLM-4V, Gemma 4)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from ..errors import LayoutError
 from ..layouts.base import VisualLayout
@@ -11,7 +12,8 @@ from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter, split_counts
 from .generic import check_contiguous, grid_view
 
-__all__ = ["Gemma4Adapter", "Glm4vAdapter", "Qwen25OmniAdapter", "Qwen2VLAdapter", "qwen2_vl_layout"]
+__all__ = ["Gemma4Adapter", "Glm4vAdapter", "Qwen25OmniAdapter", "Qwen2VLAdapter", "qwen2_vl_layout",
+           "qwen2_vl_video_layouts", "split_by_grid"]
 
 
 def qwen2_vl_layout(ctx: LayoutContext) -> VisualLayout:
@@ -78,6 +80,47 @@ class Qwen2VLAdapter(Adapter):
     def split_images(self, ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict]]:
         return split_by_grid(ctx, count, "image_grid_thw", ctx.image_positions(), "pixel_values")
 
+    video = True
+
+    def video_layouts(self, ctx: LayoutContext, items: list[int]) -> list[VisualLayout]:
+        return qwen2_vl_video_layouts(ctx, items)
+
+
+def qwen2_vl_video_layouts(ctx: LayoutContext, items: list[int]) -> list[VisualLayout]:
+    """Qwen2-VL-family videos: each frame ``smart_resize``\ d (no pad, no crop), consecutive frames grouped by
+    ``temporal_patch_size`` into one temporal patch (the last frame repeated to fill the last group), patches merged
+    ``merge x merge``. ``video_grid_thw`` has one ``(t, h, w)`` row per video; its ``t`` groups of
+    ``h*w / merge^2`` video tokens follow in order (one block for Qwen2/2.5-VL; one block per group after its
+    timestamp for Qwen3-VL). One part per group: it reads frames ``[g*tps, (g+1)*tps)``."""
+    video_id = getattr(ctx.config, "video_token_id", None)
+    if not isinstance(video_id, int):
+        raise LayoutError(f"{ctx.model_class}: config.video_token_id is not set")
+    ids = ctx.input_ids.detach().cpu().reshape(-1)
+    positions = torch.nonzero(ids == video_id).flatten().numpy()
+    groups = split_by_grid(ctx, len(items), "video_grid_thw", positions, "pixel_values_videos")
+    vc = ctx.vision_config
+    merge = int(getattr(vc, "spatial_merge_size", 2))
+    tps = int(getattr(vc, "temporal_patch_size", 2))
+    patch = int(getattr(vc, "patch_size", 14))
+    parts = []
+    for item, (pos, inputs) in zip(items, groups):
+        t, gh, gw = (int(v) for v in np.asarray(inputs["video_grid_thw"]).reshape(3))
+        frames = ctx.media[item].frames
+        if -(-frames // tps) != t:
+            raise LayoutError(f"{ctx.model_class}: video {item} has {frames} frames, which make "
+                              f"{-(-frames // tps)} temporal patches of {tps}, but video_grid_thw says t={t}; pass "
+                              "the frames the processor read (it may sample frames: do_sample_frames=False, or give "
+                              "the sampled frames)")
+        rows, cols = gh // merge, gw // merge
+        h, w = ctx.media[item].size
+        for g, chunk in enumerate(split_counts(pos, [rows * cols] * t, ctx.model_class)):
+            view = grid_view("frames", rows, cols, 0, (0.0, 0.0, float(w), float(h)))
+            parts.append(VisualLayout(chunk, (h, w), [view], family="qwen2_vl_video", item=item,
+                                      frames=(g * tps, min((g + 1) * tps, frames)),
+                                      meta={"grid": [rows, cols], "canvas_hw": [gh * patch, gw * patch],
+                                            "temporal_patch": g, "temporal_patch_size": tps}))
+    return parts
+
 
 register_adapter(Qwen2VLAdapter())
 
@@ -89,6 +132,7 @@ class Glm4vAdapter(Qwen2VLAdapter):
     summary = ("`image_grid_thw[1:] // merge` over the smart-resized image (Qwen2-VL packing, merged by a strided "
                "convolution)")
     tested = "tiny_glm4v"
+    video = False  # GLM-4V writes video frames as image tokens between timestamps: not placed yet
 
 
 register_adapter(Glm4vAdapter())
@@ -99,6 +143,7 @@ class Qwen25OmniAdapter(Qwen2VLAdapter):
     architectures = ("Qwen2_5OmniThinkerForConditionalGeneration",)
     summary = "`image_grid_thw[1:] // merge` over the smart-resized image (the Qwen2.5-VL image path)"
     tested = "tiny_qwen2_5_omni"
+    video = False  # the thinker interleaves video with audio tokens: not placed yet
 
 
 register_adapter(Qwen25OmniAdapter())

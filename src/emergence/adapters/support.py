@@ -12,7 +12,7 @@ import sys
 
 from .base import Adapter, adapters_in_order
 
-__all__ = ["families", "markdown_table", "text_table"]
+__all__ = ["families", "markdown_table", "media", "text_table"]
 
 
 def families() -> list[Adapter]:
@@ -24,12 +24,24 @@ def families() -> list[Adapter]:
 
 def markdown_table() -> str:
     """The README's family table."""
-    lines = ["| family | classes | support | layout | tested on |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| family | classes | support | inputs | layout | tested on |", "| --- | --- | --- | --- | --- | --- |"]
     for a in families():
         classes = ", ".join(c if c == "..." else f"`{c}`" for c in a.architectures)
         tested = f"`{a.tested}`" if a.tested else "—"
-        lines.append(f"| {a.family} | {classes} | {a.support} | {a.summary} | {tested} |")
+        lines.append(f"| {a.family} | {classes} | {a.support} | {media(a)} | {a.summary} | {tested} |")
     return "\n".join(lines) + "\n"
+
+
+def media(adapter: Adapter) -> str:
+    """What one prompt may hold for this family: ``image``, ``+ several images``, ``+ video``."""
+    if adapter.support == "refused":
+        return "—"
+    parts = ["image"]
+    if adapter.multi_image:
+        parts.append("several images")
+    if adapter.video:
+        parts.append("video")
+    return ", ".join(parts)
 
 
 def text_table() -> str:
@@ -38,7 +50,7 @@ def text_table() -> str:
     width = max(len(a.support) for a in rows)
     out = []
     for a in rows:
-        out.append(f"{a.support:<{width}}  {a.family}")
+        out.append(f"{a.support:<{width}}  {a.family}" + (f"  [{media(a)}]" if a.support != "refused" else ""))
         out.append(f"{'':<{width}}    {', '.join(a.architectures)}: {a.summary.replace('`', '')}")
     return "\n".join(out) + "\n"
 

@@ -1,0 +1,178 @@
+"""Video: one layout part per frame (LLaVA-NeXT-Video) or per temporal patch of frames (the Qwen2-VL family); a
+marker drawn into one frame changes only the tokens of the part that reads it, under the marker; capture over
+every frame's tokens equals eager attention with identical ids; per-frame heatmaps, the frame x token profile,
+frame subsets, analyze(frame=f), save / load.
+
+The video processors need torchvision, absent here: the tiny builders lay video inputs out as the real video
+processors do (``emergence.testing.HandBuiltProcessor`` for Qwen, ``FrameVideoProcessor`` for LLaVA-NeXT-Video).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAMILIES, N_NEW, eager_reference, noise_image
+from PIL import Image
+
+from emergence import Probe, ProbeRun, analyze
+from emergence.errors import LayoutError, UnsupportedModelError
+from emergence.layouts import Medium
+
+FW, FH = 120, 80  # frame size
+VIDEO = ["llava_next_video", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"]
+
+
+def _frames(n: int = 5, seed: int = 0) -> list[Image.Image]:
+    return [noise_image(FW, FH, seed=seed + f) for f in range(n)]
+
+
+def _tps(model) -> int:
+    return int(getattr(model.config.vision_config, "temporal_patch_size", 1) or 1) \
+        if "Qwen" in type(model).__name__ else 1
+
+
+@pytest.mark.parametrize("family", VIDEO)
+def test_video_parts_cover_every_frame_and_every_video_token(family):
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    frames = _frames(5)
+    inputs = probe.prepare_media([], [frames], "describe")
+    layout = probe.layout(inputs, [Medium("video", (FH, FW), len(frames))])
+    tps = _tps(model)
+    assert len(layout.parts) == -(-len(frames) // tps)
+    covered = [f for p in layout.parts for f in range(*p.frames)]
+    assert covered == list(range(len(frames)))  # every frame once, in order; the last group may be short
+    assert all(p.item == 0 and p.image_size == (FH, FW) for p in layout.parts)
+    assert len({p.num_tokens for p in layout.parts}) == 1
+    video_tokens = int((inputs["input_ids"][0] == model.config.video_token_id).sum())
+    assert layout.num_tokens == video_tokens
+    with torch.no_grad():  # the model accepts exactly these inputs
+        model(**inputs)
+    # frames given that the inputs do not hold are named
+    with pytest.raises(LayoutError, match="frames"):
+        probe.layout(inputs, [Medium("video", (FH, FW), len(frames) + 2 * tps)])
+
+
+def _embeddings(model, inputs) -> torch.Tensor:
+    captured = {}
+
+    def hook(_module, _args, kwargs):
+        captured["emb"] = kwargs["inputs_embeds"].detach().clone()
+
+    handle = model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        handle.remove()
+    return captured["emb"][0]
+
+
+@pytest.mark.parametrize("frame", [0, 3])
+@pytest.mark.parametrize("family", VIDEO)
+def test_a_marker_in_one_frame_changes_only_its_parts_tokens_under_it(family, frame):
+    model, processor = FAMILIES[family](local_vision=True)
+    probe = Probe(model, processor)
+    frames = _frames(4, seed=7)
+    arr = np.array(frames[frame])
+    x0, y0, x1, y1 = 30, 20, 60, 50
+    arr[y0:y1, x0:x1] = [255, 0, 255]
+    marked = list(frames)
+    marked[frame] = Image.fromarray(arr)
+    base = probe.prepare_media([], [frames], "describe")
+    layout = probe.layout(base, [Medium("video", (FH, FW), len(frames))])
+    diff = _embeddings(model, base) - _embeddings(model, probe.prepare_media([], [marked], "describe"))
+    changed = np.nonzero(diff.abs().sum(-1)[torch.as_tensor(layout.positions)].numpy() > 1e-5)[0]
+    assert len(changed) > 0
+    k = layout.part_index(frame=frame)
+    assert set(changed.tolist()) <= set(layout.members(k).tolist()), "a token of another frame changed"
+    boxes = layout.token_boxes()
+    for v in changed:
+        b = boxes[v]
+        cell = max(b[2] - b[0], b[3] - b[1])
+        gap = max(x0 - b[2], b[0] - x1, y0 - b[3], b[1] - y1, 0)
+        assert gap <= 0.5 * cell + 1, (v, b)
+
+
+@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_vl", "qwen3_vl"])
+def test_capture_over_a_video_equals_eager_with_identical_ids(family):
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    frames = _frames(4)
+    inputs = probe.prepare_media([], [frames], "describe the video")
+    run = probe.generate(video=frames, prompt="describe the video", max_new_tokens=N_NEW, min_new_tokens=N_NEW,
+                         storage_dtype=torch.float32)
+    prompt_len = inputs["input_ids"].shape[1]
+    plain = model.generate(**inputs, max_new_tokens=N_NEW, min_new_tokens=N_NEW, do_sample=False)
+    assert run.token_ids.tolist() == plain[0, prompt_len:].tolist()
+    reference, _ = eager_reference(model, inputs, run.layout.positions, prompt_len)
+    assert run.attention.shape == reference.shape
+    assert (run.attention - reference).abs().max().item() <= 1e-5
+    assert reference.sum().item() > 0.01
+
+
+def test_per_frame_maps_profile_subsets_analyze_and_save(tmp_path):
+    model, processor = FAMILIES["qwen2_vl"]()
+    probe = Probe(model, processor)
+    frames = _frames(5)
+    run = probe.generate(video=frames, prompt="describe", max_new_tokens=4, min_new_tokens=4)
+    assert run.image is None and len(run.media) == 1 and len(run.media[0]) == 5
+    # frames 0 and 1 share a temporal patch: the same map; frame 2 reads another
+    np.testing.assert_array_equal(run.heatmap(1, frame=0), run.heatmap(1, frame=1))
+    assert run.heatmap(1, frame=2).shape == (FH, FW)
+    assert not np.array_equal(run.heatmap(1, frame=0), run.heatmap(1, frame=2))
+    with pytest.raises(LayoutError, match="no part of this layout is image=None, frame=9"):
+        run.heatmap(1, frame=9)
+    one = run.select(frame=3)
+    assert one.layout.frames == (2, 4) and np.array_equal(np.array(one.image), np.array(frames[3]))
+    # the frame x token profile: each part's mass, summing to the mass on the whole video
+    spans, mass = run.frame_profile()
+    assert spans == [(0, 2), (2, 4), (4, 5)] and mass.shape == (3, 4)
+    torch.testing.assert_close(mass.sum(0), run.token_map(None).sum(1), rtol=1e-5, atol=1e-6)
+    from emergence.plotting import plot_frame_profile
+
+    fig, ax = plot_frame_profile(run)
+    assert len(ax.get_yticklabels()) == 3
+    # a frame subset keeps only those parts' tokens, with the same probabilities
+    sub = probe.generate(video=frames, prompt="describe", max_new_tokens=4, min_new_tokens=4, frames=[4])
+    assert [p.frames for p in sub.layout.parts] == [(4, 5)]
+    k = run.layout.part_index(frame=4)
+    torch.testing.assert_close(sub.attention.float(),
+                               run.attention[..., torch.from_numpy(run.layout.members(k))].float(), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="frames \\[7\\] are not in the video"):
+        probe.generate(video=frames, prompt="describe", max_new_tokens=1, frames=[7])
+    # analyze one frame against its ground truth
+    gt = np.zeros((FH, FW), bool)
+    gt[10:50, 20:70] = True
+    report = analyze(run, gt, segmenter="classical", frame=2, layer_emergence=False)
+    assert np.array_equal(np.array(report.image), np.array(frames[2]))
+    # save / load keeps the frames
+    run.save(tmp_path / "video")
+    back = ProbeRun.load(tmp_path / "video")
+    assert len(back.media[0]) == 5 and back.layout.to_dict() == run.layout.to_dict()
+    np.testing.assert_array_equal(back.heatmap(2, frame=4), run.heatmap(2, frame=4))
+
+
+def test_an_image_and_a_video_in_one_prompt():
+    model, processor = FAMILIES["llava_next_video"]()
+    probe = Probe(model, processor)
+    picture = noise_image(100, 60, seed=9)
+    frames = _frames(3)
+    run = probe.generate(image=[picture], video=frames, prompt="compare", max_new_tokens=3)
+    assert run.layout.items == [0, 1]
+    assert run.heatmap(0, image=0).shape == (60, 100)
+    assert run.heatmap(0, image=1, frame=2).shape == (FH, FW)
+    alone = probe.layout(probe.prepare(picture, "compare"), (60, 100))
+    np.testing.assert_allclose(run.layout.part(image=0).token_boxes(), alone.token_boxes(), equal_nan=True)
+
+
+def test_families_without_video_support_refuse_it_by_name():
+    model, processor = FAMILIES["llava"]()
+    with pytest.raises(UnsupportedModelError, match="per-frame maps of videos are not supported for this family"):
+        Probe(model, processor).generate(video=_frames(2), prompt="describe", max_new_tokens=1)
+    model, processor = FAMILIES["glm4v"]()
+    with pytest.raises(UnsupportedModelError, match="videos are not supported"):
+        Probe(model, processor).generate(video=_frames(2), prompt="describe", max_new_tokens=1)
+    with pytest.raises(ValueError, match="does not decode video files"):
+        Probe(*FAMILIES["qwen2_vl"]()).generate(video="clip.mp4", prompt="describe", max_new_tokens=1)
