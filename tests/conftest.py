@@ -118,3 +118,26 @@ def eager_reference(model, inputs, layout_positions, prompt_len):
             per_layer.append(full[:, pos])
         rows.append(torch.stack(per_layer))
     return torch.stack(rows), out.sequences[0, prompt_len:]
+
+
+def lm_input_embeddings(model, inputs) -> torch.Tensor:
+    """``[S, D]``: the embeddings the language model receives (image features merged in), from one forward."""
+    captured = {}
+
+    def hook(_module, _args, kwargs):
+        captured["emb"] = kwargs["inputs_embeds"].detach().clone()
+
+    handle = model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        handle.remove()
+    return captured["emb"][0]
+
+
+def box_gap(box, rect) -> float:
+    """Gap between two ``(x0, y0, x1, y1)`` boxes (0 if they overlap)."""
+    dx = max(rect[0] - box[2], box[0] - rect[2], 0)
+    dy = max(rect[1] - box[3], box[1] - rect[3], 0)
+    return float(max(dx, dy))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import FAMILIES, noise_image
+from conftest import FAMILIES, box_gap, lm_input_embeddings, noise_image
 from PIL import Image
 from transformers import LlavaForConditionalGeneration
 
@@ -27,33 +27,11 @@ W, H = 160, 100  # non-square on purpose
 MARKERS = [(20, 14, 44, 34), (112, 60, 136, 84), (66, 40, 86, 58)]
 
 
-def _lm_input_embeddings(model, inputs) -> torch.Tensor:
-    captured = {}
-
-    def hook(_module, _args, kwargs):
-        captured["emb"] = kwargs["inputs_embeds"].detach().clone()
-
-    handle = model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        handle.remove()
-    return captured["emb"][0]
-
-
 def _changed_tokens(model, probe, layout, base_img, marked_img) -> np.ndarray:
-    a = _lm_input_embeddings(model, probe.prepare(base_img, "describe"))
-    b = _lm_input_embeddings(model, probe.prepare(marked_img, "describe"))
+    a = lm_input_embeddings(model, probe.prepare(base_img, "describe"))
+    b = lm_input_embeddings(model, probe.prepare(marked_img, "describe"))
     diff = (a - b).abs().sum(-1)[torch.as_tensor(layout.positions)]
     return np.nonzero(diff.numpy() > 1e-5)[0]
-
-
-def _distance_to_rect(box, rect) -> float:
-    """Gap between two boxes (0 if they overlap)."""
-    dx = max(rect[0] - box[2], box[0] - rect[2], 0)
-    dy = max(rect[1] - box[3], box[1] - rect[3], 0)
-    return float(max(dx, dy))
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -91,7 +69,7 @@ def test_marker_lands_on_the_tokens_whose_boxes_cover_it(family, marker):
     # every token that sees the marker has its box on (or within half a cell of) the marker: resize kernels bleed
     for v in changed:
         cell = max(boxes[v, 2] - boxes[v, 0], boxes[v, 3] - boxes[v, 1])
-        assert _distance_to_rect(boxes[v], marker) <= 0.5 * cell + 1, (v, boxes[v], marker)
+        assert box_gap(boxes[v], marker) <= 0.5 * cell + 1, (v, boxes[v], marker)
     # every token whose box lies well inside the marker sees it
     inside = [
         v for v in np.nonzero(layout.patch_mask)[0]
@@ -287,8 +265,8 @@ def test_default_rendering_puts_a_corner_marker_inside_the_marker_at_any_aspect_
     arr = np.array(base)
     arr[rect[1]:rect[3], rect[0]:rect[2]] = [255, 0, 255]
     layout = probe.layout(probe.prepare(base, "describe"), (h, w))
-    a = _lm_input_embeddings(model, probe.prepare(base, "describe"))
-    b = _lm_input_embeddings(model, probe.prepare(Image.fromarray(arr), "describe"))
+    a = lm_input_embeddings(model, probe.prepare(base, "describe"))
+    b = lm_input_embeddings(model, probe.prepare(Image.fromarray(arr), "describe"))
     vec = (a - b).abs().sum(-1)[torch.as_tensor(layout.positions)].numpy()  # how much each token saw the marker
     heat = layout.render(vec / vec.max())
     py, px = np.unravel_index(np.argmax(heat), heat.shape)
@@ -367,7 +345,7 @@ def test_gemma3_pan_and_scan_crops_of_a_portrait_image_sit_where_the_model_reads
     assert touched == {"original", "crop_2"}
     for v in changed:
         cell = max(boxes[v, 2] - boxes[v, 0], boxes[v, 3] - boxes[v, 1])
-        assert _distance_to_rect(boxes[v], marker) <= 0.5 * cell + 1
+        assert box_gap(boxes[v], marker) <= 0.5 * cell + 1
 
 
 def test_deepseek_hybrid_high_resolution_input_is_checked_and_cast_with_the_image():

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import FAMILIES, N_NEW, eager_reference, noise_image
+from conftest import FAMILIES, N_NEW, box_gap, eager_reference, lm_input_embeddings, noise_image
 from PIL import Image
 
 from emergence import Probe, ProbeRun, analyze
@@ -63,21 +63,6 @@ def test_each_image_is_placed_as_if_it_were_alone(family):
         model(**inputs)
 
 
-def _embeddings(model, inputs) -> torch.Tensor:
-    captured = {}
-
-    def hook(_module, _args, kwargs):
-        captured["emb"] = kwargs["inputs_embeds"].detach().clone()
-
-    handle = model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        handle.remove()
-    return captured["emb"][0]
-
-
 @pytest.mark.parametrize("marked", [0, 1])
 @pytest.mark.parametrize("family", MULTI)
 def test_a_marker_in_one_image_changes_only_that_images_tokens_under_it(family, marked):
@@ -92,16 +77,14 @@ def test_a_marker_in_one_image_changes_only_that_images_tokens_under_it(family, 
     changed_images[marked] = Image.fromarray(arr)
     base = probe.prepare_media(images, [], "describe")
     layout = probe.layout(base, _media(images))
-    diff = (_embeddings(model, base) - _embeddings(model, probe.prepare_media(changed_images, [], "describe")))
+    diff = lm_input_embeddings(model, base) - lm_input_embeddings(model, probe.prepare_media(changed_images, [], "describe"))
     changed = np.nonzero(diff.abs().sum(-1)[torch.as_tensor(layout.positions)].numpy() > 1e-5)[0]
     assert len(changed) > 0
     assert set(changed.tolist()) <= set(layout.members(marked).tolist()), "a token of the other image changed"
     boxes = layout.token_boxes()  # each token's box in its own image
     for v in changed:
         b = boxes[v]
-        cell = max(b[2] - b[0], b[3] - b[1])
-        gap = max(x0 - b[2], b[0] - x1, y0 - b[3], b[1] - y1, 0)
-        assert gap <= 0.5 * cell + 1, (v, b, (x0, y0, x1, y1))
+        assert box_gap(b, (x0, y0, x1, y1)) <= 0.5 * max(b[2] - b[0], b[3] - b[1]) + 1, (v, b, (x0, y0, x1, y1))
 
 
 @pytest.mark.parametrize("family", ["gemma3_fallback", "idefics3", "internvl", "llava", "mistral3", "qwen2_vl",

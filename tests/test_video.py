@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import FAMILIES, N_NEW, eager_reference, noise_image
+from conftest import FAMILIES, N_NEW, box_gap, eager_reference, lm_input_embeddings, noise_image
 from PIL import Image
 
 from emergence import Probe, ProbeRun, analyze
@@ -54,21 +54,6 @@ def test_video_parts_cover_every_frame_and_every_video_token(family):
         probe.layout(inputs, [Medium("video", (FH, FW), len(frames) + 2 * tps)])
 
 
-def _embeddings(model, inputs) -> torch.Tensor:
-    captured = {}
-
-    def hook(_module, _args, kwargs):
-        captured["emb"] = kwargs["inputs_embeds"].detach().clone()
-
-    handle = model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        handle.remove()
-    return captured["emb"][0]
-
-
 @pytest.mark.parametrize("frame", [0, 3])
 @pytest.mark.parametrize("family", VIDEO)
 def test_a_marker_in_one_frame_changes_only_its_parts_tokens_under_it(family, frame):
@@ -82,7 +67,7 @@ def test_a_marker_in_one_frame_changes_only_its_parts_tokens_under_it(family, fr
     marked[frame] = Image.fromarray(arr)
     base = probe.prepare_media([], [frames], "describe")
     layout = probe.layout(base, [Medium("video", (FH, FW), len(frames))])
-    diff = _embeddings(model, base) - _embeddings(model, probe.prepare_media([], [marked], "describe"))
+    diff = lm_input_embeddings(model, base) - lm_input_embeddings(model, probe.prepare_media([], [marked], "describe"))
     changed = np.nonzero(diff.abs().sum(-1)[torch.as_tensor(layout.positions)].numpy() > 1e-5)[0]
     assert len(changed) > 0
     k = layout.part_index(frame=frame)
@@ -90,9 +75,7 @@ def test_a_marker_in_one_frame_changes_only_its_parts_tokens_under_it(family, fr
     boxes = layout.token_boxes()
     for v in changed:
         b = boxes[v]
-        cell = max(b[2] - b[0], b[3] - b[1])
-        gap = max(x0 - b[2], b[0] - x1, y0 - b[3], b[1] - y1, 0)
-        assert gap <= 0.5 * cell + 1, (v, b)
+        assert box_gap(b, (x0, y0, x1, y1)) <= 0.5 * max(b[2] - b[0], b[3] - b[1]) + 1, (v, b)
 
 
 @pytest.mark.parametrize("family", ["llava_next_video", "qwen2_vl", "qwen3_vl"])

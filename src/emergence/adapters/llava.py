@@ -406,8 +406,7 @@ class LlavaOnevisionAdapter(Adapter):
 
 
 for _adapter in (LlavaAdapter(), Mistral3Adapter(), LlavaNextAdapter(), LlavaNextVideoAdapter(), LlavaOnevisionAdapter(),
-                 PaliGemmaAdapter(),
-                 Gemma3Adapter(), OneGridAdapter(), VideoLlavaAdapter()):
+                 PaliGemmaAdapter(), Gemma3Adapter(), OneGridAdapter(), VideoLlavaAdapter()):
     register_adapter(_adapter)
 
 
