@@ -141,3 +141,17 @@ def box_gap(box, rect) -> float:
     dx = max(rect[0] - box[2], box[0] - rect[2], 0)
     dy = max(rect[1] - box[3], box[1] - rect[3], 0)
     return float(max(dx, dy))
+
+
+def assert_capture_equals_eager(model, inputs, run) -> torch.Tensor:
+    """``run`` (generated with ``N_NEW`` tokens, float32 storage) has the ids of plain ``generate`` and the eager
+    attention probabilities at its visual positions within 1e-5, and that attention is not degenerate. Returns the
+    eager reference ``[T, L, H, V]``."""
+    prompt_len = inputs["input_ids"].shape[1]
+    plain = model.generate(**inputs, max_new_tokens=N_NEW, min_new_tokens=N_NEW, do_sample=False)
+    assert run.token_ids.tolist() == plain[0, prompt_len:].tolist()
+    reference, _ = eager_reference(model, inputs, run.layout.positions, prompt_len)
+    assert run.attention.shape == reference.shape
+    assert (run.attention - reference).abs().max().item() <= 1e-5
+    assert reference.sum().item() > 0.01  # visual tokens do receive attention
+    return reference

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import FAMILIES, N_NEW, box_gap, eager_reference, lm_input_embeddings, noise_image
+from conftest import FAMILIES, N_NEW, assert_capture_equals_eager, box_gap, lm_input_embeddings, noise_image
 from PIL import Image
 
 from emergence import Probe, ProbeRun, analyze
@@ -86,13 +86,7 @@ def test_capture_over_a_video_equals_eager_with_identical_ids(family):
     inputs = probe.prepare_media([], [frames], "describe the video")
     run = probe.generate(video=frames, prompt="describe the video", max_new_tokens=N_NEW, min_new_tokens=N_NEW,
                          storage_dtype=torch.float32)
-    prompt_len = inputs["input_ids"].shape[1]
-    plain = model.generate(**inputs, max_new_tokens=N_NEW, min_new_tokens=N_NEW, do_sample=False)
-    assert run.token_ids.tolist() == plain[0, prompt_len:].tolist()
-    reference, _ = eager_reference(model, inputs, run.layout.positions, prompt_len)
-    assert run.attention.shape == reference.shape
-    assert (run.attention - reference).abs().max().item() <= 1e-5
-    assert reference.sum().item() > 0.01
+    assert_capture_equals_eager(model, inputs, run)  # over every image's / frame's tokens
 
 
 def test_per_frame_maps_profile_subsets_analyze_and_save(tmp_path):

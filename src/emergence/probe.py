@@ -225,7 +225,7 @@ class Probe:
         media += [Medium("video", (v[0].height, v[0].width), len(v)) for v in videos]
         layout = self.layout(inputs, media)
         if frames is not None:
-            layout = _keep_frames(layout, frames)
+            layout = layout.keep_frames(frames)
         model_inputs = self._model_inputs(inputs)
         generate_kwargs.setdefault("do_sample", False)
         pad_id = getattr(self.tokenizer, "pad_token_id", None)
@@ -251,8 +251,8 @@ class Probe:
             convention=convention,
             prompt=prompt or "",
             prompt_ids=input_ids[0].cpu(),
-            image=pils[0] if (len(pils), len(videos)) == (1, 0) else None,
-            media=[] if (len(pils), len(videos)) == (1, 0) else [*pils, *videos],
+            image=None if layout.is_composite else pils[0],
+            media=[*pils, *videos] if layout.is_composite else [],
             meta=self._meta(cap, generate_kwargs),
         )
 
@@ -386,19 +386,6 @@ class Probe:
             f"Probe({self.name or type(self.model).__name__!r}, layers={self.num_layers}, "
             f"backend={self.model.config.get_text_config()._attn_implementation!r})"
         )
-
-
-def _keep_frames(layout: VisualLayout, frames: Sequence[int]) -> VisualLayout:
-    """The composite layout restricted to the images and the video parts that read one of ``frames``."""
-    wanted = {int(f) for f in frames}
-    if not layout.is_composite or not any(p.frames for p in layout.parts):
-        raise ValueError("frames=... selects video frames; this prompt holds no video")
-    parts = [p for p in layout.parts if p.frames is None or wanted & set(range(*p.frames))]
-    held = sorted({f for p in layout.parts if p.frames for f in range(*p.frames)})
-    missing = sorted(wanted - set(held))
-    if missing:
-        raise ValueError(f"frames {missing} are not in the video (frames {held[0]}..{held[-1]})")
-    return VisualLayout.combine(parts, meta={"frames_kept": sorted(wanted)})
 
 
 def _load_frames(video: Any) -> list[Image.Image]:

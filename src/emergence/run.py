@@ -288,17 +288,13 @@ class ProbeRun:
             atomic_write_bytes(path / "image.png", png(self.image))
         else:
             (path / "image.png").unlink(missing_ok=True)  # the previous run's image (the folder is a run folder)
-        media_doc = []
         for name in _media_files(path):  # the previous run's media, as its run.json lists them
             (path / name).unlink(missing_ok=True)
-        for k, source in enumerate(self.media):
-            if isinstance(source, (list, tuple)):
-                for f, picture in enumerate(source):
-                    atomic_write_bytes(path / f"media_{k}_frame_{f}.png", png(picture))
-                media_doc.append({"kind": "video", "frames": len(source)})
-            else:
-                atomic_write_bytes(path / f"media_{k}.png", png(source))
-                media_doc.append({"kind": "image"})
+        media_doc = [{"kind": "video", "frames": len(m)} if isinstance(m, (list, tuple)) else {"kind": "image"}
+                     for m in self.media]
+        for names, source in zip(_media_names(media_doc), self.media):
+            for name, picture in zip(names, source if isinstance(source, (list, tuple)) else [source]):
+                atomic_write_bytes(path / name, png(picture))
         doc = {
             "format_version": _FORMAT_VERSION,
             "save_id": save_id,
@@ -346,11 +342,9 @@ class ProbeRun:
             with Image.open(path / name) as im:
                 return im.convert("RGB")
 
-        for k, entry in enumerate(doc.get("media", [])):
-            if entry["kind"] == "video":
-                media.append([read(f"media_{k}_frame_{f}.png") for f in range(int(entry["frames"]))])
-            else:
-                media.append(read(f"media_{k}.png"))
+        for entry, names in zip(doc.get("media", []), _media_names(doc.get("media", []))):
+            pictures = [read(name) for name in names]
+            media.append(pictures if entry["kind"] == "video" else pictures[0])
         return cls(
             media=media,
             text=doc["text"],
@@ -370,16 +364,18 @@ class ProbeRun:
 
 
 
+def _media_names(entries: list[dict[str, Any]]) -> list[list[str]]:
+    """The file names of each media entry of a run.json: ``media_k.png`` for an image, ``media_k_frame_f.png`` for
+    each frame of a video."""
+    return [[f"media_{k}_frame_{f}.png" for f in range(int(e.get("frames", 0)))] if e.get("kind") == "video"
+            else [f"media_{k}.png"] for k, e in enumerate(entries)]
+
+
 def _media_files(path: Path) -> list[str]:
     """The media files a saved run in ``path`` wrote (read from its run.json; none when there is none)."""
     try:
         doc = json.loads((path / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
-    names = []
-    for k, entry in enumerate(doc.get("media", []) if isinstance(doc, dict) else []):
-        if entry.get("kind") == "video":
-            names += [f"media_{k}_frame_{f}.png" for f in range(int(entry.get("frames", 0)))]
-        else:
-            names.append(f"media_{k}.png")
-    return names
+    entries = doc.get("media", []) if isinstance(doc, dict) else []
+    return [name for names in _media_names(entries) for name in names]

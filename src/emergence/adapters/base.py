@@ -163,8 +163,7 @@ class Adapter:
                 parts.append(part)
         if videos:
             parts += self.video_layouts(ctx, videos)
-        positions = np.unique(np.concatenate([p.positions for p in parts]))
-        return VisualLayout.combine(parts, positions=positions)
+        return VisualLayout.combine(parts)
 
     # ------------------------------------------------------------------ capture
     def attention_modules(self, model: nn.Module) -> list[nn.Module]:

@@ -49,7 +49,8 @@ def split_by_grid(ctx: LayoutContext, count: int, grid_name: str, positions: np.
     flattened patches of every image back to back."""
     thw = np.asarray(ctx.input(grid_name)).reshape(-1, 3)
     if len(thw) != count:
-        raise LayoutError(f"{ctx.model_class}: {count} were given, but {grid_name} has {len(thw)} rows")
+        raise LayoutError(f"{ctx.model_class}: {count} {grid_name.split('_')[0]}s were given, but {grid_name} has "
+                          f"{len(thw)} rows")
     merge = int(getattr(ctx.vision_config, "spatial_merge_size", 2))
     counts = [int(np.prod(row)) // (merge * merge) for row in thw]
     groups = split_counts(positions, counts, ctx.model_class)

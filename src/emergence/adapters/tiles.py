@@ -25,6 +25,14 @@ def _side(value: Any) -> int:
     return int(value if isinstance(value, int) else value[0])
 
 
+def shuffled_tile_side(ctx: LayoutContext) -> tuple[int, int]:
+    """``(tile px, tokens per tile side)`` of a tower whose patch grid is pixel-shuffled by ``downsample_factor``
+    (Aya Vision, Cohere2-Vision)."""
+    vc = ctx.vision_config
+    tile, patch = _side(vc.image_size), _side(vc.patch_size)
+    return tile, tile // patch // int(getattr(ctx.config, "downsample_factor", 1))
+
+
 def got_ocr2_tile_grid(ctx: LayoutContext, tile_hw: tuple[int, int]) -> tuple[int, int, bool]:
     """``(rows, cols, thumbnail)`` of ``GotOcr2ImageProcessor``'s ``crop_to_patches`` for this image.
 
@@ -182,9 +190,7 @@ class AyaVisionAdapter(Adapter):
     tested = "tiny_aya_vision"
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
-        vc = ctx.vision_config
-        tile, patch = _side(vc.image_size), _side(vc.patch_size)
-        side = tile // patch // int(getattr(ctx.config, "downsample_factor", 1))
+        tile, side = shuffled_tile_side(ctx)
         starts, lengths = runs(ctx.image_positions())
         rows, cols, thumb = got_ocr2_tile_grid(ctx, (tile, tile))
         n_views = rows * cols + int(thumb)
@@ -283,9 +289,7 @@ class Cohere2VisionAdapter(Adapter):
     tested = "tiny_cohere2_vision"
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
-        vc = ctx.vision_config
-        tile, patch = _side(vc.image_size), _side(vc.patch_size)
-        side = tile // patch // int(getattr(ctx.config, "downsample_factor", 1))
+        tile, side = shuffled_tile_side(ctx)
         starts, lengths = runs(ctx.image_positions())
         pv = ctx.input("pixel_values")
         views = int(np.prod(pv.shape[:-3]))

@@ -237,6 +237,23 @@ class VisualLayout:
                               f"choose one with {what}. It holds: {held}")
         return found[0]
 
+    def keep_frames(self, frames: Sequence[int]) -> VisualLayout:
+        """The composite restricted to its images and to the video parts that read one of ``frames``.
+
+        Raises:
+            ValueError: the layout holds no video, or a frame is not in it.
+        """
+        wanted = {int(f) for f in frames}
+        videos = [p for p in self.parts if p.frames is not None]
+        if not videos:
+            raise ValueError("frames=... selects video frames; this prompt holds no video")
+        held = sorted({f for p in videos for f in range(*p.frames)})
+        missing = sorted(wanted - set(held))
+        if missing:
+            raise ValueError(f"frames {missing} are not in the video (frames {held[0]}..{held[-1]})")
+        parts = [p for p in self.parts if p.frames is None or wanted & set(range(*p.frames))]
+        return VisualLayout.combine(parts, family=self.family, meta={"frames_kept": sorted(wanted)})
+
     @staticmethod
     def _has_frame(layout: VisualLayout, frame: int) -> bool:
         return layout.frames is not None and layout.frames[0] <= int(frame) < layout.frames[1]
