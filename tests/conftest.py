@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from emergence import testing as tiny
+from emergence.adapters import adapter_for
 
 warnings.filterwarnings("ignore", message=".*requires torchvision.*")
 
@@ -74,6 +75,7 @@ CAPTURE_CASES = {
     "llava_mistral_sliding": functools.partial(tiny.tiny_llava, text_backbone="mistral"),
     "blip2_learned_queries": tiny.tiny_blip2,  # captured exactly; its layout is not spatial (no geometry tests)
     "kosmos2_latent_queries": tiny.tiny_kosmos2,  # likewise; latents placed by image_embeds_position_mask
+    "mllama_cross_attention": tiny.tiny_mllama,  # cross-attention keys (geometry: test_cross_attention)
 }
 
 
@@ -107,11 +109,17 @@ def eager_reference(model, inputs, layout_positions, prompt_len):
         output_attentions=True, return_dict_in_generate=True,
     )
     pos = torch.as_tensor(layout_positions)
+    adapter = adapter_for(model)
+    cross = adapter.cross_attention  # Mllama: `attentions` holds every layer; keep the cross ones (keys = vision)
+    captured = [m.layer_idx for m in adapter.attention_modules(model)]
     rows = []
     for t, step in enumerate(out.attentions):
         per_layer = []
-        for layer_attn in step:
+        for layer_attn in ([step[i] for i in captured] if cross else step):
             row = layer_attn[0, :, -1].float()  # [H, kv]
+            if cross:
+                per_layer.append(row[:, pos])
+                continue
             end = prompt_len + t
             full = row.new_zeros(row.shape[0], end)  # sliding caches hold only the last keys
             full[:, end - row.shape[-1]:] = row

@@ -28,7 +28,7 @@ def test_capture_equals_eager_and_ids_equal_plain_generate(case, backend, image)
     assert reference.shape == (N_NEW, len(run.layers), run.num_heads, run.layout.num_tokens)
 
 
-@pytest.mark.parametrize("case", ["llava", "qwen2_vl", "llava_mistral_sliding"])
+@pytest.mark.parametrize("case", ["llava", "qwen2_vl", "llava_mistral_sliding", "mllama_cross_attention"])
 def test_self_convention_equals_eager_rows_of_the_next_step(case, image):
     model, processor = CAPTURE_CASES[case]()
     probe = Probe(model, processor)

@@ -59,26 +59,27 @@ def test_a_token_count_no_grid_implies_is_refused_not_factorised():
 
 
 def test_cross_attention_and_encoder_decoder_models_are_refused_with_the_reason():
-    """Real tiny Mllama (Llama-3.2-Vision) and Florence-2 instances: no silently meaningless placeholder map."""
+    """Real tiny Idefics (v1) and Florence-2 instances: no silently meaningless placeholder map. (Mllama's
+    cross-attention is captured: test_cross_attention.)"""
     from transformers import (
         Florence2Config,
         Florence2ForConditionalGeneration,
-        MllamaConfig,
-        MllamaForConditionalGeneration,
+        IdeficsConfig,
+        IdeficsForVisionText2Text,
     )
 
     from emergence.layouts import build_layout
 
-    mllama = MllamaForConditionalGeneration(MllamaConfig(
-        vision_config=dict(hidden_size=32, intermediate_layers_indices=[0], num_hidden_layers=1, num_global_layers=1,
-                           attention_heads=4, intermediate_size=64, image_size=16, patch_size=8, max_num_tiles=2,
-                           vision_output_dim=64, supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]]),
-        text_config=dict(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, cross_attention_layers=[1],
-                         max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2),
-        image_token_index=99))
-    with pytest.raises(UnsupportedModelError, match="reads the image only through cross-attention layers"):
-        build_layout(mllama, torch.tensor([[1, 99, 5, 6]]), (40, 60), {})
+    idefics = IdeficsForVisionText2Text(IdeficsConfig(
+        vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        cross_layer_interval=1, use_resampler=True,
+        vision_config=dict(embed_dim=32, image_size=16, patch_size=8, num_hidden_layers=1, num_attention_heads=4,
+                           intermediate_size=64),
+        perceiver_config=dict(resampler_n_latents=4, resampler_depth=1, resampler_n_heads=2, resampler_head_dim=8)))
+    with pytest.raises(UnsupportedModelError, match="reads the image only through cross-attention.*perceiver latents"):
+        build_layout(idefics, torch.tensor([[1, 99, 5, 6]]), (40, 60), {})
+    with pytest.raises(UnsupportedModelError, match="Llama-3.2-Vision"):
+        Probe(idefics, None)
     florence = Florence2ForConditionalGeneration(Florence2Config(
         vision_config=dict(embed_dim=[16, 32], depths=[1, 1], num_heads=[2, 2], num_groups=[2, 2], patch_size=[7, 3],
                            patch_stride=[4, 2], patch_padding=[3, 1], patch_prenorm=[False, True], projection_dim=32),
@@ -112,7 +113,9 @@ def test_readme_family_table_is_generated_from_the_support_table_and_each_exact_
     def classes(names):
         return {type(FAMILIES[n]()[0]).__name__ for n in names}
 
-    multi, video = classes(MULTI), classes(VIDEO)
+    from test_cross_attention import MULTI_IMAGE_CLASSES
+
+    multi, video = classes(MULTI) | set(MULTI_IMAGE_CLASSES), classes(VIDEO)
     for adapter in families():
         if adapter.multi_image:
             assert multi & set(adapter.architectures), f"{adapter.family} says several images, untested"

@@ -306,8 +306,8 @@ class Probe:
                              generate_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, AttentionCapture]:
         """Generate under capture: step t's last row predicts token t. Returns ``(new ids [T], attention, capture)``."""
         prompt_len = model_inputs["input_ids"].shape[1]
-        with AttentionCapture(self.model, layout.positions, modules=self.attention_modules, **capture) as cap, \
-                torch.no_grad():
+        with AttentionCapture(self.model, layout.positions, modules=self.attention_modules,
+                              cross_attention=self.adapter.cross_attention, **capture) as cap, torch.no_grad():
             sequences = self.model.generate(**model_inputs, **generate_kwargs)
         new_ids = sequences[0, prompt_len:].cpu()
         attention = cap.maps()
@@ -328,7 +328,7 @@ class Probe:
         full = self.adapter.extend_inputs(model_inputs, sequences)
         positions = torch.arange(prompt_len, sequences.shape[1])
         with AttentionCapture(self.model, layout.positions, query_positions=positions, modules=self.attention_modules,
-                              **capture) as cap, torch.no_grad():
+                              cross_attention=self.adapter.cross_attention, **capture) as cap, torch.no_grad():
             self.model(**full, use_cache=False)
         return new_ids, cap.maps(), cap
 
@@ -337,6 +337,7 @@ class Probe:
             "model": self.name or type(self.model).__name__,
             "architecture": type(self.model).__name__,
             "backend": cap.backend,
+            "attention": "cross-attention" if cap.cross_attention else "self-attention",
             "dtype": str(self.model.dtype).replace("torch.", ""),
             "max_new_tokens": generate_kwargs["max_new_tokens"],
             "generate_kwargs": {k: v for k, v in generate_kwargs.items()

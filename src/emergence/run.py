@@ -35,14 +35,17 @@ class ProbeRun:
         attention: ``[T, L, H, V]`` (keep="heads"), ``[T, L, V]`` (keep="layers") or ``[T, V]`` (keep="mean"):
             attention probabilities from the row of each generated token (see ``convention``) to every visual token.
         layout: where the ``V`` visual tokens sit in the original image.
-        layers: the ``L`` language-model layer indices that ``attention`` holds.
+        layers: the ``L`` language-model layer indices that ``attention`` holds. For cross-attention models
+            (Llama-3.2-Vision, ``meta["attention"] == "cross-attention"``) these are the cross-attention layers'
+            decoder indices, and ``V`` indexes their keys (each tile's CLS and patch tokens).
         keep: which reduction ``attention`` holds.
         convention: ``"predicting"`` (row that predicts token t) or ``"self"`` (row at token t's own position).
         prompt: the prompt text given by the user (before the chat template).
         prompt_ids: ``[P]`` token ids of the full prompt fed to the model.
         image: the original image (optional; saved with the run). ``None`` for a run over several images or a
             video (see ``media``).
-        meta: model name, backend, dtype, generation settings, library versions.
+        meta: model name, backend, ``attention`` (``"self-attention"`` or ``"cross-attention"``), dtype,
+            generation settings, library versions.
         media: for a prompt with several images or a video: one entry per image / video in prompt order (a PIL
             image, or a video's list of PIL frames); ``[]`` for a one-image run.
 

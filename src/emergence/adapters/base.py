@@ -102,6 +102,9 @@ class Adapter:
     multi_image: ClassVar[bool] = False
     #: whether :meth:`video_layouts` places video frames
     video: ClassVar[bool] = False
+    #: the image enters through cross-attention layers (Mllama): :meth:`attention_modules` returns those layers,
+    #: and a layout's ``positions`` index their keys (the vision tokens), not the text sequence
+    cross_attention: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ support
     def refusal(self, model: Any) -> str | None:
@@ -167,8 +170,9 @@ class Adapter:
 
     # ------------------------------------------------------------------ capture
     def attention_modules(self, model: nn.Module) -> list[nn.Module]:
-        """The language model's self-attention modules, in layer order; each must carry an int ``layer_idx`` and
-        call transformers' attention interface. Default: :func:`self_attention_modules`."""
+        """The language model's self-attention modules (its cross-attention modules when :attr:`cross_attention`),
+        in layer order; each must carry an int ``layer_idx`` and call transformers' attention interface. Default:
+        :func:`self_attention_modules`."""
         return self_attention_modules(model)
 
     # ------------------------------------------------------------------ inputs
@@ -465,8 +469,12 @@ def build_layout(
                         processor=processor, model_class=name, media=media)
     if len(media) == 1 and media[0].kind == "image":
         _refuse_several_images(ctx)
-        return _check_positions_in_prompt(adapter.layout(ctx), ctx)
-    return _check_positions_in_prompt(adapter.layouts(ctx), ctx)
+        layout = adapter.layout(ctx)
+    else:
+        layout = adapter.layouts(ctx)
+    if adapter.cross_attention:  # positions index the cross-attention keys; the adapter checked them
+        return layout
+    return _check_positions_in_prompt(layout, ctx)
 
 
 def _as_media(image_size: Any) -> tuple[Medium, ...]:

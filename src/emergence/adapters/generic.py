@@ -136,9 +136,12 @@ def _has_cross_attention(config: Any) -> bool:
 _ENCODER_DECODER = ("{name} is an encoder-decoder model (Florence-2 style): its decoder reads the image through "
                     "cross-attention over the encoder's outputs, not through self-attention over visual tokens in its "
                     "own sequence, which is what emergence captures. Use a decoder-only vision-language model.")
-_CROSS_ATTENTION = ("{name} reads the image only through cross-attention layers (Llama-3.2-Vision / Idefics style): "
-                    "its self-attention sees a single image placeholder, so a map over it would be meaningless. "
-                    "Cross-attention capture is not supported yet.")
+_CROSS_ATTENTION = ("{name} reads the image only through cross-attention layers (Idefics / Flamingo style): its "
+                    "self-attention sees a single image placeholder, so a map over it would be meaningless. "
+                    "With use_resampler=True (the released IDEFICS checkpoints) its cross-attention reads perceiver "
+                    "latents, which have no place in the image; without the resampler its gated cross-attention is "
+                    "not captured yet. Cross-attention capture is built for Llama-3.2-Vision "
+                    "(MllamaForConditionalGeneration).")
 
 
 class GenericAdapter(Adapter):
@@ -248,9 +251,10 @@ class CrossAttentionAdapter(RefusedAdapter):
     """Models that read the image only through cross-attention layers: refused (their self-attention sees one
     placeholder token)."""
 
-    family = "Llama-3.2-Vision (Mllama), Idefics"
-    architectures = ("MllamaForConditionalGeneration", "IdeficsForVisionText2Text")
-    summary = "the image enters only through cross-attention layers (cross-attention capture: not yet)"
+    family = "Idefics (v1)"
+    architectures = ("IdeficsForVisionText2Text",)
+    summary = ("the image enters only through gated cross-attention layers over perceiver latents (not spatial); "
+               "Llama-3.2-Vision's cross-attention is captured")
 
     def reason(self, name: str) -> str:
         return _CROSS_ATTENTION.format(name=name)

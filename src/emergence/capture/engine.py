@@ -136,6 +136,34 @@ def row_attention_probs(
     return _take(torch.softmax(logits, dim=-1), columns)
 
 
+def _ranges(indices: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``'0..2, 5'``."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(indices):
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in out)
+
+
+def _text_start_hook(capture: AttentionCapture) -> Any:
+    """A scoped forward pre-hook on the language model that stores, as each pass starts, how many text positions the
+    cache already holds (the pass's first query row): cross-attention calls see only vision keys, not the text."""
+    model = capture.model
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
+    config = _lm_config(model)
+    cross = set(getattr(config, "cross_attention_layers", None) or ())
+    layers = int(getattr(config, "num_hidden_layers", 0) or 0)
+    text_layer = next((i for i in range(layers) if i not in cross), 0)  # a self-attention layer of the cache
+
+    def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        cache = kwargs.get("past_key_values")
+        capture._text_start = int(cache.get_seq_length(text_layer)) if cache is not None else 0
+
+    return decoder.register_forward_pre_hook(hook, with_kwargs=True)
+
+
 def _take(x: torch.Tensor, columns: torch.Tensor | slice) -> torch.Tensor:
     return x[..., columns] if isinstance(columns, slice) else x.index_select(-1, columns)
 
@@ -279,6 +307,11 @@ class AttentionCapture:
         query_positions: absolute positions of the query rows to record in every pass (default: the last one).
         modules: the language model's self-attention modules in layer order (default: as the model's adapter
             selects them, :meth:`emergence.adapters.Adapter.attention_modules`).
+        cross_attention: the ``modules`` are cross-attention layers (Mllama / Llama-3.2-Vision): their keys are the
+            vision tokens, so ``visual_positions`` index those keys (not the text sequence), and each pass's text
+            position (for ``query_positions``) is read from the language model's cache as the pass starts. Default:
+            the adapter's :attr:`~emergence.adapters.Adapter.cross_attention` when ``modules`` is not given, else
+            whether the modules' class names say ``CrossAttention``.
 
     Example:
         >>> with AttentionCapture(model, visual_positions) as cap:   # doctest: +SKIP
@@ -298,6 +331,7 @@ class AttentionCapture:
         flush_every: int = 32,
         query_positions: torch.Tensor | Sequence[int] | None = None,
         modules: Sequence[nn.Module] | None = None,
+        cross_attention: bool | None = None,
     ) -> None:
         if keep not in _KEEP_MODES:
             raise ValueError(f"keep={keep!r} is not one of {_KEEP_MODES}")
@@ -306,7 +340,18 @@ class AttentionCapture:
                              "(torch.float16, torch.bfloat16 or torch.float32)")
         self.model = model
         self.keep: KeepMode = keep
+        if cross_attention is None:
+            if modules is None:
+                from ..adapters import adapter_for
+
+                cross_attention = bool(getattr(adapter_for(model), "cross_attention", False))
+            else:
+                cross_attention = any("CrossAttention" in type(m).__name__ for m in modules)
         modules = list(modules) if modules is not None else language_model_attention_modules(model)
+        named_cross = {"CrossAttention" in type(m).__name__ for m in modules}
+        if len(named_cross) > 1:
+            raise CaptureError("the modules mix cross-attention and self-attention layers, whose keys differ (vision "
+                               "tokens vs the text sequence); capture each kind in its own AttentionCapture")
         if any(not isinstance(getattr(m, "layer_idx", None), int) for m in modules):
             raise UnsupportedModelError("every captured attention module needs an integer `layer_idx`; the adapter's "
                                         "attention_modules(model) returned one without it")
@@ -319,7 +364,7 @@ class AttentionCapture:
                              f"a non-empty list of indices in 0..{len(all_layers) - 1}")
         bad = [i for i in layers if i not in all_layers]
         if bad:
-            raise ValueError(f"layers={bad} are not language-model layers; valid are 0..{len(all_layers) - 1}")
+            raise ValueError(f"layers={bad} are not captured language-model layers; valid are {_ranges(all_layers)}")
         if len(set(layers)) != len(layers):
             raise ValueError(f"layers={layers} contains duplicates")
         self.layers: list[int] = layers
@@ -353,20 +398,35 @@ class AttentionCapture:
         self._modules = modules
         self._active = False
         self._thread: int | None = None
+        self.cross_attention = bool(cross_attention)
+        self._text_start = 0  # cross-attention: text position of the current pass's first query row
+        self._hook: Any = None
 
     # ------------------------------------------------------------------ registration
     def __enter__(self) -> AttentionCapture:
         _dispatcher.attach(self)
+        if self.cross_attention:
+            try:
+                self._hook = _text_start_hook(self)
+            except BaseException:
+                _dispatcher.detach(self)
+                raise
         self._active = True
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._active = False
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
         _dispatcher.detach(self)
         self._flush()
 
     # ------------------------------------------------------------------ recording
     def _record(self, slot: int, module, query, key, attention_mask, kwargs) -> None:
+        if self.cross_attention:
+            self._record_cross(slot, module, query, key, attention_mask, kwargs)
+            return
         q_len, kv_len = query.shape[2], key.shape[2]
         # Absolute position after this pass. A pass over a fresh sequence returns keys for exactly its queries;
         # afterwards each pass extends the sequence by q_len. Sliding-window caches return only the last keys, so
@@ -401,6 +461,31 @@ class AttentionCapture:
             probs = query.new_zeros((query.shape[0], query.shape[1], n_rows, columns.numel()), dtype=torch.float32)
             if bool(inside.any()):
                 probs[..., inside] = row_attention_probs(module, query, key, attention_mask, rows, local[inside], kwargs)
+        self._keep(slot, probs)
+
+    def _record_cross(self, slot: int, module, query, key, attention_mask, kwargs) -> None:
+        """A cross-attention layer: keys are the vision tokens (cached once), rows are text positions."""
+        q_len, kv_len = query.shape[2], key.shape[2]
+        if self._max_position >= kv_len:
+            raise CaptureError(
+                f"visual position {self._max_position} is beyond the {kv_len} cross-attention keys (vision tokens); "
+                "the inputs given to the model do not match the visual_positions"
+            )
+        columns = self._block if self._block is not None else self._columns.get(key.device)
+        if columns is None:
+            columns = self._columns[key.device] = self.visual_positions.to(key.device)
+        rows: torch.Tensor | None = None
+        if self.query_positions is not None:
+            rows = self.query_positions.to(query.device) - self._text_start
+            if int(rows.min()) < 0 or int(rows.max()) >= q_len:
+                raise CaptureError(
+                    f"query_positions {self.query_positions.tolist()} are not all inside this forward pass "
+                    f"(text positions {self._text_start}..{self._text_start + q_len - 1})"
+                )
+        self._keep(slot, row_attention_probs(module, query, key, attention_mask, rows, columns, kwargs))
+
+    def _keep(self, slot: int, probs: torch.Tensor) -> None:
+        """Store one layer's ``[B, H, R, V]`` probabilities of this step; a complete step is reduced and queued."""
         probs = probs.transpose(1, 2)  # [B, R, H, V]
         if self.keep != "heads":
             probs = probs.mean(dim=2)  # [B, R, V]; "mean" also averages over layers once the step is complete
