@@ -105,7 +105,7 @@ def test_bad_capture_arguments_raise():
     model, _ = FAMILIES["llava"]()
     with pytest.raises(ValueError, match="keep="):
         AttentionCapture(model, [1], keep="everything")
-    with pytest.raises(ValueError, match="not language-model layers"):
+    with pytest.raises(ValueError, match="not captured language-model layers; valid are 0..1"):
         AttentionCapture(model, [1], layers=[7])
     with pytest.raises(CaptureError, match="empty"):
         AttentionCapture(model, [])

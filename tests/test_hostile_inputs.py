@@ -206,7 +206,7 @@ def test_bad_model_device_and_layers_are_one_line_errors(tmp_path, capsys):
         ([*base, "--model", str(ORGANISM_DIR), "--device", "cuda", "--out", str(tmp_path / "b")],
          "no usable CUDA GPU" if not torch.cuda.is_available() else None),
         ([*base, "--model", str(ORGANISM_DIR), "--layers", "9", "--out", str(tmp_path / "c")],
-         r"layers=\[9\] are not language-model layers"),
+         r"layers=\[9\] are not captured language-model layers"),
     ]
     for argv, message in cases:
         if message is None:
