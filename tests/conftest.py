@@ -48,6 +48,7 @@ FAMILIES = {
     "qwen2_5_omni": tiny.tiny_qwen2_5_omni,
     "llava_onevision": tiny.tiny_llava_onevision,
     "llava_onevision_shrunk": functools.partial(tiny.tiny_llava_onevision, max_patches=1),
+    "llava_onevision_odd_grid": functools.partial(tiny.tiny_llava_onevision, tile=36, patch=4),  # 9x9 -> 5x5 video
     "internvl": tiny.tiny_internvl,
     "internvl_one_tile": functools.partial(tiny.tiny_internvl, max_patches=1),
     "aya_vision": tiny.tiny_aya_vision,

@@ -1,10 +1,11 @@
-"""Video: one layout part per frame (LLaVA-NeXT-Video) or per temporal patch of frames (the Qwen2-VL family); a
+"""Video: one layout part per frame (LLaVA-NeXT-Video, LLaVA-OneVision) or per temporal patch of frames (the Qwen2-VL family); a
 marker drawn into one frame changes only the tokens of the part that reads it, under the marker; capture over
 every frame's tokens equals eager attention with identical ids; per-frame heatmaps, the frame x token profile,
 frame subsets, analyze(frame=f), save / load.
 
 The video processors need torchvision, absent here: the tiny builders lay video inputs out as the real video
-processors do (``emergence.testing.HandBuiltProcessor`` for Qwen, ``FrameVideoProcessor`` for LLaVA-NeXT-Video).
+processors do (``emergence.testing.HandBuiltProcessor`` for Qwen, ``FrameVideoProcessor`` for LLaVA-NeXT-Video and
+LLaVA-OneVision).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from emergence.errors import LayoutError, UnsupportedModelError
 from emergence.layouts import Medium
 
 FW, FH = 120, 80  # frame size
-VIDEO = ["llava_next_video", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"]
+VIDEO = ["llava_next_video", "llava_onevision", "llava_onevision_odd_grid", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"]
 
 
 def _frames(n: int = 5, seed: int = 0) -> list[Image.Image]:
@@ -78,7 +79,7 @@ def test_a_marker_in_one_frame_changes_only_its_parts_tokens_under_it(family, fr
         assert box_gap(b, (x0, y0, x1, y1)) <= 0.5 * max(b[2] - b[0], b[3] - b[1]) + 1, (v, b)
 
 
-@pytest.mark.parametrize("family", ["llava_next_video", "qwen2_vl", "qwen3_vl"])
+@pytest.mark.parametrize("family", ["llava_next_video", "llava_onevision", "qwen2_vl", "qwen3_vl"])
 def test_capture_over_a_video_equals_eager_with_identical_ids(family):
     model, processor = FAMILIES[family]()
     probe = Probe(model, processor)

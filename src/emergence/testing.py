@@ -204,24 +204,31 @@ def tiny_llava_next(
 class FrameVideoProcessor:
     """A stand-in for ``LlavaNextVideoVideoProcessor`` (which needs torchvision) with its configuration: every
     frame resized (shortest edge ``side``, bicubic), centre-cropped to ``side x side``, rescaled and normalised with
-    the CLIP mean / std -- the same steps, done by the PIL image processor frame by frame.
+    the CLIP mean / std -- the same steps, done by the PIL image processor frame by frame. ``crop=False`` stands in
+    for ``LlavaOnevisionVideoProcessor``: every frame resized straight to ``side x side`` (bicubic, aspect ratio not
+    kept, no crop), the same CLIP mean / std.
 
     Returns ``pixel_values_videos`` ``[videos, frames, 3, side, side]``.
     """
 
     model_input_names = ["pixel_values_videos"]
 
-    def __init__(self, side: int) -> None:
-        self.size = {"shortest_edge": side}
-        self.crop_size = {"height": side, "width": side}
-        self.do_resize = self.do_center_crop = True
+    def __init__(self, side: int, crop: bool = True) -> None:
+        if crop:
+            self.size: dict[str, int] = {"shortest_edge": side}
+            self.crop_size: dict[str, int] | None = {"height": side, "width": side}
+        else:
+            self.size, self.crop_size = {"height": side, "width": side}, None
+        self.do_resize = True
+        self.do_center_crop = crop
         self.do_pad = False
 
     def __call__(self, videos: Any = None, return_tensors: str = "pt", **_: Any) -> Any:
         from transformers import BatchFeature
         from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 
-        ip = LlavaImageProcessorPil(size=self.size, crop_size=self.crop_size, do_center_crop=True, do_pad=False)
+        ip = LlavaImageProcessorPil(size=self.size, crop_size=self.crop_size or self.size,
+                                    do_center_crop=self.do_center_crop, do_pad=False)
         if videos is None:
             return BatchFeature({})
         stacks = [ip(images=list(frames), return_tensors="pt")["pixel_values"] for frames in videos]
@@ -248,7 +255,8 @@ def tiny_llava_onevision(
 ) -> tuple[Any, Any]:
     """LLaVA-OneVision shape: SigLIP tower (no CLS, ``full`` features), base image resized to one tile, anyres tiles
     up to 3x3 with unpad and a newline per row; ``max_patches`` sets ``vision_aspect_ratio='anyres_max_N'`` (a small
-    N makes the model bilinearly shrink the tile mosaic, as anyres_max_9 does for large images)."""
+    N makes the model bilinearly shrink the tile mosaic, as anyres_max_9 does for large images). Videos go through
+    :class:`FrameVideoProcessor` ``(crop=False)``, configured as ``LlavaOnevisionVideoProcessor``."""
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, LlavaOnevisionProcessor
     from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
         LlavaOnevisionImageProcessorPil,
@@ -275,6 +283,7 @@ def tiny_llava_onevision(
         vision_feature_select_strategy="full", vision_aspect_ratio=aspect, chat_template=LLAVA_TEMPLATE,
         video_token="<video>",
     )
+    processor.video_processor = FrameVideoProcessor(tile, crop=False)  # LlavaOnevisionVideoProcessor needs torchvision
     return model, processor
 
 

@@ -337,40 +337,73 @@ def video_frame_canvas(ctx: LayoutContext, h: int, w: int) -> Canvas:
     return simple_canvas(vp, h, w)
 
 
-def llava_next_video_layouts(ctx: LayoutContext, items: list[int]) -> list[VisualLayout]:
-    """LLaVA-NeXT-Video videos: each frame resized and centre-cropped by the video processor to the tower's square,
-    its ``g x g`` patch features pooled ``stride x stride`` (``spatial_pool_stride``; floor) into
-    ``g // stride`` squared tokens, frames back to back, no newline tokens. One part per frame."""
+def _video_token_positions(ctx: LayoutContext, items: list[int]) -> tuple[np.ndarray, list[int]]:
+    """``(positions of the video token, frames of each video in items)``, the frame count checked against
+    ``pixel_values_videos`` ``[videos, frames, 3, H, W]``."""
     video_id = getattr(ctx.config, "video_token_id", None)
     if not isinstance(video_id, int):
         raise LayoutError(f"{ctx.model_class}: config.video_token_id is not set")
     ids = ctx.input_ids.detach().cpu().reshape(-1)
-    positions = np.nonzero((ids == video_id).numpy())[0]
-    vc = ctx.vision_config
-    g = vc.image_size // vc.patch_size
-    stride = int(getattr(ctx.config, "spatial_pool_stride", 2))
-    side = g // stride
     frames = [ctx.media[item].frames for item in items]
     pv = ctx.inputs.get("pixel_values_videos") if ctx.inputs else None
     if pv is not None and (pv.ndim != 5 or int(pv.shape[0]) * int(pv.shape[1]) != sum(frames)):
         raise LayoutError(f"{ctx.model_class}: pixel_values_videos of shape {tuple(pv.shape)} do not hold the "
                           f"{sum(frames)} frames given; pass the frames the processor read")
+    return np.nonzero((ids == video_id).numpy())[0], frames
+
+
+def _frame_box(ctx: LayoutContext, h: int, w: int, used: int) -> tuple[float, float, float, float]:
+    """The original-frame box of the top-left ``used x used`` canvas pixels that a frame's token grid covers."""
+    vc = ctx.vision_config
+    canvas = video_frame_canvas(ctx, h, w)
+    if (canvas.height, canvas.width) != (vc.image_size, vc.image_size):
+        raise LayoutError(f"{ctx.model_class}: the video processor makes {canvas.height}x{canvas.width} frames, "
+                          f"the tower reads {vc.image_size}x{vc.image_size}")
+    return canvas.box_in_original(0, 0, used, used)
+
+
+def llava_next_video_layouts(ctx: LayoutContext, items: list[int]) -> list[VisualLayout]:
+    """LLaVA-NeXT-Video videos: each frame resized and centre-cropped by the video processor to the tower's square,
+    its ``g x g`` patch features pooled ``stride x stride`` (``spatial_pool_stride``; floor) into
+    ``g // stride`` squared tokens, frames back to back, no newline tokens. One part per frame."""
+    positions, frames = _video_token_positions(ctx, items)
+    vc = ctx.vision_config
+    g = vc.image_size // vc.patch_size
+    stride = int(getattr(ctx.config, "spatial_pool_stride", 2))
+    side = g // stride
     per_frame = split_counts(positions, [side * side] * sum(frames), ctx.model_class)
     parts, k = [], 0
     for item, n in zip(items, frames):
         h, w = ctx.media[item].size
-        canvas = video_frame_canvas(ctx, h, w)
-        if (canvas.height, canvas.width) != (vc.image_size, vc.image_size):
-            raise LayoutError(f"{ctx.model_class}: the video processor makes {canvas.height}x{canvas.width} frames, "
-                              f"the tower reads {vc.image_size}x{vc.image_size}")
-        used = side * stride * vc.patch_size  # the pooled cells cover this much of the canvas (floor pooling)
-        box = canvas.box_in_original(0, 0, used, used)
+        box = _frame_box(ctx, h, w, side * stride * vc.patch_size)  # floor pooling: the cells cover this much
         for f in range(n):
             view = grid_view("frame", side, side, 0, box)
             parts.append(VisualLayout(per_frame[k], (h, w), [view], family="llava_next_video", item=item,
                                       frames=(f, f + 1), meta={"grid": [side, side], "pool_stride": stride}))
             k += 1
     return parts
+
+
+def llava_onevision_video_layouts(ctx: LayoutContext, items: list[int]) -> tuple[list[VisualLayout], list[int]]:
+    """LLaVA-OneVision videos: each frame resized straight to the tower's square by the video processor (aspect
+    ratio not kept), its ``g x g`` patch grid (over the top-left ``g * patch`` pixels) bilinearly resized to
+    ``ceil(g / 2)`` squared tokens, frames back to back, then ONE newline token after the video's last frame.
+    Returns ``(one part per frame, the newline tokens' positions)``: the newlines are captured, in no part."""
+    positions, frames = _video_token_positions(ctx, items)
+    vc = ctx.vision_config
+    g = vc.image_size // vc.patch_size
+    side = math.ceil(g / 2)
+    per_video = split_counts(positions, [n * side * side + 1 for n in frames], ctx.model_class)
+    parts, newlines = [], []
+    for item, n, tokens in zip(items, frames, per_video):
+        h, w = ctx.media[item].size
+        box = _frame_box(ctx, h, w, g * vc.patch_size)  # bilinear resize: the pooled grid spans the patch grid
+        for f, frame_tokens in enumerate(split_counts(tokens[:-1], [side * side] * n, ctx.model_class)):
+            view = grid_view("frame", side, side, 0, box)
+            parts.append(VisualLayout(frame_tokens, (h, w), [view], family="llava_onevision_video", item=item,
+                                      frames=(f, f + 1), meta={"grid": [side, side], "pooling": "bilinear"}))
+        newlines.append(int(tokens[-1]))
+    return parts, newlines
 
 
 class LlavaNextVideoAdapter(LlavaNextAdapter):
@@ -386,11 +419,12 @@ class LlavaNextVideoAdapter(LlavaNextAdapter):
 
 
 class LlavaOnevisionAdapter(Adapter):
-    family = "LLaVA-OneVision (images)"
+    family = "LLaVA-OneVision"
     architectures = ("LlavaOnevisionForConditionalGeneration",)
     summary = ("base grid + unpadded tile mosaic (bilinearly shrunk past `anyres_max_N`), newline token per row (not "
-               "rendered)")
+               "rendered); video: each frame's grid bilinearly halved over the resized frame, one newline per video")
     tested = "tiny_llava_onevision"
+    video = True
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         aspect = str(getattr(ctx.config, "vision_aspect_ratio", "anyres_max_9"))
@@ -403,6 +437,18 @@ class LlavaOnevisionAdapter(Adapter):
             raise LayoutError(f"{ctx.model_class}: an image without tiles (several images per prompt, padded to a "
                               "square) is not supported yet")
         return llava_next_layout(ctx, max_patches=int(aspect[len("anyres_max_"):]), family="llava_onevision")
+
+    def video_layouts(self, ctx: LayoutContext, items: list[int]) -> list[VisualLayout]:
+        return llava_onevision_video_layouts(ctx, items)[0]
+
+    def layouts(self, ctx: LayoutContext) -> VisualLayout:
+        """As the default, with each video's closing newline token kept among the captured positions."""
+        layout = super().layouts(ctx)
+        videos = [k for k, m in enumerate(ctx.media) if m.kind == "video"]
+        if not videos:
+            return layout
+        newlines = llava_onevision_video_layouts(ctx, videos)[1]
+        return VisualLayout.combine(layout.parts, positions=np.union1d(layout.positions, newlines))
 
 
 for _adapter in (LlavaAdapter(), Mistral3Adapter(), LlavaNextAdapter(), LlavaNextVideoAdapter(), LlavaOnevisionAdapter(),
