@@ -1,6 +1,6 @@
-"""Video: one layout part per frame (LLaVA-NeXT-Video, LLaVA-OneVision) or per temporal patch of frames (the Qwen2-VL family); a
-marker drawn into one frame changes only the tokens of the part that reads it, under the marker; capture over
-every frame's tokens equals eager attention with identical ids; per-frame heatmaps, the frame x token profile,
+"""Video: one layout part per frame (LLaVA-NeXT-Video, LLaVA-OneVision) or per temporal patch of frames (the
+Qwen2-VL family); a marker drawn into one frame changes only the tokens of the part that reads it, under the marker;
+capture over every frame's tokens equals eager attention with identical ids; per-frame heatmaps, the frame x token profile,
 frame subsets, analyze(frame=f), save / load.
 
 The video processors need torchvision, absent here: the tiny builders lay video inputs out as the real video
