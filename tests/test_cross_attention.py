@@ -76,7 +76,8 @@ def test_layout_indexes_the_keys_of_the_processors_tiles(size):
     new_h, new_w = layout.meta["resized"]
     x0, y0, x1, y1 = view.box
     assert (x0, y0) == (0.0, 0.0)
-    assert x1 == pytest.approx(cols * 32 * image.width / new_w) and y1 == pytest.approx(rows * 32 * image.height / new_h)
+    assert x1 == pytest.approx(cols * 32 * image.width / new_w)
+    assert y1 == pytest.approx(rows * 32 * image.height / new_h)
     assert x1 >= image.width - 1e-9 and y1 >= image.height - 1e-9
     assert layout.render(np.arange(layout.num_tokens, dtype=np.float32)).shape == (image.height, image.width)
 

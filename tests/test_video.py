@@ -1,7 +1,7 @@
 """Video: one layout part per frame (LLaVA-NeXT-Video, LLaVA-OneVision) or per temporal patch of frames (the
 Qwen2-VL family); a marker drawn into one frame changes only the tokens of the part that reads it, under the marker;
-capture over every frame's tokens equals eager attention with identical ids; per-frame heatmaps, the frame x token profile,
-frame subsets, analyze(frame=f), save / load.
+capture over every frame's tokens equals eager attention with identical ids; per-frame heatmaps, the frame x token
+profile, frame subsets, analyze(frame=f), save / load.
 
 The video processors need torchvision, absent here: the tiny builders lay video inputs out as the real video
 processors do (``emergence.testing.HandBuiltProcessor`` for Qwen, ``FrameVideoProcessor`` for LLaVA-NeXT-Video and
@@ -9,6 +9,8 @@ LLaVA-OneVision).
 """
 
 from __future__ import annotations
+
+import importlib
 
 import numpy as np
 import pytest
@@ -21,7 +23,8 @@ from emergence.errors import LayoutError, UnsupportedModelError
 from emergence.layouts import Medium
 
 FW, FH = 120, 80  # frame size
-VIDEO = ["llava_next_video", "llava_onevision", "llava_onevision_odd_grid", "qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"]
+VIDEO = ["llava_next_video", "llava_onevision", "llava_onevision_odd_grid", "qwen2_vl", "qwen2_5_vl", "qwen3_vl",
+         "qwen3_5"]
 
 
 def _frames(n: int = 5, seed: int = 0) -> list[Image.Image]:
@@ -154,3 +157,47 @@ def test_families_without_video_support_refuse_it_by_name():
         Probe(model, processor).generate(video=_frames(2), prompt="describe", max_new_tokens=1)
     with pytest.raises(ValueError, match="does not decode video files"):
         Probe(*FAMILIES["qwen2_vl"]()).generate(video="clip.mp4", prompt="describe", max_new_tokens=1)
+
+
+def _smooth_frames(n: int = 5) -> list[Image.Image]:
+    """Low-frequency frames: resizers (PIL here, torchvision in the real video processors) agree on them closely."""
+    y, x = np.mgrid[0:FH, 0:FW].astype(np.float32)
+    out = []
+    for f in range(n):
+        rgb = [128 + 100 * np.sin(x / 37 + f), 128 + 100 * np.cos(y / 29 - f), 128 + 60 * np.sin((x + y) / 53)]
+        out.append(Image.fromarray(np.clip(np.stack(rgb, -1), 0, 255).astype(np.uint8)))
+    return out
+
+
+def test_stand_ins_build_what_the_real_video_processors_build():
+    """Where torchvision is installed (the GPU machines' image), the real video processors run: same shapes, same
+    prompt tokens, same grids, and pixel values within resizer differences. Skipped on the CPU build machines."""
+    try:
+        importlib.import_module("torchvision")  # the real video processors import it lazily
+        from transformers import LlavaNextVideoVideoProcessor, LlavaOnevisionVideoProcessor, Qwen2VLVideoProcessor
+    except Exception as exc:  # noqa: BLE001 - torchvision absent or unusable with this torch
+        pytest.skip(f"the real video processors need torchvision ({type(exc).__name__}: {exc})")
+    from emergence.testing import FrameVideoProcessor
+
+    frames = _smooth_frames(5)
+    real = {
+        "llava_next_video": LlavaNextVideoVideoProcessor(size={"shortest_edge": 32},
+                                                         crop_size={"height": 32, "width": 32}),
+        "llava_onevision": LlavaOnevisionVideoProcessor(size={"height": 32, "width": 32}),
+    }
+    for name, crop in (("llava_next_video", True), ("llava_onevision", False)):
+        ours = FrameVideoProcessor(32, crop=crop)(videos=[frames])["pixel_values_videos"]
+        theirs = real[name](videos=[frames], return_tensors="pt")["pixel_values_videos"]
+        assert theirs.shape == ours.shape, name
+        assert (theirs.float() - ours.float()).abs().mean().item() < 0.05, name
+    model, processor = FAMILIES["qwen2_vl"]()
+    ip = processor.image_processor
+    size = {"shortest_edge": ip.size.shortest_edge, "longest_edge": ip.size.longest_edge}
+    real_qwen = Qwen2VLVideoProcessor(patch_size=4, merge_size=2, temporal_patch_size=2, cap_pixels_per_frame=False,
+                                      size=size)
+    ours = processor(videos=[frames], text="<|vision_start|><|video_pad|><|vision_end|> describe")
+    theirs = real_qwen(videos=[frames], return_tensors="pt")
+    assert torch.equal(theirs["video_grid_thw"], ours["video_grid_thw"])
+    assert theirs["pixel_values_videos"].shape == ours["pixel_values_videos"].shape
+    diff = (theirs["pixel_values_videos"].float() - ours["pixel_values_videos"].float()).abs().mean().item()
+    assert diff < 0.05
