@@ -4,6 +4,8 @@ Variants (same random-init LLaVA-shaped model, same prompt, same `max_new_tokens
   plain   sdpa, `model.generate(...)`
   capture sdpa, the same call inside `AttentionCapture` (keep="heads", float16 maps on CPU: what `Probe` does)
   peers   eager + `output_attentions=True` + `return_dict_in_generate=True` (attend-and-segment, PixFoundation)
+  hooks   eager, inside `AttentionCapture(..., mechanism="hooks")`: the fallback for attention modules that bypass
+          transformers' attention functions (the module computes its full weights; hooks keep the needed rows)
 
 Time: the three variants interleaved, `--repeats` rounds, median wall time each (after a warm-up round).
 Memory: each variant once more in a fresh child process. CPU: peak RSS (VmHWM, reset through /proc/self/clear_refs
@@ -13,6 +15,7 @@ variant keeps (exact: tensor sizes).
     python bench/capture_overhead.py                           # CPU, ~250M-parameter model, 64 and 256 tokens
     python bench/capture_overhead.py --device cuda --config llava-1.5-7b --dtype bfloat16 --new-tokens 512
     python bench/capture_overhead.py --config qwen2-vl-video --frames 16   # a 16-frame video (Qwen2-VL classes)
+    python bench/capture_overhead.py --variants plain capture hooks       # the hooks fallback next to the main path
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ CONFIGS = {
 # A video case: Qwen2-VL's classes with a `--frames`-frame video of 224 x 224 frames (16 x 16 patches of 14 px, 2 x 2
 # merge, 2 frames per temporal patch -> 64 tokens per temporal patch); the language model is "small"'s.
 VIDEO_CONFIG = "qwen2-vl-video"
-VARIANTS = ("plain", "capture", "peers")
+VARIANTS = ("plain", "capture", "peers", "hooks")
 TEXT_TOKENS = 40
 
 
@@ -142,6 +145,14 @@ def run_variant(model, inputs, positions, variant: str, new_tokens: int):
             maps = cap.maps()
             assert maps.shape[0] == new_tokens
             return maps.numel() * maps.element_size()
+        if variant == "hooks":
+            model.set_attn_implementation("eager")
+            with AttentionCapture(model, positions, keep="heads", mechanism="hooks") as cap:
+                model.generate(**inputs, **kw)
+            model.set_attn_implementation("sdpa")
+            maps = cap.maps()
+            assert maps.shape[0] == new_tokens
+            return maps.numel() * maps.element_size()
         model.set_attn_implementation("eager")
         out = model.generate(**inputs, output_attentions=True, return_dict_in_generate=True, **kw)
         kept = sum(a.numel() * a.element_size() for step in out.attentions for a in step)
@@ -163,11 +174,11 @@ def timing(args) -> dict:
     model, inputs, positions, n_params = build(args.config, args.device, args.dtype, args.frames)
     results = {"params": n_params, "times": {}, "positions": positions.tolist()}
     for new_tokens in args.new_tokens:
-        for variant in VARIANTS:  # warm-up round
+        for variant in args.variants:  # warm-up round
             run_variant(model, inputs, positions, variant, min(new_tokens, 8))
-        times = {v: [] for v in VARIANTS}
+        times = {v: [] for v in args.variants}
         for _ in range(args.repeats):
-            for variant in VARIANTS:
+            for variant in args.variants:
                 _sync(args.device)
                 start = time.perf_counter()
                 run_variant(model, inputs, positions, variant, new_tokens)
@@ -216,7 +227,7 @@ def memory(args) -> dict:
     ctx = mp.get_context("spawn")
     out: dict = {}
     for new_tokens in args.new_tokens:
-        for variant in VARIANTS:
+        for variant in args.variants:
             queue = ctx.Queue()
             proc = ctx.Process(target=_memory_child, args=(args, variant, new_tokens, queue))
             proc.start()
@@ -260,7 +271,7 @@ def report(args, t: dict, m: dict) -> str:
         times = t["times"][new_tokens]
         plain = statistics.median(times["plain"])
         cap_peak = max(m[(new_tokens, "capture")]["peak"], 1)
-        for variant in VARIANTS:
+        for variant in args.variants:
             med = statistics.median(times[variant])
             mem = m[(new_tokens, variant)]
             lines.append(
@@ -272,11 +283,13 @@ def report(args, t: dict, m: dict) -> str:
         times = t["times"][new_tokens]
         plain = statistics.median(times["plain"])
         cap = statistics.median(times["capture"])
-        peers = statistics.median(times["peers"])
-        lines.append(
-            f"- {new_tokens} tokens: capture/plain = **{cap / plain:.3f}**, peers/capture = **{peers / cap:.2f}x** "
-            f"time, peers/capture peak memory = **{m[(new_tokens, 'peers')]['peak'] / max(m[(new_tokens, 'capture')]['peak'], 1):.1f}x**"
-        )
+        cap_peak = max(m[(new_tokens, "capture")]["peak"], 1)
+        line = f"- {new_tokens} tokens: capture/plain = **{cap / plain:.3f}**"
+        for other in ("peers", "hooks"):
+            if other in times:
+                line += (f"; {other}/capture = **{statistics.median(times[other]) / cap:.2f}x** time, "
+                         f"**{m[(new_tokens, other)]['peak'] / cap_peak:.1f}x** peak memory")
+        lines.append(line)
     lines.append("")
     lines.append("Raw times (s): " + json.dumps({str(k): v for k, v in t["times"].items()}))
     return "\n".join(lines) + "\n"
@@ -290,9 +303,12 @@ def main() -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--new-tokens", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="which variants to run (plain and capture always included)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default=None, help="append the Markdown table to this file")
     args = parser.parse_args()
+    args.variants = ["plain", "capture"] + [v for v in VARIANTS[2:] if v in args.variants]
     t = timing(args)
     m = memory(args)
     text = report(args, t, m)

@@ -185,6 +185,7 @@ class Probe:
         layers: Sequence[int] | None = None,
         storage_dtype: torch.dtype = torch.float16,
         frames: Sequence[int] | None = None,
+        mechanism: str | None = None,
         **generate_kwargs: Any,
     ) -> ProbeRun:
         """Generate an answer while recording attention over the visual tokens.
@@ -205,6 +206,10 @@ class Probe:
             frames: with a video, keep only the tokens of the parts that read these frames (the softmax still runs
                 over every key, so the kept probabilities are exact): memory per token ~ L x H x the kept tokens,
                 the bound for long videos (with ``keep="layers"`` or ``"mean"``).
+            mechanism: how attention is read (:class:`~emergence.capture.AttentionCapture`): ``"interface"``
+                (transformers' attention functions, any backend) or ``"hooks"`` (hooks on the attention modules:
+                models whose attention bypasses transformers' functions, or transformers classes loaded with
+                ``attn_implementation="eager"``). Default: the adapter's (``"interface"`` for the built-in families).
             **generate_kwargs: passed to ``model.generate`` (greedy ``do_sample=False`` by default).
 
         Returns:
@@ -232,7 +237,8 @@ class Probe:
         if pad_id is not None:
             generate_kwargs.setdefault("pad_token_id", pad_id)
         self._warn_context(input_ids.shape[1], max_new_tokens)
-        capture = {"keep": keep, "layers": layers, "storage_dtype": storage_dtype}
+        capture = {"keep": keep, "layers": layers, "storage_dtype": storage_dtype,
+                   "mechanism": mechanism or self.adapter.mechanism}
         generate_kwargs["max_new_tokens"] = max_new_tokens
         if convention == "predicting":
             new_ids, attention, cap = self._generate_predicting(model_inputs, layout, capture, generate_kwargs)
@@ -338,6 +344,7 @@ class Probe:
             "architecture": type(self.model).__name__,
             "backend": cap.backend,
             "attention": "cross-attention" if cap.cross_attention else "self-attention",
+            "mechanism": cap.mechanism,
             "dtype": str(self.model.dtype).replace("torch.", ""),
             "max_new_tokens": generate_kwargs["max_new_tokens"],
             "generate_kwargs": {k: v for k, v in generate_kwargs.items()

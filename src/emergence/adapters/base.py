@@ -105,6 +105,9 @@ class Adapter:
     #: the image enters through cross-attention layers (Mllama): :meth:`attention_modules` returns those layers,
     #: and a layout's ``positions`` index their keys (the vision tokens), not the text sequence
     cross_attention: ClassVar[bool] = False
+    #: how the capture reads attention: ``"interface"`` (transformers' attention functions) or ``"hooks"`` (forward
+    #: hooks on the attention modules, for modules that compute attention by hand; see emergence.capture)
+    mechanism: ClassVar[str] = "interface"
 
     # ------------------------------------------------------------------ support
     def refusal(self, model: Any) -> str | None:

@@ -17,6 +17,15 @@ windows, bidirectional image prefixes and flash-attention kwargs are exactly tho
 layer and step is one ``q . K^T`` row product; the memory kept per step is ``layers x heads x visual_tokens``.
 
 The registration is scoped: on exit (normal or exception) the interface mapping is restored exactly.
+
+Fallback for modules that never call the attention interface (remote code that computes attention by hand, or any
+model forced through it): ``mechanism="hooks"`` registers, for the capture's lifetime only, forward hooks on the
+captured attention modules. A pre-hook asks the module for its attention weights (``output_attentions=True`` when its
+``forward`` takes it); the forward hook keeps the needed query rows at the visual key columns and drops the full
+weights from the module's output at once, so only ``layers x heads x visual_tokens`` per step outlives the layer. The
+module computes the full ``[heads, q_len, kv_len]`` weights of each pass itself (eager attention), which is what
+this path costs over the main one (``bench/capture_overhead.py --variants hooks``); probabilities are the module's,
+in its dtype (exact in float32).
 """
 
 from __future__ import annotations
@@ -33,10 +42,12 @@ from torch import nn
 
 from ..errors import CaptureError, UnsupportedModelError
 
-__all__ = ["AttentionCapture", "KeepMode", "language_model_attention_modules", "row_attention_probs"]
+__all__ = ["AttentionCapture", "KeepMode", "Mechanism", "language_model_attention_modules", "row_attention_probs"]
 
 KeepMode = Literal["heads", "layers", "mean"]
 _KEEP_MODES = ("heads", "layers", "mean")
+Mechanism = Literal["interface", "hooks"]
+_MECHANISMS = ("interface", "hooks")
 _MISSING = object()
 
 
@@ -162,6 +173,49 @@ def _text_start_hook(capture: AttentionCapture) -> Any:
         capture._text_start = int(cache.get_seq_length(text_layer)) if cache is not None else 0
 
     return decoder.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def _weight_hooks(capture: AttentionCapture) -> list[Any]:
+    """Scoped hooks on each captured module (``mechanism="hooks"``): ask for the weights, keep the needed rows, drop
+    the weights from the output."""
+    handles: list[Any] = []
+
+    def ask(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if _takes_output_attentions(module):
+            kwargs["output_attentions"] = True
+        return args, kwargs
+
+    def keep(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
+        if not capture._active:
+            return output
+        weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+        if not (isinstance(weights, torch.Tensor) and weights.ndim == 4):
+            raise CaptureError(
+                f"{type(module).__name__} (layer {getattr(module, 'layer_idx', '?')}) returned no attention weights "
+                "for the hooks capture: load the model with attn_implementation='eager', or make the module's forward "
+                "return (output, weights [batch, heads, q_len, kv_len], ...)"
+            )
+        capture._record_weights(capture._slot[id(module)], weights)
+        return (output[0], None, *output[2:])  # the full weights are freed now, not kept by the caller
+
+    try:
+        for module in capture._modules:
+            if id(module) not in capture._slot:
+                continue
+            handles.append(module.register_forward_pre_hook(ask, with_kwargs=True))
+            handles.append(module.register_forward_hook(keep, with_kwargs=True))
+    except BaseException:
+        for handle in handles:
+            handle.remove()
+        raise
+    return handles
+
+
+def _takes_output_attentions(module: nn.Module) -> bool:
+    try:
+        return "output_attentions" in inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _take(x: torch.Tensor, columns: torch.Tensor | slice) -> torch.Tensor:
@@ -312,6 +366,10 @@ class AttentionCapture:
             position (for ``query_positions``) is read from the language model's cache as the pass starts. Default:
             the adapter's :attr:`~emergence.adapters.Adapter.cross_attention` when ``modules`` is not given, else
             whether the modules' class names say ``CrossAttention``.
+        mechanism: ``"interface"`` (default: through transformers' attention functions, any backend, probabilities
+            recomputed in float32 for the needed rows only) or ``"hooks"`` (forward hooks read the attention weights
+            the modules themselves return: for modules that compute attention by hand, or with
+            ``attn_implementation="eager"``; see the module docstring for its cost).
 
     Example:
         >>> with AttentionCapture(model, visual_positions) as cap:   # doctest: +SKIP
@@ -332,9 +390,13 @@ class AttentionCapture:
         query_positions: torch.Tensor | Sequence[int] | None = None,
         modules: Sequence[nn.Module] | None = None,
         cross_attention: bool | None = None,
+        mechanism: Mechanism = "interface",
     ) -> None:
         if keep not in _KEEP_MODES:
             raise ValueError(f"keep={keep!r} is not one of {_KEEP_MODES}")
+        if mechanism not in _MECHANISMS:
+            raise ValueError(f"mechanism={mechanism!r} is not one of {_MECHANISMS}")
+        self.mechanism: Mechanism = mechanism
         if not (isinstance(storage_dtype, torch.dtype) and storage_dtype.is_floating_point):
             raise ValueError(f"storage_dtype={storage_dtype} cannot hold probabilities in [0, 1]; use a floating dtype "
                              "(torch.float16, torch.bfloat16 or torch.float32)")
@@ -384,7 +446,7 @@ class AttentionCapture:
             None if query_positions is None else torch.as_tensor(query_positions, dtype=torch.long).flatten()
         )
         self.backend: str = getattr(_lm_config(model), "_attn_implementation", None) or "eager"
-        if self.backend.startswith("flex"):
+        if self.backend.startswith("flex") and mechanism == "interface":
             raise UnsupportedModelError(
                 "attn_implementation='flex_attention' is not supported by the capture (its BlockMask cannot be read "
                 "row by row); load the model with attn_implementation='sdpa' or 'eager'."
@@ -401,15 +463,19 @@ class AttentionCapture:
         self.cross_attention = bool(cross_attention)
         self._text_start = 0  # cross-attention: text position of the current pass's first query row
         self._hook: Any = None
+        self._module_hooks: list[Any] = []
 
     # ------------------------------------------------------------------ registration
     def __enter__(self) -> AttentionCapture:
-        _dispatcher.attach(self)
+        if self.mechanism == "hooks":
+            self._module_hooks = _weight_hooks(self)
+        else:
+            _dispatcher.attach(self)
         if self.cross_attention:
             try:
                 self._hook = _text_start_hook(self)
             except BaseException:
-                _dispatcher.detach(self)
+                self._detach()
                 raise
         self._active = True
         return self
@@ -419,8 +485,16 @@ class AttentionCapture:
         if self._hook is not None:
             self._hook.remove()
             self._hook = None
-        _dispatcher.detach(self)
+        self._detach()
         self._flush()
+
+    def _detach(self) -> None:
+        if self.mechanism == "hooks":
+            for handle in self._module_hooks:
+                handle.remove()
+            self._module_hooks = []
+        else:
+            _dispatcher.detach(self)
 
     # ------------------------------------------------------------------ recording
     def _record(self, slot: int, module, query, key, attention_mask, kwargs) -> None:
@@ -461,6 +535,35 @@ class AttentionCapture:
             probs = query.new_zeros((query.shape[0], query.shape[1], n_rows, columns.numel()), dtype=torch.float32)
             if bool(inside.any()):
                 probs[..., inside] = row_attention_probs(module, query, key, attention_mask, rows, local[inside], kwargs)
+        self._keep(slot, probs)
+
+    def _record_weights(self, slot: int, weights: torch.Tensor) -> None:
+        """The hooks path: ``weights`` ``[B, H, q_len, kv_len]`` are the module's own attention probabilities of
+        this pass; keep the needed rows at the visual columns."""
+        q_len, kv_len = weights.shape[2], weights.shape[3]
+        if self.cross_attention:
+            start, offset = self._text_start, 0
+            if self._max_position >= kv_len:
+                raise CaptureError(f"visual position {self._max_position} is beyond the {kv_len} cross-attention keys")
+        else:
+            end = q_len if kv_len == q_len else self._abs_end.get(slot, kv_len - q_len) + q_len
+            self._abs_end[slot] = end
+            start, offset = end - q_len, end - kv_len
+            if self._max_position >= end:
+                raise CaptureError(f"visual position {self._max_position} is beyond the sequence length {end}; the "
+                                   "inputs given to the model do not match the visual_positions")
+        if self.query_positions is None:
+            rows = weights[:, :, -1:]
+        else:
+            local_rows = self.query_positions.to(weights.device) - start
+            if int(local_rows.min()) < 0 or int(local_rows.max()) >= q_len:
+                raise CaptureError(f"query_positions {self.query_positions.tolist()} are not all inside this forward "
+                                   f"pass (positions {start}..{start + q_len - 1})")
+            rows = weights.index_select(2, local_rows)
+        columns = self.visual_positions.to(weights.device) - offset
+        inside = columns >= 0  # keys that left a sliding window: probability 0
+        probs = rows.new_zeros((*rows.shape[:3], columns.numel()), dtype=torch.float32)
+        probs[..., inside] = rows.index_select(3, columns[inside]).float()
         self._keep(slot, probs)
 
     def _record_cross(self, slot: int, module, query, key, attention_mask, kwargs) -> None:
@@ -524,5 +627,10 @@ class AttentionCapture:
         """
         self._flush()
         if not self._chunks:
-            raise CaptureError("no forward pass was recorded: run the model inside the `with AttentionCapture(...)` block")
+            hint = ("" if self.mechanism == "hooks" else
+                    " If the model did run inside it, its attention modules never called transformers' attention "
+                    "functions (remote code that computes attention by hand?): capture with mechanism='hooks', and "
+                    "load transformers classes with attn_implementation='eager' for it")
+            raise CaptureError("no forward pass was recorded: run the model inside the `with AttentionCapture(...)` "
+                               "block." + hint)
         return torch.cat(self._chunks, dim=1)[batch_index]
