@@ -1,65 +1,25 @@
 """The hooks fallback (``mechanism="hooks"``): capture of attention modules that never call transformers' attention
-functions. A model class written here computes attention by hand, as remote code does (the original LLaVA codebase,
+functions. A model class computes attention by hand, as remote code does (the original LLaVA codebase,
 InternVL-Chat, MiniCPM-V); real transformers classes are forced through the same path with eager attention. Both
-equal the main path / eager attention within 1e-5 with identical ids, and the hooks are gone after the capture."""
+equal the main path / eager attention within 1e-5 with identical ids, and the hooks are gone after the capture. (The
+hand-written class is ``emergence.testing.HandWrittenAttention``.)"""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
 from conftest import CAPTURE_CASES, FAMILIES, N_NEW, assert_capture_equals_eager
-from torch import nn
 
 from emergence import Probe
 from emergence.capture import AttentionCapture
 from emergence.errors import CaptureError
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-
-
-class HandWrittenAttention(nn.Module):
-    """Self-attention computed by hand from a Llama attention module's projections: rotary embedding, grouped keys,
-    causal mask, softmax, all in this forward; it returns ``(output, weights if output_attentions else None)`` as
-    remote-code attention classes do, and never calls ``ALL_ATTENTION_FUNCTIONS``."""
-
-    def __init__(self, original: nn.Module) -> None:
-        super().__init__()
-        self.layer_idx = original.layer_idx
-        self.head_dim = original.head_dim
-        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (original.q_proj, original.k_proj, original.v_proj,
-                                                              original.o_proj)
-
-    def forward(self, hidden_states, position_embeddings, attention_mask=None, past_key_values=None,
-                output_attentions=False, **kwargs):
-        batch, q_len, _ = hidden_states.shape
-        shape = (batch, q_len, -1, self.head_dim)
-        q = self.q_proj(hidden_states).view(shape).transpose(1, 2)
-        k = self.k_proj(hidden_states).view(shape).transpose(1, 2)
-        v = self.v_proj(hidden_states).view(shape).transpose(1, 2)
-        cos, sin = (t.unsqueeze(1) for t in position_embeddings)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-        if past_key_values is not None:
-            k, v = past_key_values.update(k, v, self.layer_idx)
-        groups = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
-        kv_len = k.shape[2]
-        causal = torch.ones(q_len, kv_len, dtype=torch.bool, device=q.device).tril(kv_len - q_len)
-        weights = torch.softmax(scores.masked_fill(~causal, float("-inf")).float(), dim=-1).to(q.dtype)
-        out = (weights @ v).transpose(1, 2).reshape(batch, q_len, -1)
-        return self.o_proj(out), (weights if output_attentions else None)
+from emergence.testing import hand_written_attention
 
 
 def hand_written_llava():
-    """A tiny LLaVA whose decoder attention is :class:`HandWrittenAttention` (same weights as the original)."""
+    """A tiny LLaVA whose decoder attention is ``emergence.testing.HandWrittenAttention`` (same weights)."""
     model, processor = FAMILIES["llava"]()
-    for layer in model.model.language_model.layers:
-        layer.self_attn = HandWrittenAttention(layer.self_attn)
+    hand_written_attention(model.model.language_model)
     return model, processor
 
 

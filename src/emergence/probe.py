@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from .adapters import Adapter, adapter_for, build_layout, find_adapter
-from .capture.engine import AttentionCapture, KeepMode
+from .capture.engine import AttentionCapture, KeepMode, calls_attention_interface
 from .errors import CaptureError, MissingDependencyError, ModelLoadError, UnsupportedModelError, check_device
 from .images import ImageLike, load_image
 from .layouts.base import VisualLayout
@@ -23,10 +23,12 @@ _CONVENTIONS = ("predicting", "self")
 
 
 def _is_vision_language(model: Any) -> bool:
+    """A vision tower or an image token in the config, or a registered adapter for the model's class (remote-code
+    models keep their tower elsewhere, e.g. the original LLaVA codebase's ``mm_vision_tower``)."""
     cfg = getattr(model, "config", None)
     return getattr(cfg, "vision_config", None) is not None or any(
         isinstance(getattr(cfg, k, None), int) for k in ("image_token_id", "image_token_index")
-    )
+    ) or find_adapter(model)[1] is not None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -207,9 +209,10 @@ class Probe:
                 over every key, so the kept probabilities are exact): memory per token ~ L x H x the kept tokens,
                 the bound for long videos (with ``keep="layers"`` or ``"mean"``).
             mechanism: how attention is read (:class:`~emergence.capture.AttentionCapture`): ``"interface"``
-                (transformers' attention functions, any backend) or ``"hooks"`` (hooks on the attention modules:
+                (transformers' attention functions, any backend), ``"hooks"`` (hooks on the attention modules:
                 models whose attention bypasses transformers' functions, or transformers classes loaded with
-                ``attn_implementation="eager"``). Default: the adapter's (``"interface"`` for the built-in families).
+                ``attn_implementation="eager"``) or ``"auto"`` (hooks when a captured module's forward never calls
+                the attention interface). Default: the adapter's (``"interface"`` for the built-in families).
             **generate_kwargs: passed to ``model.generate`` (greedy ``do_sample=False`` by default).
 
         Returns:
@@ -238,7 +241,7 @@ class Probe:
             generate_kwargs.setdefault("pad_token_id", pad_id)
         self._warn_context(input_ids.shape[1], max_new_tokens)
         capture = {"keep": keep, "layers": layers, "storage_dtype": storage_dtype,
-                   "mechanism": mechanism or self.adapter.mechanism}
+                   "mechanism": self._mechanism(mechanism)}
         generate_kwargs["max_new_tokens"] = max_new_tokens
         if convention == "predicting":
             new_ids, attention, cap = self._generate_predicting(model_inputs, layout, capture, generate_kwargs)
@@ -314,7 +317,7 @@ class Probe:
         prompt_len = model_inputs["input_ids"].shape[1]
         with AttentionCapture(self.model, layout.positions, modules=self.attention_modules,
                               cross_attention=self.adapter.cross_attention, **capture) as cap, torch.no_grad():
-            sequences = self.model.generate(**model_inputs, **generate_kwargs)
+            sequences = self.adapter.generate(self.model, model_inputs, **generate_kwargs)
         new_ids = sequences[0, prompt_len:].cpu()
         attention = cap.maps()
         if attention.shape[0] != len(new_ids):
@@ -329,7 +332,7 @@ class Probe:
         """Generate, then capture one full forward over prompt + answer at the answer's own rows."""
         prompt_len = model_inputs["input_ids"].shape[1]
         with torch.no_grad():
-            sequences = self.model.generate(**model_inputs, **generate_kwargs)
+            sequences = self.adapter.generate(self.model, model_inputs, **generate_kwargs)
         new_ids = sequences[0, prompt_len:].cpu()
         full = self.adapter.extend_inputs(model_inputs, sequences)
         positions = torch.arange(prompt_len, sequences.shape[1])
@@ -337,6 +340,14 @@ class Probe:
                               cross_attention=self.adapter.cross_attention, **capture) as cap, torch.no_grad():
             self.model(**full, use_cache=False)
         return new_ids, cap.maps(), cap
+
+    def _mechanism(self, mechanism: str | None) -> str:
+        """The capture mechanism: as asked, else the adapter's; ``"auto"`` = ``"hooks"`` when a captured module's
+        forward never calls transformers' attention interface, else ``"interface"``."""
+        chosen = mechanism or self.adapter.mechanism
+        if chosen == "auto":
+            return "interface" if all(calls_attention_interface(m) for m in self.attention_modules) else "hooks"
+        return chosen
 
     def _meta(self, cap: AttentionCapture, generate_kwargs: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -20,6 +20,7 @@ from . import idefics as _idefics  # noqa: E402,F401
 from . import tiles as _tiles  # noqa: E402,F401
 from . import single_transformer as _single  # noqa: E402,F401
 from . import mllama as _mllama  # noqa: E402,F401
+from . import original_llava as _original_llava  # noqa: E402,F401
 from .generic import (  # noqa: E402
     CrossAttentionAdapter,
     EncoderDecoderAdapter,

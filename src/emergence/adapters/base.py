@@ -105,8 +105,9 @@ class Adapter:
     #: the image enters through cross-attention layers (Mllama): :meth:`attention_modules` returns those layers,
     #: and a layout's ``positions`` index their keys (the vision tokens), not the text sequence
     cross_attention: ClassVar[bool] = False
-    #: how the capture reads attention: ``"interface"`` (transformers' attention functions) or ``"hooks"`` (forward
-    #: hooks on the attention modules, for modules that compute attention by hand; see emergence.capture)
+    #: how the capture reads attention: ``"interface"`` (transformers' attention functions), ``"hooks"`` (forward
+    #: hooks on the attention modules, for modules that compute attention by hand; see emergence.capture) or
+    #: ``"auto"`` (``"hooks"`` when a captured module's forward never calls the attention interface)
     mechanism: ClassVar[str] = "interface"
 
     # ------------------------------------------------------------------ support
@@ -258,6 +259,18 @@ class Adapter:
             pad = torch.ones if name == "attention_mask" else torch.zeros
             full[name] = torch.cat([value, pad((1, extra), dtype=value.dtype, device=value.device)], dim=1)
         return full
+
+    def generate(self, model: nn.Module, inputs: Mapping[str, Any], **kwargs: Any) -> torch.Tensor:
+        """Run the model's generation: ``[1, P + T]`` token ids, the ``P`` prompt ids (``inputs["input_ids"]``)
+        followed by the ``T`` new ones. Default: ``model.generate(**inputs, **kwargs)``."""
+        return model.generate(**inputs, **kwargs)
+
+    def check_positions(self, layout: VisualLayout, ctx: LayoutContext) -> VisualLayout:
+        """Raise when a layout's positions fall outside the sequence the language model reads (default: the prompt
+        ``ctx.input_ids``; cross-attention adapters: their keys, checked by the layout)."""
+        if self.cross_attention:
+            return layout
+        return _check_positions_in_prompt(layout, ctx)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.family!r}, {self.support})"
@@ -475,9 +488,7 @@ def build_layout(
         layout = adapter.layout(ctx)
     else:
         layout = adapter.layouts(ctx)
-    if adapter.cross_attention:  # positions index the cross-attention keys; the adapter checked them
-        return layout
-    return _check_positions_in_prompt(layout, ctx)
+    return adapter.check_positions(layout, ctx)
 
 
 def _as_media(image_size: Any) -> tuple[Medium, ...]:

@@ -1,5 +1,14 @@
-"""Attention capture: scoped registration through transformers' AttentionInterface."""
+"""Attention capture: scoped registration through transformers' AttentionInterface, or scoped hooks on the attention
+modules for models that bypass it."""
 
-from .engine import AttentionCapture, KeepMode, language_model_attention_modules, row_attention_probs
+from .engine import (
+    AttentionCapture,
+    KeepMode,
+    Mechanism,
+    calls_attention_interface,
+    language_model_attention_modules,
+    row_attention_probs,
+)
 
-__all__ = ["AttentionCapture", "KeepMode", "language_model_attention_modules", "row_attention_probs"]
+__all__ = ["AttentionCapture", "KeepMode", "Mechanism", "calls_attention_interface",
+           "language_model_attention_modules", "row_attention_probs"]

@@ -42,7 +42,8 @@ from torch import nn
 
 from ..errors import CaptureError, UnsupportedModelError
 
-__all__ = ["AttentionCapture", "KeepMode", "Mechanism", "language_model_attention_modules", "row_attention_probs"]
+__all__ = ["AttentionCapture", "KeepMode", "Mechanism", "calls_attention_interface", "language_model_attention_modules",
+           "row_attention_probs"]
 
 KeepMode = Literal["heads", "layers", "mean"]
 _KEEP_MODES = ("heads", "layers", "mean")
@@ -209,6 +210,24 @@ def _weight_hooks(capture: AttentionCapture) -> list[Any]:
             handle.remove()
         raise
     return handles
+
+
+_CALLS_INTERFACE: dict[type, bool] = {}
+
+
+def calls_attention_interface(module: nn.Module) -> bool:
+    """Whether ``module``'s forward goes through transformers' attention interface (its source names
+    ``ALL_ATTENTION_FUNCTIONS``), which the main capture path needs; remote-code classes that compute attention by
+    hand do not (capture those with ``mechanism="hooks"``). Unreadable source counts as calling it."""
+    cls = type(module)
+    found = _CALLS_INTERFACE.get(cls)
+    if found is None:
+        try:
+            found = "ALL_ATTENTION_FUNCTIONS" in inspect.getsource(cls.forward)
+        except (OSError, TypeError):
+            found = True
+        _CALLS_INTERFACE[cls] = found
+    return found
 
 
 def _takes_output_attentions(module: nn.Module) -> bool:
