@@ -150,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--segmenter", type=_segmenter, default="classical", help="classical (default) | sam2[:<folder>] | sam2-official")
     gr.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
     gr.add_argument("--out", default=None, help="write the results as JSON here")
+    ca = org_sub.add_parser("causal", help="causal checks: ablate top / random / bottom localization heads, knock "
+                                           "out the visual tokens inside / outside the objects")
+    ca.add_argument("--seed", type=int, default=31, help="world seed of the test scenes (training used 1000)")
+    ca.add_argument("--n", type=_positive_int, default=200, help="number of test scenes")
+    ca.add_argument("--calib-seed", type=int, default=29, help="world seed of the scenes that rank the heads")
+    ca.add_argument("--calib-n", type=_positive_int, default=100, help="number of calibration scenes")
+    ca.add_argument("--k", type=_positive_int, default=3, help="heads per ablation")
+    ca.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
+    ca.add_argument("--out", default=None, help="write the results as JSON here")
+    ca.add_argument("--figure", default=None, help="write the report figure (PNG) here")
     tr = org_sub.add_parser("train", help="train an organism (same as python -m emergence.organism.train)")
     tr.add_argument("args", nargs=argparse.REMAINDER, help="arguments for emergence.organism.train")
     return parser
@@ -258,6 +268,17 @@ def _cmd_organism(args: argparse.Namespace) -> int:
         from .organism.train import main as train_main
 
         return train_main(args.args)
+    if args.organism_command == "causal":
+        from .organism.causal import evaluate_causal, format_causal, plot_causal, save_causal
+
+        result = evaluate_causal(seed=args.seed, n=args.n, calib_seed=args.calib_seed, calib_n=args.calib_n, k=args.k,
+                                 model=args.model, progress=True)
+        print(format_causal(result))
+        if args.out:
+            print(f"wrote {save_causal(result, args.out)}")
+        if args.figure:
+            print(f"wrote {plot_causal(result, args.figure)}")
+        return 0
     if args.organism_command == "ground":
         from .organism.grounding import evaluate_grounding, format_grounding, save_grounding
 

@@ -312,6 +312,10 @@ class _Dispatcher:
             backend = capture.backend
             if self._users.get(backend, 0) == 0:
                 previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(backend, _MISSING)
+                if getattr(previous, "_emergence_edit", False):
+                    raise CaptureError("an attention edit (emergence.causal.knockout) is active: a capture entered "
+                                       "inside it would record attention the model does not use; enter the "
+                                       "AttentionCapture first, then the knockout")
                 self._previous[backend] = previous
                 target = previous if previous is not _MISSING else ALL_ATTENTION_FUNCTIONS._global_mapping.get(backend)
                 ALL_ATTENTION_FUNCTIONS[backend] = self._make_dispatch(target)

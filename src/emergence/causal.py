@@ -1,0 +1,206 @@
+"""Causal checks: is the attention we read the attention the model uses?
+
+Two interventions, each a scoped context manager that leaves the model exactly as it was on exit:
+
+- :func:`ablate_heads` zeroes chosen heads' contribution (their slice of the input of the attention module's output
+  projection ``o_proj``), so the rest of the network never sees what those heads read;
+- :func:`knockout` blocks attention from every text position after the image to chosen visual tokens (all layers and
+  heads, or the layers given), through the model's own attention function: the mask of those keys becomes
+  ``-inf`` for those queries, so the softmax renormalises over the rest.
+
+:func:`answer_effects` measures one intervention on one run: one teacher-forced forward over the prompt and the run's
+own answer gives, under the intervention, every answer token's log-probability and the attention rows that predict
+each token (captured exactly as in :meth:`emergence.Probe.generate`); :func:`free_answer` generates anew under it.
+:func:`emergence.organism.causal.evaluate_causal` runs the whole study on the model organism (top localization heads
+vs random vs lowest; knockout inside vs outside the objects), and ``emergence organism causal`` is its command.
+
+Both interventions act through PyTorch hooks and transformers' attention interface (the project's own scoped
+mechanisms); an nnsight path is not built yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .capture.engine import AttentionCapture, _lm_config
+from .errors import CaptureError, UnsupportedModelError
+
+__all__ = ["ablate_heads", "answer_effects", "free_answer", "knockout"]
+
+
+def _modules(probe_or_model: Any) -> tuple[nn.Module, list[nn.Module]]:
+    model = getattr(probe_or_model, "model", probe_or_model)
+    modules = getattr(probe_or_model, "attention_modules", None)
+    if modules is None:
+        from .adapters import adapter_for
+
+        modules = adapter_for(model).attention_modules(model)
+    return model, list(modules)
+
+
+@contextlib.contextmanager
+def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]]) -> Iterator[None]:
+    """Zero the contribution of ``heads`` (``(layer, head)`` pairs, language-model layer indices) while inside.
+
+    The attention module's output projection ``o_proj`` receives the heads' outputs concatenated ``[..., H * D]``;
+    a scoped pre-hook zeroes each chosen head's ``D`` columns before the projection.
+
+    Raises:
+        UnsupportedModelError: an attention module has no ``o_proj`` (a fused projection cannot be cut by head).
+        ValueError: a layer or head index that the model does not have.
+    """
+    model, modules = _modules(probe_or_model)
+    by_layer = {m.layer_idx: m for m in modules}
+    chosen: dict[int, list[int]] = {}
+    for layer, head in heads:
+        module = by_layer.get(int(layer))
+        if module is None:
+            raise ValueError(f"layer {layer} is not a captured language-model layer ({sorted(by_layer)})")
+        n_heads = _num_heads(module, model)
+        if not 0 <= int(head) < n_heads:
+            raise ValueError(f"head {head} of layer {layer} does not exist (0..{n_heads - 1})")
+        chosen.setdefault(int(layer), []).append(int(head))
+    handles = []
+    try:
+        for layer, hs in chosen.items():
+            module = by_layer[layer]
+            proj = getattr(module, "o_proj", None)
+            if not isinstance(proj, nn.Module):
+                raise UnsupportedModelError(f"{type(module).__name__} has no o_proj: its heads cannot be ablated one "
+                                            "by one here")
+            dim = proj.in_features // _num_heads(module, model) if hasattr(proj, "in_features") else module.head_dim
+            cols = torch.cat([torch.arange(h * dim, (h + 1) * dim) for h in hs])
+
+            def zero(_m: nn.Module, args: tuple[Any, ...], cols: torch.Tensor = cols) -> tuple[Any, ...]:
+                x = args[0].clone()
+                x[..., cols.to(x.device)] = 0
+                return (x, *args[1:])
+
+            handles.append(proj.register_forward_pre_hook(zero))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _num_heads(module: nn.Module, model: nn.Module) -> int:
+    for name in ("num_heads", "num_attention_heads"):
+        value = getattr(module, name, None) or getattr(getattr(module, "config", None), name, None)
+        if isinstance(value, int):
+            return value
+    return int(_lm_config(model).num_attention_heads)
+
+
+@contextlib.contextmanager
+def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_position: int,
+             layers: Sequence[int] | None = None) -> Iterator[None]:
+    """Block attention from every query at sequence position ``>= from_position`` to the key positions ``keys``
+    in the given language-model ``layers`` (default all), while inside.
+
+    Enter it INSIDE an :class:`~emergence.capture.AttentionCapture` to capture the knocked-out attention (the
+    capture then sees the edited mask); the reverse order is refused, since the capture would record attention
+    that was not used.
+
+    Raises:
+        CaptureError: the model's attention does not go through transformers' attention interface, a layer uses a
+            sliding-window cache, or a capture would be entered inside the knockout.
+    """
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from .capture.engine import _MISSING, _model_eager_function, calls_attention_interface
+
+    model, modules = _modules(probe_or_model)
+    if layers is not None:
+        wanted = {int(i) for i in layers}
+        modules = [m for m in modules if m.layer_idx in wanted]
+    if not all(calls_attention_interface(m) for m in modules):
+        raise CaptureError("knockout edits the attention mask through transformers' attention interface, which these "
+                           "attention modules never call")
+    owned = {id(m) for m in modules}
+    key_idx = torch.as_tensor(keys, dtype=torch.long).flatten()
+    backend = getattr(_lm_config(model), "_attn_implementation", None) or "eager"
+    previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(backend, _MISSING)
+    inner = previous if previous is not _MISSING else ALL_ATTENTION_FUNCTIONS._global_mapping.get(backend)
+
+    def edited(module, query, key, value, attention_mask, *args, **kwargs):
+        fn = inner if inner is not None else _model_eager_function(module)
+        if id(module) in owned:
+            if kwargs.get("sliding_window"):
+                raise CaptureError("knockout does not support sliding-window attention layers")
+            attention_mask = _blocked_mask(attention_mask, query, key, key_idx, from_position)
+        return fn(module, query, key, value, attention_mask, *args, **kwargs)
+
+    edited._emergence_edit = True  # type: ignore[attr-defined]
+    ALL_ATTENTION_FUNCTIONS[backend] = edited
+    try:
+        yield
+    finally:
+        if ALL_ATTENTION_FUNCTIONS._local_mapping.get(backend) is not edited:
+            raise CaptureError("the attention registry changed inside the knockout (a capture entered inside it?); "
+                               "enter captures before the knockout")
+        if previous is _MISSING:
+            ALL_ATTENTION_FUNCTIONS._local_mapping.pop(backend, None)
+        else:
+            ALL_ATTENTION_FUNCTIONS._local_mapping[backend] = previous
+
+
+def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch.Tensor, start: int) -> torch.Tensor:
+    """The attention mask with the (query >= start, key in keys) entries blocked; ``None`` (causal) made explicit."""
+    q_len, kv_len = query.shape[2], key.shape[2]
+    device = query.device
+    q_pos = kv_len - q_len + torch.arange(q_len, device=device)  # full caches: key index = sequence position
+    block = torch.zeros(q_len, kv_len, dtype=torch.bool, device=device)
+    keys = keys.to(device)
+    block[(q_pos >= start).nonzero().flatten()[:, None], keys[keys < kv_len][None, :]] = True
+    if mask is None:
+        causal = torch.arange(kv_len, device=device)[None, :] <= q_pos[:, None]
+        return (causal & ~block)[None, None]
+    if not (isinstance(mask, torch.Tensor) and mask.ndim == 4):
+        raise CaptureError(f"knockout cannot edit an attention mask of type {type(mask).__name__}; use "
+                           "attn_implementation='sdpa' or 'eager'")
+    mask = mask[..., :kv_len]
+    if mask.dtype == torch.bool:
+        return mask & ~block
+    return mask.masked_fill(block, torch.finfo(mask.dtype).min)
+
+
+def answer_effects(probe: Any, run: Any, keep: str = "heads") -> tuple[torch.Tensor, torch.Tensor]:
+    """One teacher-forced forward over ``run``'s prompt and answer, under whatever intervention is active: the
+    attention rows that predict each answer token (over ``run.layout``'s visual tokens, the run's layers) and each
+    answer token's log-probability.
+
+    Returns:
+        ``(attention [T, L, H, V] float32, log_probs [T] float32)``.
+    """
+    model = probe.model
+    inputs = probe._model_inputs(probe.prepare(run.image, run.prompt)) if run.image is not None else None
+    if inputs is None or not torch.equal(inputs["input_ids"][0].cpu(), run.prompt_ids):
+        raise ValueError("answer_effects re-processes the run's image and prompt, and they no longer give the run's "
+                         "prompt ids; pass a run made by this probe")
+    prompt_len = inputs["input_ids"].shape[1]
+    device = inputs["input_ids"].device
+    sequences = torch.cat([inputs["input_ids"], run.token_ids[None].to(device)], dim=1)
+    full = probe.adapter.extend_inputs(inputs, sequences)
+    rows = torch.arange(prompt_len - 1, sequences.shape[1] - 1)
+    with AttentionCapture(model, run.layout.positions, keep=keep, layers=run.layers, query_positions=rows,
+                          storage_dtype=torch.float32, modules=probe.attention_modules) as cap, torch.no_grad():
+        logits = model(**full, use_cache=False).logits[0]
+    log_probs = torch.log_softmax(logits[rows.to(logits.device)].float(), dim=-1)
+    picked = log_probs.gather(1, run.token_ids.to(logits.device)[:, None])[:, 0].cpu()
+    return cap.maps(), picked
+
+
+def free_answer(probe: Any, run: Any, max_new_tokens: int | None = None) -> list[int]:
+    """Greedy generation for ``run``'s image and prompt under whatever intervention is active (no capture)."""
+    inputs = probe._model_inputs(probe.prepare(run.image, run.prompt))
+    n = max_new_tokens or int(run.meta.get("max_new_tokens", len(run.token_ids)))
+    pad = getattr(probe.tokenizer, "pad_token_id", None)
+    kwargs = {"max_new_tokens": n, "do_sample": False, **({"pad_token_id": pad} if pad is not None else {})}
+    with torch.no_grad():
+        sequences = probe.adapter.generate(probe.model, inputs, **kwargs)
+    return sequences[0, inputs["input_ids"].shape[1]:].tolist()

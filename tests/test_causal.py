@@ -1,0 +1,121 @@
+"""Causal interventions (``emergence.causal``): head ablation zeroes exactly the chosen heads' slice of the output
+projection's input; knockout gives exactly zero attention from the blocked queries to the blocked keys and leaves the
+other rows alone, with sdpa equal to eager; a capture entered before a knockout records the attention the model
+used (the reverse order is refused); the teacher-forced effects of no intervention reproduce the run; and the organism
+study runs end to end on a few scenes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAMILIES, N_NEW
+
+from emergence import Probe
+from emergence.capture import AttentionCapture
+from emergence.causal import ablate_heads, answer_effects, knockout
+from emergence.errors import CaptureError
+
+
+def _forward(model, inputs, **kw):
+    with torch.no_grad():
+        return model(**inputs, **kw)
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_ablating_heads_zeroes_exactly_their_slice_and_nothing_stays_hooked(family, image):
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    inputs = probe.prepare(image, "describe the image")
+    attn = probe.attention_modules[0]
+    seen = {}
+    handle = attn.o_proj.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0].detach().clone()))
+    try:
+        base = _forward(model, inputs).logits
+        unchanged = seen["x"]
+        with ablate_heads(probe, [(attn.layer_idx, 1)]):
+            ablated = _forward(model, inputs).logits
+            handle.remove()  # ours ran before the ablation's hook; read the projection's input after it instead
+            handle = attn.o_proj.register_forward_hook(lambda m, a, o: seen.__setitem__("x", a[0].detach().clone()))
+            _forward(model, inputs)
+    finally:
+        handle.remove()
+    dim = attn.o_proj.in_features // probe.model.config.get_text_config().num_attention_heads
+    expected = unchanged.clone()
+    expected[..., dim:2 * dim] = 0
+    assert torch.equal(seen["x"], expected)
+    assert not torch.equal(base, ablated)
+    assert not attn.o_proj._forward_pre_hooks
+    torch.testing.assert_close(_forward(model, inputs).logits, base, rtol=0, atol=0)  # nothing stays
+    with pytest.raises(ValueError, match="head 99"):
+        with ablate_heads(probe, [(attn.layer_idx, 99)]):
+            pass
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_knockout_blocks_exactly_the_chosen_rows_and_keys(family, image):
+    model, processor = FAMILIES[family](attn_implementation="eager")
+    probe = Probe(model, processor)
+    inputs = probe.prepare(image, "describe the image")
+    layout = probe.layout(inputs, (image.height, image.width))
+    keys = layout.positions[::3]
+    start = int(layout.positions.max()) + 1
+    base = _forward(model, inputs, output_attentions=True)
+    with knockout(probe, keys, start):
+        out = _forward(model, inputs, output_attentions=True)
+    for a, b in zip(base.attentions, out.attentions):
+        assert b[0, :, start:][..., torch.as_tensor(keys)].abs().max().item() == 0.0  # blocked: exactly 0
+        torch.testing.assert_close(b[0, :, start:].sum(-1), torch.ones_like(b[0, :, start:].sum(-1)))
+        torch.testing.assert_close(b[0, :, :start], a[0, :, :start], rtol=0, atol=1e-6)  # earlier rows untouched
+    assert a[0, :, start:][..., torch.as_tensor(keys)].abs().max().item() > 0  # and they did attend before
+    # sdpa builds the same mask from its causal (None) one
+    model.set_attn_implementation("sdpa")
+    with knockout(probe, keys, start):
+        torch.testing.assert_close(_forward(model, inputs).logits, out.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_a_capture_entered_before_a_knockout_records_the_attention_used_and_the_reverse_is_refused(image):
+    model, processor = FAMILIES["llava"](attn_implementation="eager")
+    probe = Probe(model, processor)
+    inputs = probe.prepare(image, "describe the image")
+    layout = probe.layout(inputs, (image.height, image.width))
+    keys, start = layout.positions[:5], int(layout.positions.max()) + 1
+    with AttentionCapture(model, layout.positions, storage_dtype=torch.float32) as cap, knockout(probe, keys, start):
+        out = _forward(model, inputs, output_attentions=True)
+    eager = torch.stack([a[0, :, -1][:, torch.as_tensor(layout.positions)] for a in out.attentions])  # [L, H, V]
+    assert (cap.maps()[0] - eager).abs().max().item() <= 1e-6
+    assert cap.maps()[0][..., :5].abs().max().item() == 0.0
+    with pytest.raises(CaptureError, match="enter the AttentionCapture first"):
+        with knockout(probe, keys, start), AttentionCapture(model, layout.positions):
+            pass
+
+
+def test_answer_effects_without_intervention_reproduce_the_run(image):
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    run = probe.generate(image, "describe the image", max_new_tokens=N_NEW, min_new_tokens=N_NEW,
+                         storage_dtype=torch.float32)
+    attention, log_probs = answer_effects(probe, run)
+    assert (attention - run.attention).abs().max().item() <= 1e-5
+    inputs = probe.prepare(image, "describe the image")
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=N_NEW, min_new_tokens=N_NEW, do_sample=False,
+                             output_logits=True, return_dict_in_generate=True)
+    raw = torch.stack([torch.log_softmax(step[0].float(), -1) for step in out.logits])
+    torch.testing.assert_close(log_probs, raw.gather(1, run.token_ids[:, None])[:, 0], rtol=0, atol=1e-5)
+
+
+def test_the_organism_study_runs_and_its_table_is_consistent(tmp_path):
+    from emergence.organism.causal import CONDITIONS, evaluate_causal, format_causal, plot_causal
+
+    result = evaluate_causal(seed=31, n=3, calib_seed=29, calib_n=4, k=2)
+    assert list(result.table) == list(CONDITIONS)
+    assert result.table["none"]["dlogp all"] == 0.0 and result.table["none"]["caption changed"] == 0.0
+    assert "pointing all" not in result.table["knockout inside"]
+    assert len(result.ranking) == 18 and result.ranking[0][2] >= result.ranking[-1][2]
+    table = format_causal(result)
+    assert table.count("\n| ") == len(CONDITIONS) + 1 and "top-2" in table
+    assert plot_causal(result, tmp_path / "causal.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="calib_seed"):
+        evaluate_causal(seed=3, n=1, calib_seed=3)
+    assert np.isfinite([v for row in result.table.values() for v in row.values()]).all()
