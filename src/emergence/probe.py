@@ -17,7 +17,7 @@ from .layouts.base import VisualLayout
 from .layouts.context import Medium
 from .run import ProbeRun
 
-__all__ = ["Probe"]
+__all__ = ["CaptureSession", "Probe"]
 
 _CONVENTIONS = ("predicting", "self")
 
@@ -247,6 +247,12 @@ class Probe:
             new_ids, attention, cap = self._generate_predicting(model_inputs, layout, capture, generate_kwargs)
         else:
             new_ids, attention, cap = self._generate_self(model_inputs, layout, capture, generate_kwargs)
+        return self._make_run(new_ids, attention, layout, cap, convention, prompt or "", input_ids, pils, videos,
+                              generate_kwargs)
+
+    def _make_run(self, new_ids: torch.Tensor, attention: torch.Tensor, layout: VisualLayout, cap: AttentionCapture,
+                  convention: str, prompt: str, input_ids: torch.Tensor, pils: list[Image.Image],
+                  videos: list[list[Image.Image]], generate_kwargs: dict[str, Any]) -> ProbeRun:
         text, tokens, offsets = self._decode(new_ids)
         return ProbeRun(
             text=text,
@@ -256,14 +262,62 @@ class Probe:
             attention=attention,
             layout=layout,
             layers=cap.layers,
-            keep=keep,
+            keep=cap.keep,
             convention=convention,
-            prompt=prompt or "",
+            prompt=prompt,
             prompt_ids=input_ids[0].cpu(),
             image=None if layout.is_composite else pils[0],
             media=[*pils, *videos] if layout.is_composite else [],
             meta=self._meta(cap, generate_kwargs),
         )
+
+    def capture(self, image: ImageLike | Sequence[ImageLike] | None = None, inputs: Mapping[str, Any] | None = None,
+                prompt: str | None = None, *, video: Sequence[ImageLike] | None = None, keep: KeepMode = "heads",
+                layers: Sequence[int] | None = None, storage_dtype: torch.dtype = torch.float16,
+                mechanism: str | None = None) -> CaptureSession:
+        """A capture around a generation YOU run (your own ``model.generate``, or an nnsight ``generate`` /
+        ``trace`` context with your interventions): the rows that predict each new token, over these inputs'
+        visual tokens. Enter it, generate once with ``inputs``, leave it, then ``session.run(sequences)``.
+
+        Args:
+            image: the original image(s) (their sizes place the tokens; kept with the run).
+            inputs: the processed inputs you generate with (default: ``prepare(image, prompt)``); batch of one.
+            prompt: the user's prompt (kept with the run; processed when ``inputs`` is not given).
+            video, keep, layers, storage_dtype, mechanism: as :meth:`generate`.
+
+        Example:
+            >>> session = probe.capture(image, prompt="Describe the image.")      # doctest: +SKIP
+            >>> with session, nn_model.generate(dict(session.inputs), max_new_tokens=16) as tracer:  # doctest: +SKIP
+            ...     out = tracer.result.save()
+            >>> run = session.run(out)                                             # doctest: +SKIP
+        """
+        pils, videos, inputs = self._resolve_inputs(image, prompt, inputs, video)
+        media = [Medium("image", (p.height, p.width)) for p in pils]
+        media += [Medium("video", (v[0].height, v[0].width), len(v)) for v in videos]
+        layout = self.layout(inputs, media)
+        cap = AttentionCapture(self.model, layout.positions, keep=keep, layers=layers, storage_dtype=storage_dtype,
+                               modules=self.attention_modules, cross_attention=self.adapter.cross_attention,
+                               mechanism=self._mechanism(mechanism))  # type: ignore[arg-type]
+        return CaptureSession(self, cap, layout, inputs, prompt or "", pils, videos)
+
+    @classmethod
+    def from_nnsight(cls, nn_model: Any, processor: Any = None, adapter: Adapter | None = None) -> Probe:
+        """A ``Probe`` over the model an nnsight wrapper holds (``TransformersModel(..., task="image-text-to-text")``,
+        or the deprecated ``VisionLanguageModel`` / ``LanguageModel``): the same torch modules, so captures see the
+        forwards that nnsight runs, interventions included (:meth:`capture`). ``processor``: default the wrapper's.
+
+        Raises:
+            TypeError: ``nn_model`` is not an nnsight model wrapper.
+        """
+        module = getattr(nn_model, "_module", None)
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"{type(nn_model).__name__} is not an nnsight model wrapper (it holds no _module); pass "
+                            "nnsight's TransformersModel / VisionLanguageModel, or use Probe(model, processor)")
+        if processor is None:
+            processor = nn_model.__dict__.get("processor") or nn_model.__dict__.get("tokenizer")
+        probe = cls(module, processor, adapter=adapter)
+        probe.name = str(getattr(module.config, "_name_or_path", "") or type(module).__name__)
+        return probe
 
     def _resolve_inputs(self, image: Any, prompt: str | None, inputs: Mapping[str, Any] | None, video: Any = None
                         ) -> tuple[list[Image.Image], list[list[Image.Image]], Mapping[str, Any]]:
@@ -405,6 +459,57 @@ class Probe:
             f"Probe({self.name or type(self.model).__name__!r}, layers={self.num_layers}, "
             f"backend={self.model.config.get_text_config()._attn_implementation!r})"
         )
+
+
+class CaptureSession:
+    """What :meth:`Probe.capture` returns: a context manager around one generation that you run, then
+    :meth:`run` to turn its output into a :class:`ProbeRun`.
+
+    Attributes:
+        inputs: the processed inputs to generate with (batch of one).
+        layout: where their visual tokens are.
+    """
+
+    def __init__(self, probe: Probe, cap: AttentionCapture, layout: VisualLayout, inputs: Mapping[str, Any],
+                 prompt: str, pils: list[Image.Image], videos: list[list[Image.Image]]) -> None:
+        self.probe, self.capture, self.layout, self.inputs = probe, cap, layout, inputs
+        self.prompt, self._pils, self._videos = prompt, pils, videos
+        self._done = False
+
+    def __enter__(self) -> CaptureSession:
+        if self._done:
+            raise CaptureError("a capture session records one generation; call probe.capture(...) again")
+        self.capture.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done = True
+        self.capture.__exit__(*exc_info)
+
+    def run(self, sequences: torch.Tensor) -> ProbeRun:
+        """The :class:`ProbeRun` of the generation made inside: ``sequences`` ``[1, P + T]`` (what ``generate``
+        returned: the prompt's ``P`` ids, then the ``T`` new ones), one recorded step per new token.
+
+        Raises:
+            CaptureError: the session is still open, or the recorded steps do not match the new tokens.
+        """
+        if not self._done:
+            raise CaptureError("leave the `with session:` block before asking for the run")
+        input_ids = self.inputs["input_ids"]
+        sequences = torch.as_tensor(sequences)
+        sequences = sequences[None] if sequences.ndim == 1 else sequences
+        prompt_len = input_ids.shape[1]
+        if sequences.shape[0] != 1 or not torch.equal(sequences[0, :prompt_len].cpu(), input_ids[0].cpu()):
+            raise CaptureError("sequences do not start with the session's prompt ids: pass what the generation "
+                               "inside the session returned (batch of one, prompt included)")
+        new_ids = sequences[0, prompt_len:].cpu()
+        attention = self.capture.maps()
+        if attention.shape[0] != len(new_ids):
+            raise CaptureError(f"recorded {attention.shape[0]} steps for {len(new_ids)} new tokens: generate exactly "
+                               "once inside the session, with these inputs")
+        kwargs = {"max_new_tokens": len(new_ids)}
+        return self.probe._make_run(new_ids, attention, self.layout, self.capture, "predicting", self.prompt,
+                                    input_ids, self._pils, self._videos, kwargs)
 
 
 def _load_frames(video: Any) -> list[Image.Image]:
