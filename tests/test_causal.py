@@ -119,3 +119,46 @@ def test_the_organism_study_runs_and_its_table_is_consistent(tmp_path):
     with pytest.raises(ValueError, match="calib_seed"):
         evaluate_causal(seed=3, n=1, calib_seed=3)
     assert np.isfinite([v for row in result.table.values() for v in row.values()]).all()
+
+
+def test_blocking_chosen_heads_from_keys_leaves_the_other_heads_alone(image):
+    model, processor = FAMILIES["llava"](attn_implementation="eager")
+    probe = Probe(model, processor)
+    inputs = probe.prepare(image, "describe the image")
+    layout = probe.layout(inputs, (image.height, image.width))
+    keys, start = layout.positions, int(layout.positions.max()) + 1
+    base = _forward(model, inputs, output_attentions=True)
+    with knockout(probe, keys, start, heads=[(1, 2)]):
+        out = _forward(model, inputs, output_attentions=True)
+    torch.testing.assert_close(out.attentions[0], base.attentions[0], rtol=0, atol=0)  # layer 0 untouched
+    a, b = base.attentions[1][0], out.attentions[1][0]
+    assert b[2, start:][:, torch.as_tensor(keys)].abs().max().item() == 0.0
+    others = [0, 1, 3]
+    torch.testing.assert_close(b[others], a[others], rtol=0, atol=1e-6)
+    model.set_attn_implementation("sdpa")  # the head-wise mask through sdpa's None (causal) mask
+    with knockout(probe, keys, start, heads=[(1, 2)]):
+        torch.testing.assert_close(_forward(model, inputs).logits, out.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_mean_ablation_replaces_the_heads_slice_by_its_reference_mean(image):
+    from emergence.causal import head_means
+
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    runs = [probe.generate(image, "describe the image", max_new_tokens=3)]
+    means = head_means(probe, runs)
+    attn = probe.attention_modules[1]
+    assert set(means) == {0, 1} and means[1].shape == (attn.o_proj.in_features,)
+    inputs = probe.prepare(image, "describe the image")
+    seen = {}
+    handle = attn.o_proj.register_forward_hook(lambda m, a, o: seen.__setitem__("x", a[0].detach().clone()))
+    try:
+        with ablate_heads(probe, [(1, 3)], mode="mean", means=means):
+            _forward(model, inputs)
+    finally:
+        handle.remove()
+    dim = attn.o_proj.in_features // 4
+    assert torch.equal(seen["x"][0, :, 3 * dim:], means[1][3 * dim:].expand(seen["x"].shape[1], dim))
+    with pytest.raises(ValueError, match="needs means for layers \\[0\\]"):
+        with ablate_heads(probe, [(0, 1)], mode="mean", means={1: means[1]}):
+            pass

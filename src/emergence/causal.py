@@ -3,9 +3,10 @@
 Two interventions, each a scoped context manager that leaves the model exactly as it was on exit:
 
 - :func:`ablate_heads` zeroes chosen heads' contribution (their slice of the input of the attention module's output
-  projection ``o_proj``), so the rest of the network never sees what those heads read;
+  projection ``o_proj``), or replaces it by its mean over reference inputs (:func:`head_means`), so the rest of the
+  network never sees what those heads read;
 - :func:`knockout` blocks attention from every text position after the image to chosen visual tokens (all layers and
-  heads, or the layers given), through the model's own attention function: the mask of those keys becomes
+  heads, or the layers / heads given), through the model's own attention function: the mask of those keys becomes
   ``-inf`` for those queries, so the softmax renormalises over the rest.
 
 :func:`answer_effects` measures one intervention on one run: one teacher-forced forward over the prompt and the run's
@@ -30,7 +31,7 @@ from torch import nn
 from .capture.engine import AttentionCapture, _lm_config
 from .errors import CaptureError, UnsupportedModelError
 
-__all__ = ["ablate_heads", "answer_effects", "free_answer", "knockout"]
+__all__ = ["ablate_heads", "answer_effects", "free_answer", "head_means", "knockout"]
 
 
 def _modules(probe_or_model: Any) -> tuple[nn.Module, list[nn.Module]]:
@@ -44,16 +45,20 @@ def _modules(probe_or_model: Any) -> tuple[nn.Module, list[nn.Module]]:
 
 
 @contextlib.contextmanager
-def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]]) -> Iterator[None]:
-    """Zero the contribution of ``heads`` (``(layer, head)`` pairs, language-model layer indices) while inside.
+def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]], mode: str = "zero",
+                 means: dict[int, torch.Tensor] | None = None) -> Iterator[None]:
+    """Remove the contribution of ``heads`` (``(layer, head)`` pairs, language-model layer indices) while inside.
 
     The attention module's output projection ``o_proj`` receives the heads' outputs concatenated ``[..., H * D]``;
-    a scoped pre-hook zeroes each chosen head's ``D`` columns before the projection.
+    a scoped pre-hook sets each chosen head's ``D`` columns, before the projection, to 0 (``mode="zero"``) or to
+    their mean over reference inputs (``mode="mean"``, ``means`` from :func:`head_means`: layer -> ``[H * D]``).
 
     Raises:
         UnsupportedModelError: an attention module has no ``o_proj`` (a fused projection cannot be cut by head).
-        ValueError: a layer or head index that the model does not have.
+        ValueError: a layer or head index that the model does not have; ``mode="mean"`` without that layer's mean.
     """
+    if mode not in ("zero", "mean"):
+        raise ValueError(f"mode={mode!r} is not 'zero' or 'mean'")
     model, modules = _modules(probe_or_model)
     by_layer = {m.layer_idx: m for m in modules}
     chosen: dict[int, list[int]] = {}
@@ -65,6 +70,10 @@ def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]]) -> Itera
         if not 0 <= int(head) < n_heads:
             raise ValueError(f"head {head} of layer {layer} does not exist (0..{n_heads - 1})")
         chosen.setdefault(int(layer), []).append(int(head))
+    if mode == "mean":
+        missing = sorted(set(chosen) - set(means or {}))
+        if missing:
+            raise ValueError(f"mode='mean' needs means for layers {missing}: compute them with head_means(...)")
     handles = []
     try:
         for layer, hs in chosen.items():
@@ -76,16 +85,50 @@ def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]]) -> Itera
             dim = proj.in_features // _num_heads(module, model) if hasattr(proj, "in_features") else module.head_dim
             cols = torch.cat([torch.arange(h * dim, (h + 1) * dim) for h in hs])
 
-            def zero(_m: nn.Module, args: tuple[Any, ...], cols: torch.Tensor = cols) -> tuple[Any, ...]:
+            fill = None if mode == "zero" else means[layer]  # type: ignore[index]
+
+            def replace(_m: nn.Module, args: tuple[Any, ...], cols: torch.Tensor = cols,
+                        fill: torch.Tensor | None = fill) -> tuple[Any, ...]:
                 x = args[0].clone()
-                x[..., cols.to(x.device)] = 0
+                idx = cols.to(x.device)
+                x[..., idx] = 0 if fill is None else fill.to(x.device, x.dtype)[idx]
                 return (x, *args[1:])
 
-            handles.append(proj.register_forward_pre_hook(zero))
+            handles.append(proj.register_forward_pre_hook(replace))
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+def head_means(probe: Any, runs: Sequence[Any]) -> dict[int, torch.Tensor]:
+    """Each captured layer's mean ``o_proj`` input ``[H * D]`` (every head's output) over all positions of one
+    teacher-forced forward per run (its prompt and answer): the reference for ``ablate_heads(mode="mean")``."""
+    sums: dict[int, torch.Tensor] = {}
+    counts = 0
+    handles = []
+
+    def make(layer: int) -> Any:
+        def hook(_m: nn.Module, args: tuple[Any, ...]) -> None:
+            flat = args[0].detach().float().reshape(-1, args[0].shape[-1])
+            sums[layer] = sums.get(layer, 0) + flat.sum(0).cpu()
+        return hook
+
+    try:
+        for module in probe.attention_modules:
+            handles.append(module.o_proj.register_forward_pre_hook(make(module.layer_idx)))
+        for run in runs:
+            inputs = probe._model_inputs(probe.prepare(run.image, run.prompt))
+            sequences = torch.cat([inputs["input_ids"], run.token_ids[None].to(inputs["input_ids"].device)], dim=1)
+            with torch.no_grad():
+                probe.model(**probe.adapter.extend_inputs(inputs, sequences), use_cache=False)
+            counts += sequences.shape[1]
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not counts:
+        raise ValueError("head_means needs at least one run")
+    return {layer: total / counts for layer, total in sums.items()}
 
 
 def _num_heads(module: nn.Module, model: nn.Module) -> int:
@@ -98,9 +141,10 @@ def _num_heads(module: nn.Module, model: nn.Module) -> int:
 
 @contextlib.contextmanager
 def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_position: int,
-             layers: Sequence[int] | None = None) -> Iterator[None]:
+             layers: Sequence[int] | None = None, heads: Sequence[tuple[int, int]] | None = None) -> Iterator[None]:
     """Block attention from every query at sequence position ``>= from_position`` to the key positions ``keys``
-    in the given language-model ``layers`` (default all), while inside.
+    in the given language-model ``layers`` (default all), or only in the given ``heads`` (``(layer, head)``
+    pairs; the other heads of those layers are untouched), while inside.
 
     Enter it INSIDE an :class:`~emergence.capture.AttentionCapture` to capture the knocked-out attention (the
     capture then sees the edited mask); the reverse order is refused, since the capture would record attention
@@ -115,8 +159,16 @@ def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_posit
     from .capture.engine import _MISSING, _model_eager_function, calls_attention_interface
 
     model, modules = _modules(probe_or_model)
-    if layers is not None:
-        wanted = {int(i) for i in layers}
+    if layers is not None and heads is not None:
+        raise ValueError("pass layers or heads, not both")
+    per_layer: dict[int, list[int]] = {}
+    for layer, head in heads or ():
+        per_layer.setdefault(int(layer), []).append(int(head))
+    if layers is not None or heads is not None:
+        wanted = {int(i) for i in layers} if layers is not None else set(per_layer)
+        missing = sorted(wanted - {m.layer_idx for m in modules})
+        if missing:
+            raise ValueError(f"layers {missing} are not captured language-model layers")
         modules = [m for m in modules if m.layer_idx in wanted]
     if not all(calls_attention_interface(m) for m in modules):
         raise CaptureError("knockout edits the attention mask through transformers' attention interface, which these "
@@ -132,7 +184,8 @@ def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_posit
         if id(module) in owned:
             if kwargs.get("sliding_window"):
                 raise CaptureError("knockout does not support sliding-window attention layers")
-            attention_mask = _blocked_mask(attention_mask, query, key, key_idx, from_position)
+            chosen = per_layer.get(module.layer_idx)
+            attention_mask = _blocked_mask(attention_mask, query, key, key_idx, from_position, chosen)
         return fn(module, query, key, value, attention_mask, *args, **kwargs)
 
     edited._emergence_edit = True  # type: ignore[attr-defined]
@@ -149,21 +202,30 @@ def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_posit
             ALL_ATTENTION_FUNCTIONS._local_mapping[backend] = previous
 
 
-def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch.Tensor, start: int) -> torch.Tensor:
-    """The attention mask with the (query >= start, key in keys) entries blocked; ``None`` (causal) made explicit."""
+def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch.Tensor, start: int,
+                  heads: list[int] | None = None) -> torch.Tensor:
+    """The attention mask with the (query >= start, key in keys) entries blocked, in every head or only in
+    ``heads`` (the mask then gains a head dimension); ``None`` (causal) made explicit."""
     q_len, kv_len = query.shape[2], key.shape[2]
     device = query.device
     q_pos = kv_len - q_len + torch.arange(q_len, device=device)  # full caches: key index = sequence position
     block = torch.zeros(q_len, kv_len, dtype=torch.bool, device=device)
     keys = keys.to(device)
     block[(q_pos >= start).nonzero().flatten()[:, None], keys[keys < kv_len][None, :]] = True
+    if heads is not None:
+        chosen = torch.zeros(query.shape[1], dtype=torch.bool, device=device)
+        chosen[torch.as_tensor(heads, device=device)] = True
+        block = block[None] & chosen[:, None, None]  # [H, q, kv]
     if mask is None:
         causal = torch.arange(kv_len, device=device)[None, :] <= q_pos[:, None]
-        return (causal & ~block)[None, None]
+        allowed = causal & ~block
+        return allowed[None] if allowed.ndim == 3 else allowed[None, None]
     if not (isinstance(mask, torch.Tensor) and mask.ndim == 4):
         raise CaptureError(f"knockout cannot edit an attention mask of type {type(mask).__name__}; use "
                            "attn_implementation='sdpa' or 'eager'")
     mask = mask[..., :kv_len]
+    if block.ndim == 3:
+        mask = mask.expand(-1, block.shape[0], -1, -1)
     if mask.dtype == torch.bool:
         return mask & ~block
     return mask.masked_fill(block, torch.finfo(mask.dtype).min)

@@ -13,12 +13,15 @@ for the colour and shape words, more than random heads? Does the answer need the
 
    - ``top-k`` / ``random-k`` / ``bottom-k``: the k best-ranked heads, k heads drawn at random (seeded per scene),
      the k worst, ablated (their output zeroed);
+   - ``top-k mean``: the top k heads' output replaced by its mean over the first 20 calibration scenes' captions;
+   - ``top-k blind`` / ``random-k blind``: those heads' attention to every visual token blocked (text positions
+     after the image), the rest of the heads untouched;
    - ``knockout inside`` / ``knockout outside``: every text position after the image is blocked from the visual
      tokens whose cell centre lies on an object (any object or part of the scene), or from as many tokens drawn at
      random among those that touch no object (seeded per scene).
 
 Reported per condition: pointing accuracy of the layer/head-mean map over all scored words, colour words and shape
-words (head ablations only: a knockout zeroes the blocked tokens' attention by construction); the mean change of the
+words (not for the conditions that block visual tokens: they zero that attention by construction); the mean change of the
 answer words' log-probability against the unablated forward (all, colour, shape words); the fraction of captions that
 change; and the recall of the reference colour / shape words in the fresh caption.
 """
@@ -38,7 +41,10 @@ from .world import COLOURS, SHAPES, ShapesWorld
 
 __all__ = ["CausalEval", "evaluate_causal", "format_causal", "plot_causal", "save_causal"]
 
-CONDITIONS = ("none", "top-k", "random-k", "bottom-k", "knockout inside", "knockout outside")
+CONDITIONS = ("none", "top-k", "random-k", "bottom-k", "top-k mean", "top-k blind", "random-k blind",
+              "knockout inside", "knockout outside")
+#: conditions that block attention to visual tokens: their pointing is changed by construction, not reported
+BLOCKING = ("top-k blind", "random-k blind", "knockout inside", "knockout outside")
 KINDS = ("all", "colour", "shape")
 
 
@@ -115,7 +121,7 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
     import torch
 
     from ..analysis import argmax_point, pointing_hit, token_maps
-    from ..causal import ablate_heads, answer_effects, free_answer, knockout
+    from ..causal import ablate_heads, answer_effects, free_answer, head_means, knockout
     from ..probe import Probe
     from .evaluate import caption_words, evaluate, word_pointing
     from .model import ORGANISM_DIR, PROMPT
@@ -134,6 +140,10 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
     pairs = [(layers[i // n_heads].layer_idx, int(i % n_heads)) for i in order]
     ranking = [(lay, h, float(scores.reshape(-1)[i])) for (lay, h), i in zip(pairs, order)]
     top, bottom = pairs[:k], pairs[-k:]
+    calib_world = ShapesWorld(calib_seed)
+    reference_runs = [probe.generate(calib_world.scene(j).image, PROMPT, max_new_tokens=64, keep="mean")
+                      for j in range(min(20, calib_n))]
+    means = head_means(probe, reference_runs)
 
     world = ShapesWorld(seed)
     acc: dict[str, dict[str, list[float]]] = {c: {} for c in CONDITIONS}
@@ -162,13 +172,16 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
             "top-k": lambda: ablate_heads(probe, top),
             "random-k": lambda: ablate_heads(probe, random_heads),
             "bottom-k": lambda: ablate_heads(probe, bottom),
+            "top-k mean": lambda: ablate_heads(probe, top, mode="mean", means=means),
+            "top-k blind": lambda: knockout(probe, positions, first_text, heads=top),
+            "random-k blind": lambda: knockout(probe, positions, first_text, heads=random_heads),
             "knockout inside": lambda: knockout(probe, positions[inside], first_text),
             "knockout outside": lambda: knockout(probe, positions[outside], first_text),
         }
         base_lp = None
         for cond, make in conditions.items():
-            if cond.startswith("knockout"):
-                with make():  # no maps: a knockout zeroes the blocked tokens' attention by construction
+            if cond in BLOCKING:
+                with make():  # no maps: blocking zeroes that attention by construction
                     lp = _log_probs_only(probe, run)
                     fresh = free_answer(probe, run)
             else:
