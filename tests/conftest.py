@@ -129,12 +129,12 @@ def eager_reference(model, inputs, layout_positions, prompt_len):
     return torch.stack(rows), out.sequences[0, prompt_len:]
 
 
-def lm_input_embeddings(model, inputs) -> torch.Tensor:
-    """``[S, D]``: the embeddings the language model receives (image features merged in), from one forward."""
+def decoder_input(model, inputs, name: str) -> torch.Tensor:
+    """The keyword argument ``name`` that the language model (``model.get_decoder()``) receives, from one forward."""
     captured = {}
 
     def hook(_module, _args, kwargs):
-        captured["emb"] = kwargs["inputs_embeds"].detach().clone()
+        captured[name] = kwargs[name].detach().clone()
 
     handle = model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
     try:
@@ -142,7 +142,26 @@ def lm_input_embeddings(model, inputs) -> torch.Tensor:
             model(**inputs)
     finally:
         handle.remove()
-    return captured["emb"][0]
+    return captured[name]
+
+
+def lm_input_embeddings(model, inputs) -> torch.Tensor:
+    """``[S, D]``: the embeddings the language model receives (image features merged in), from one forward."""
+    return decoder_input(model, inputs, "inputs_embeds")[0]
+
+
+def run_example(name: str) -> str:
+    """Run ``examples/<name>`` in a fresh interpreter (offline); its stdout. Fails the test on a non-zero exit."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / name
+    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
 
 
 def box_gap(box, rect) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import N_NEW, assert_capture_equals_eager, box_gap, noise_image
+from conftest import N_NEW, assert_capture_equals_eager, box_gap, decoder_input, noise_image
 from PIL import Image
 
 from emergence import Probe, ProbeRun, analyze
@@ -30,18 +30,8 @@ MULTI_IMAGE_CLASSES = ("MllamaForConditionalGeneration",)
 def vision_keys(model, inputs) -> torch.Tensor:
     """``[K, D]``: the vision tokens the cross-attention layers read (the language model's
     ``cross_attention_states``), from one forward."""
-    seen = {}
-
-    def hook(_module, _args, kwargs):
-        seen["keys"] = kwargs["cross_attention_states"].detach().clone()
-
-    handle = model.get_decoder().register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        with torch.no_grad():
-            model(**inputs)
-    finally:
-        handle.remove()
-    return seen["keys"].reshape(-1, seen["keys"].shape[-1])
+    keys = decoder_input(model, inputs, "cross_attention_states")
+    return keys.reshape(-1, keys.shape[-1])
 
 
 def _marked(image: Image.Image) -> tuple[Image.Image, tuple[int, int, int, int]]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import FAMILIES, box_gap, lm_input_embeddings, noise_image
+from conftest import FAMILIES, box_gap, lm_input_embeddings, noise_image, run_example
 from PIL import Image
 from transformers import LlavaForConditionalGeneration
 
@@ -445,17 +445,9 @@ def test_inputs_with_several_images_or_a_video_given_one_image_size_are_named_no
 
 
 def test_the_custom_adapter_example_runs_and_its_adapter_is_used():
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    example = Path(__file__).resolve().parents[1] / "examples" / "custom_adapter.py"
-    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "MyVLMAdapter('My VLM', exact)" in out.stdout and "Task: describe." in out.stdout
-    assert "my_vlm, 16 visual tokens" in out.stdout and "heatmap: (100, 160)" in out.stdout
+    stdout = run_example("custom_adapter.py")
+    assert "MyVLMAdapter('My VLM', exact)" in stdout and "Task: describe." in stdout
+    assert "my_vlm, 16 visual tokens" in stdout and "heatmap: (100, 160)" in stdout
 
 
 @pytest.mark.parametrize("family", ["got_ocr2_tiles", "llava_next", "llava_onevision"])

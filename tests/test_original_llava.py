@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import N_NEW, box_gap, noise_image
+from conftest import N_NEW, box_gap, noise_image, run_example
 from PIL import Image
 
 from emergence import Probe
@@ -111,17 +111,9 @@ def test_refusals_name_the_case(image):
 
 
 def test_the_example_runs_both_mechanisms_to_the_same_result():
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    example = Path(__file__).resolve().parents[1] / "examples" / "original_llava.py"
-    out = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "transformers attention" in out.stdout and "mechanism interface" in out.stdout
-    assert "hand-written attention" in out.stdout and "mechanism hooks" in out.stdout
-    assert "same answer: True" in out.stdout and "heatmap: (100, 160)" in out.stdout
-    gap = float(out.stdout.split("max attention difference ")[1].split()[0])
+    stdout = run_example("original_llava.py")
+    assert "transformers attention" in stdout and "mechanism interface" in stdout
+    assert "hand-written attention" in stdout and "mechanism hooks" in stdout
+    assert "same answer: True" in stdout and "heatmap: (100, 160)" in stdout
+    gap = float(stdout.split("max attention difference ")[1].split()[0])
     assert gap <= 1e-3  # float16 storage of the runs

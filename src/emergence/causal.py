@@ -31,7 +31,7 @@ from torch import nn
 from .capture.engine import AttentionCapture, _lm_config
 from .errors import CaptureError, UnsupportedModelError
 
-__all__ = ["ablate_heads", "answer_effects", "free_answer", "head_means", "knockout"]
+__all__ = ["ablate_heads", "answer_effects", "answer_log_probs", "free_answer", "head_means", "knockout"]
 
 
 def _modules(probe_or_model: Any) -> tuple[nn.Module, list[nn.Module]]:
@@ -231,6 +231,31 @@ def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch
     return mask.masked_fill(block, torch.finfo(mask.dtype).min)
 
 
+def _teacher_forced(probe: Any, run: Any) -> tuple[dict[str, Any], torch.Tensor]:
+    """``(inputs over prompt + the run's answer, [T] positions of the rows that predict each answer token)``."""
+    inputs = probe._model_inputs(probe.prepare(run.image, run.prompt)) if run.image is not None else None
+    if inputs is None or not torch.equal(inputs["input_ids"][0].cpu(), run.prompt_ids):
+        raise ValueError("re-processing the run's image and prompt no longer gives the run's prompt ids; pass a "
+                         "one-image run made by this probe")
+    prompt_len = inputs["input_ids"].shape[1]
+    sequences = torch.cat([inputs["input_ids"], run.token_ids[None].to(inputs["input_ids"].device)], dim=1)
+    return probe.adapter.extend_inputs(inputs, sequences), torch.arange(prompt_len - 1, sequences.shape[1] - 1)
+
+
+def _picked_log_probs(logits: torch.Tensor, rows: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+    log_probs = torch.log_softmax(logits[rows.to(logits.device)].float(), dim=-1)
+    return log_probs.gather(1, token_ids.to(logits.device)[:, None])[:, 0].cpu()
+
+
+def answer_log_probs(probe: Any, run: Any) -> torch.Tensor:
+    """``[T]`` float32: each of ``run``'s answer tokens' log-probability in one teacher-forced forward over its
+    prompt and answer, under whatever intervention is active (no capture)."""
+    full, rows = _teacher_forced(probe, run)
+    with torch.no_grad():
+        logits = probe.model(**full, use_cache=False).logits[0]
+    return _picked_log_probs(logits, rows, run.token_ids)
+
+
 def answer_effects(probe: Any, run: Any, keep: str = "heads") -> tuple[torch.Tensor, torch.Tensor]:
     """One teacher-forced forward over ``run``'s prompt and answer, under whatever intervention is active: the
     attention rows that predict each answer token (over ``run.layout``'s visual tokens, the run's layers) and each
@@ -239,22 +264,11 @@ def answer_effects(probe: Any, run: Any, keep: str = "heads") -> tuple[torch.Ten
     Returns:
         ``(attention [T, L, H, V] float32, log_probs [T] float32)``.
     """
-    model = probe.model
-    inputs = probe._model_inputs(probe.prepare(run.image, run.prompt)) if run.image is not None else None
-    if inputs is None or not torch.equal(inputs["input_ids"][0].cpu(), run.prompt_ids):
-        raise ValueError("answer_effects re-processes the run's image and prompt, and they no longer give the run's "
-                         "prompt ids; pass a run made by this probe")
-    prompt_len = inputs["input_ids"].shape[1]
-    device = inputs["input_ids"].device
-    sequences = torch.cat([inputs["input_ids"], run.token_ids[None].to(device)], dim=1)
-    full = probe.adapter.extend_inputs(inputs, sequences)
-    rows = torch.arange(prompt_len - 1, sequences.shape[1] - 1)
-    with AttentionCapture(model, run.layout.positions, keep=keep, layers=run.layers, query_positions=rows,
+    full, rows = _teacher_forced(probe, run)
+    with AttentionCapture(probe.model, run.layout.positions, keep=keep, layers=run.layers, query_positions=rows,
                           storage_dtype=torch.float32, modules=probe.attention_modules) as cap, torch.no_grad():
-        logits = model(**full, use_cache=False).logits[0]
-    log_probs = torch.log_softmax(logits[rows.to(logits.device)].float(), dim=-1)
-    picked = log_probs.gather(1, run.token_ids.to(logits.device)[:, None])[:, 0].cpu()
-    return cap.maps(), picked
+        logits = probe.model(**full, use_cache=False).logits[0]
+    return cap.maps(), _picked_log_probs(logits, rows, run.token_ids)
 
 
 def free_answer(probe: Any, run: Any, max_new_tokens: int | None = None) -> list[int]:

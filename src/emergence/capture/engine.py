@@ -25,7 +25,8 @@ captured attention modules. A pre-hook asks the module for its attention weights
 weights from the module's output at once, so only ``layers x heads x visual_tokens`` per step outlives the layer. The
 module computes the full ``[heads, q_len, kv_len]`` weights of each pass itself (eager attention), which is what
 this path costs over the main one (``bench/capture_overhead.py --variants hooks``); probabilities are the module's,
-in its dtype (exact in float32).
+in its dtype (exact in float32). Inside a hooks capture the captured modules return ``None`` for their weights, so a
+caller's own ``output_attentions`` gets nothing for those layers.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
     import torch
 
     from ..analysis import argmax_point, pointing_hit, token_maps
-    from ..causal import ablate_heads, answer_effects, free_answer, head_means, knockout
+    from ..causal import ablate_heads, answer_effects, answer_log_probs, free_answer, head_means, knockout
     from ..probe import Probe
     from .evaluate import caption_words, evaluate, word_pointing
     from .model import ORGANISM_DIR, PROMPT
@@ -182,7 +182,7 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
         for cond, make in conditions.items():
             if cond in BLOCKING:
                 with make():  # no maps: blocking zeroes that attention by construction
-                    lp = _log_probs_only(probe, run)
+                    lp = answer_log_probs(probe, run)
                     fresh = free_answer(probe, run)
             else:
                 ctx = make() if make else _null()
@@ -224,21 +224,6 @@ class _null:  # noqa: N801 - a do-nothing context manager
 
     def __exit__(self, *exc: object) -> None:
         return None
-
-
-def _log_probs_only(probe: Any, run: Any) -> Any:
-    """The answer tokens' log-probabilities from one teacher-forced forward (no capture)."""
-    import torch
-
-    inputs = probe._model_inputs(probe.prepare(run.image, run.prompt))
-    prompt_len = inputs["input_ids"].shape[1]
-    device = inputs["input_ids"].device
-    sequences = torch.cat([inputs["input_ids"], run.token_ids[None].to(device)], dim=1)
-    with torch.no_grad():
-        logits = probe.model(**probe.adapter.extend_inputs(inputs, sequences), use_cache=False).logits[0]
-    rows = torch.arange(prompt_len - 1, sequences.shape[1] - 1, device=logits.device)
-    log_probs = torch.log_softmax(logits[rows].float(), dim=-1)
-    return log_probs.gather(1, run.token_ids.to(logits.device)[:, None])[:, 0].cpu()
 
 
 COLUMNS = ("pointing all", "pointing colour", "pointing shape", "dlogp all", "dlogp colour", "dlogp shape",
