@@ -16,7 +16,8 @@ each token (captured exactly as in :meth:`emergence.Probe.generate`); :func:`fre
 vs random vs lowest; knockout inside vs outside the objects), and ``emergence organism causal`` is its command.
 
 Both interventions act through PyTorch hooks and transformers' attention interface (the project's own scoped
-mechanisms); an nnsight path is not built yet.
+mechanisms). Inside nnsight, write the intervention there and record it with :meth:`emergence.Probe.capture`: a head
+ablation written as an nnsight intervention gives the same run as :func:`ablate_heads` (``tests/test_nnsight.py``).
 """
 
 from __future__ import annotations

@@ -298,7 +298,7 @@ class Probe:
         cap = AttentionCapture(self.model, layout.positions, keep=keep, layers=layers, storage_dtype=storage_dtype,
                                modules=self.attention_modules, cross_attention=self.adapter.cross_attention,
                                mechanism=self._mechanism(mechanism))  # type: ignore[arg-type]
-        return CaptureSession(self, cap, layout, inputs, prompt or "", pils, videos)
+        return CaptureSession(self, cap, layout, self._model_inputs(inputs), prompt or "", pils, videos)
 
     @classmethod
     def from_nnsight(cls, nn_model: Any, processor: Any = None, adapter: Adapter | None = None) -> Probe:
@@ -466,7 +466,7 @@ class CaptureSession:
     :meth:`run` to turn its output into a :class:`ProbeRun`.
 
     Attributes:
-        inputs: the processed inputs to generate with (batch of one).
+        inputs: the processed inputs to generate with (batch of one; on the model's device, images in its dtype).
         layout: where their visual tokens are.
     """
 

@@ -113,7 +113,8 @@ def mllama_layout(ctx: LayoutContext, image: int = 0) -> VisualLayout:
     positions = first + np.arange(n_tiles * per_tile)
     view = View("tiles", index, canvas.full_box(), kind="tiles")
     meta = {"tiles": [rows, cols], "tile_size": tile, "canvas": [rows * tile, cols * tile],
-            "resized": [int(new_h), int(new_w)], "tokens_per_tile": per_tile, "keys": "cross-attention", "key_count": images * max_tiles * per_tile}
+            "resized": [int(new_h), int(new_w)], "tokens_per_tile": per_tile, "keys": "cross-attention",
+            "key_count": images * max_tiles * per_tile}
     return VisualLayout(positions, (h, w), [view], family="mllama", token_kind=kinds, meta=meta, item=ctx.item)
 
 

@@ -137,8 +137,8 @@ class OriginalLlavaAdapter(Adapter):
         aspect = str(getattr(model.config, "image_aspect_ratio", "pad"))
         if aspect.startswith("anyres"):
             return (f"{type(model).__name__}: image_aspect_ratio={aspect!r} (LLaVA-1.6 tiling in the original "
-                    "codebase) is not placed; convert the checkpoint to transformers' LlavaNextForConditionalGeneration "
-                    "(llava-hf), which is supported, or use image_aspect_ratio='pad'")
+                    "codebase) is not placed; convert the checkpoint to transformers' "
+                    "LlavaNextForConditionalGeneration (llava-hf), which is supported, or use image_aspect_ratio='pad'")
         if str(getattr(model.config, "mm_patch_merge_type", "flat")) != "flat":
             return f"{type(model).__name__}: mm_patch_merge_type={model.config.mm_patch_merge_type!r} is not placed"
         return None

@@ -21,9 +21,9 @@ for the colour and shape words, more than random heads? Does the answer need the
      random among those that touch no object (seeded per scene).
 
 Reported per condition: pointing accuracy of the layer/head-mean map over all scored words, colour words and shape
-words (not for the conditions that block visual tokens: they zero that attention by construction); the mean change of the
-answer words' log-probability against the unablated forward (all, colour, shape words); the fraction of captions that
-change; and the recall of the reference colour / shape words in the fresh caption.
+words (not for the conditions that block visual tokens: they zero that attention by construction); the mean change
+of the answer words' log-probability against the unablated forward (all, colour, shape words); the fraction of
+captions that change; and the recall of the reference colour / shape words in the fresh caption.
 """
 
 from __future__ import annotations
