@@ -185,3 +185,28 @@ def test_missing_optional_dependency_names_the_extra():
     with pytest.raises(MissingDependencyError, match=r"pip install 'emergence\[nlp\]'"):
         require("surely_not_installed_module_xyz", "nlp", "Noun-phrase grouping")
     assert require("json", "dev", "JSON").dumps([1]) == "[1]"
+
+
+def test_a_capture_session_around_your_own_generate_equals_probe_generate(image):
+    from emergence.errors import CaptureError
+
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    reference = probe.generate(image, "describe the image", max_new_tokens=4, min_new_tokens=4,
+                               storage_dtype=torch.float32)
+    session = probe.capture(image, prompt="describe the image", storage_dtype=torch.float32)
+    with session:
+        out = model.generate(**session.inputs, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+        with pytest.raises(CaptureError, match="leave the `with session:` block"):
+            session.run(out)
+    run = session.run(out)
+    assert run.token_ids.tolist() == reference.token_ids.tolist() and run.prompt == "describe the image"
+    assert torch.equal(run.attention, reference.attention)
+    with pytest.raises(CaptureError, match="do not start with the session's prompt ids"):
+        session.run(out[:, 1:])
+    twice = probe.capture(image, prompt="describe the image")
+    with twice:
+        model.generate(**twice.inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+        model.generate(**twice.inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    with pytest.raises(CaptureError, match="generate exactly once"):
+        twice.run(out)
