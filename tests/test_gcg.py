@@ -1,0 +1,99 @@
+"""GCG evaluation (GranD-f layout): the loader reads a small set the test writes; mask AP50, mIoU and mask recall
+against cases whose answers are worked out by hand; the recall's similarity is pluggable."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emergence.analysis.gcg import (
+    GcgImage,
+    GcgPrediction,
+    evaluate_gcg,
+    greedy_pairs,
+    load_gcg,
+    mask_ap50,
+    word_overlap,
+)
+from emergence.datasets import DatasetError
+from emergence.datasets.masks import encode_rle
+
+
+def box(h, w, y0, y1, x0, x1):
+    m = np.zeros((h, w), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def write_set(root, masks_per_image, labels_per_image, split="val"):
+    images = [{"id": k + 1, "file_name": f"{k + 1}.jpg", "height": 10, "width": 10}
+              for k in range(len(masks_per_image))]
+    anns, caps = [], []
+    for k, masks in enumerate(masks_per_image):
+        for m in masks:
+            rle = encode_rle(m)
+            anns.append({"id": len(anns) + 1, "image_id": k + 1, "category_id": 1, "segmentation": rle})
+        caps.append({"id": k + 1, "image_id": k + 1, "caption": " and ".join(labels_per_image[k]),
+                     "labels": labels_per_image[k]})
+    (root / f"{split}_gcg_coco_mask_gt.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                                     "categories": [{"id": 1}]}))
+    (root / f"{split}_gcg_coco_caption_gt.json").write_text(json.dumps({"images": images, "annotations": caps}))
+
+
+def test_the_loader_pairs_phrases_and_masks_and_names_what_is_wrong(tmp_path):
+    a, b = box(10, 10, 0, 4, 0, 4), box(10, 10, 5, 10, 5, 10)
+    write_set(tmp_path, [[a, b], [b]], [["a red ball", "the table"], ["a cat"]])
+    data = load_gcg(tmp_path, "val", images=tmp_path / "imgs")
+    assert [im.image_id for im in data] == [1, 2] and data[0].phrases == ["a red ball", "the table"]
+    assert np.array_equal(data[0].masks[1], b) and data[1].masks.shape == (1, 10, 10)
+    assert data[0].path == tmp_path / "imgs" / "1.jpg"
+    with pytest.raises(DatasetError, match="test_gcg_coco_mask_gt.json is missing"):
+        load_gcg(tmp_path, "test")
+    write_set(tmp_path, [[a]], [["one", "two"]])
+    with pytest.raises(DatasetError, match="2 phrases .* but 1 masks"):
+        load_gcg(tmp_path, "val")
+
+
+def test_greedy_pairing_takes_the_largest_remaining_iou():
+    ious = np.array([[0.9, 0.8], [0.85, 0.1]])
+    assert greedy_pairs(ious) == [(0, 0, 0.9), (1, 1, 0.1)]  # not the better-sum assignment (0.8 + 0.85)
+    assert greedy_pairs(np.zeros((2, 2))) == []
+    assert greedy_pairs(ious, accept=lambda r, c: r == 1) == []  # the first refused pair ends it
+
+
+def test_mask_ap50_on_a_hand_worked_case():
+    gt = np.stack([box(10, 10, 0, 4, 0, 4), box(10, 10, 5, 10, 5, 10)])  # areas 16 and 25
+    hit0 = box(10, 10, 0, 4, 0, 3)       # IoU 12/16 = 0.75 with gt 0
+    miss = box(10, 10, 0, 2, 6, 10)      # IoU 0 with both
+    hit1 = box(10, 10, 5, 10, 5, 8)      # IoU 15/25 = 0.6 with gt 1
+    dup0 = box(10, 10, 0, 4, 1, 4)       # IoU 0.75 with gt 0, already taken -> false positive
+    # ranked: hit0 (0.9) TP, miss (0.8) FP, hit1 (0.7) TP, dup0 (0.6) FP
+    # recall 0.5, 0.5, 1, 1; precision 1, 0.5, 0.667, 0.5 -> envelope 1, 0.667, 0.667, 0.5
+    # 101 points: r = 0 .. 0.5 (51 points) -> 1; r = 0.51 .. 1 (50 points) -> 2/3
+    ap = mask_ap50([np.stack([hit0, miss, hit1, dup0])], [gt], scores=[[0.9, 0.8, 0.7, 0.6]])
+    assert ap == pytest.approx((51 * 1.0 + 50 * (2 / 3)) / 101, abs=1e-12)
+    assert mask_ap50([np.stack([hit0, hit1])], [gt]) == pytest.approx(1.0)
+    assert mask_ap50([np.zeros((0, 10, 10), bool)], [gt]) == 0.0
+    below = box(10, 10, 0, 4, 0, 2)  # IoU 8/16 = 0.5 exactly: a match at the 0.5 threshold
+    assert mask_ap50([below[None]], [gt[:1]]) == pytest.approx(1.0)
+
+
+def test_evaluate_gcg_miou_and_recall_with_a_pluggable_similarity():
+    gt = GcgImage(1, "1.jpg", "a red ball on the table", ["a red ball", "the table"],
+                  np.stack([box(10, 10, 0, 4, 0, 4), box(10, 10, 5, 10, 5, 10)]))
+    pred = GcgPrediction("a ball on a desk", ["a ball", "a desk"],
+                         np.stack([box(10, 10, 0, 4, 0, 3), box(10, 10, 5, 10, 5, 8)]))
+    out = evaluate_gcg([gt], {1: pred})
+    assert out["miou"] == pytest.approx((0.75 + 0.6) / 2)
+    # "a red ball" vs "a ball": cosine 2 / (sqrt 3 * sqrt 2) = 0.816 -> accepted; then "the table" vs "a desk":
+    # no shared word -> similarity 0 -> refused, which ends the image (as in the reference): recall 1 / 2
+    assert word_overlap("a red ball", "a ball") == pytest.approx(2 / np.sqrt(6))
+    assert out["recall"] == pytest.approx(0.5)
+    assert evaluate_gcg([gt], {1: pred}, similarity=lambda a, b: 1.0)["recall"] == pytest.approx(1.0)
+    assert out["mask_ap50"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no prediction for GCG images \\[1\\]"):
+        evaluate_gcg([gt], {})
+    with pytest.raises(ValueError, match="do not match ground truth"):
+        evaluate_gcg([gt], {1: GcgPrediction("x", ["x"], np.zeros((1, 5, 5), bool))})
