@@ -521,36 +521,53 @@ class AttentionCapture:
             _dispatcher.detach(self)
 
     # ------------------------------------------------------------------ recording
-    def _record(self, slot: int, module, query, key, attention_mask, kwargs) -> None:
+    def _pass(self, slot: int, q_len: int, kv_len: int) -> tuple[int, int]:
+        """Where this pass sits: ``(sequence position of its first query row, offset of key index 0)``.
+
+        Self-attention: a pass over a fresh sequence returns keys for exactly its queries; afterwards each pass
+        extends the sequence by ``q_len``. Sliding-window caches return only the last keys, so key index i is
+        position ``end - kv_len + i`` (for full caches ``end == kv_len``, offset 0). Cross-attention: the keys are the
+        vision tokens (offset 0) and the text position comes from the cache (:func:`_text_start_hook`).
+        """
         if self.cross_attention:
-            self._record_cross(slot, module, query, key, attention_mask, kwargs)
-            return
-        q_len, kv_len = query.shape[2], key.shape[2]
-        # Absolute position after this pass. A pass over a fresh sequence returns keys for exactly its queries;
-        # afterwards each pass extends the sequence by q_len. Sliding-window caches return only the last keys, so
-        # key index i is absolute position (end - kv_len + i); for full caches end == kv_len.
+            if self._max_position >= kv_len:
+                raise CaptureError(
+                    f"visual position {self._max_position} is beyond the {kv_len} cross-attention keys (vision "
+                    "tokens); the inputs given to the model do not match the visual_positions"
+                )
+            return self._text_start, 0
         end = q_len if kv_len == q_len else self._abs_end.get(slot, kv_len - q_len) + q_len
         self._abs_end[slot] = end
-        offset = end - kv_len
-        columns = self._columns.get(key.device)
-        if columns is None:
-            columns = self._columns[key.device] = self.visual_positions.to(key.device)
-        if offset == 0 and self._block is not None:
-            columns = self._block  # contiguous visual block: a view instead of a gather
         if self._max_position >= end:
             raise CaptureError(
                 f"visual position {self._max_position} is beyond the sequence length {end}; the inputs given to "
                 "the model do not match the visual_positions"
             )
-        rows: torch.Tensor | None = None  # the last row
-        if self.query_positions is not None:
-            rows = self.query_positions.to(query.device) - (end - q_len)
-            if int(rows.min()) < 0 or int(rows.max()) >= q_len:
-                raise CaptureError(
-                    f"query_positions {self.query_positions.tolist()} are not all inside this forward pass "
-                    f"(positions {end - q_len}..{end - 1})"
-                )
+        return end - q_len, end - kv_len
+
+    def _rows(self, device: torch.device, start: int, q_len: int) -> torch.Tensor | None:
+        """Indices into this pass's queries of the rows to record (``None``: the last row)."""
+        if self.query_positions is None:
+            return None
+        rows = self.query_positions.to(device) - start
+        if int(rows.min()) < 0 or int(rows.max()) >= q_len:
+            raise CaptureError(
+                f"query_positions {self.query_positions.tolist()} are not all inside this forward pass "
+                f"(positions {start}..{start + q_len - 1})"
+            )
+        return rows
+
+    def _record(self, slot: int, module, query, key, attention_mask, kwargs) -> None:
+        """The interface path: recompute the needed rows' probabilities from ``query`` and ``key``."""
+        q_len = query.shape[2]
+        start, offset = self._pass(slot, q_len, key.shape[2])
+        rows = self._rows(query.device, start, q_len)
+        columns = self._columns.get(key.device)
+        if columns is None:
+            columns = self._columns[key.device] = self.visual_positions.to(key.device)
         if offset == 0:
+            if self._block is not None:
+                columns = self._block  # contiguous visual block: a view instead of a gather
             probs = row_attention_probs(module, query, key, attention_mask, rows, columns, kwargs)  # [B, H, R, V]
         else:  # visual keys that left a sliding window get probability 0 (they are masked for this query)
             local = columns - offset
@@ -564,52 +581,15 @@ class AttentionCapture:
     def _record_weights(self, slot: int, weights: torch.Tensor) -> None:
         """The hooks path: ``weights`` ``[B, H, q_len, kv_len]`` are the module's own attention probabilities of
         this pass; keep the needed rows at the visual columns."""
-        q_len, kv_len = weights.shape[2], weights.shape[3]
-        if self.cross_attention:
-            start, offset = self._text_start, 0
-            if self._max_position >= kv_len:
-                raise CaptureError(f"visual position {self._max_position} is beyond the {kv_len} cross-attention keys")
-        else:
-            end = q_len if kv_len == q_len else self._abs_end.get(slot, kv_len - q_len) + q_len
-            self._abs_end[slot] = end
-            start, offset = end - q_len, end - kv_len
-            if self._max_position >= end:
-                raise CaptureError(f"visual position {self._max_position} is beyond the sequence length {end}; the "
-                                   "inputs given to the model do not match the visual_positions")
-        if self.query_positions is None:
-            rows = weights[:, :, -1:]
-        else:
-            local_rows = self.query_positions.to(weights.device) - start
-            if int(local_rows.min()) < 0 or int(local_rows.max()) >= q_len:
-                raise CaptureError(f"query_positions {self.query_positions.tolist()} are not all inside this forward "
-                                   f"pass (positions {start}..{start + q_len - 1})")
-            rows = weights.index_select(2, local_rows)
+        q_len = weights.shape[2]
+        start, offset = self._pass(slot, q_len, weights.shape[3])
+        rows = self._rows(weights.device, start, q_len)
+        picked = weights[:, :, -1:] if rows is None else weights.index_select(2, rows)
         columns = self.visual_positions.to(weights.device) - offset
         inside = columns >= 0  # keys that left a sliding window: probability 0
-        probs = rows.new_zeros((*rows.shape[:3], columns.numel()), dtype=torch.float32)
-        probs[..., inside] = rows.index_select(3, columns[inside]).float()
+        probs = picked.new_zeros((*picked.shape[:3], columns.numel()), dtype=torch.float32)
+        probs[..., inside] = picked.index_select(3, columns[inside]).float()
         self._keep(slot, probs)
-
-    def _record_cross(self, slot: int, module, query, key, attention_mask, kwargs) -> None:
-        """A cross-attention layer: keys are the vision tokens (cached once), rows are text positions."""
-        q_len, kv_len = query.shape[2], key.shape[2]
-        if self._max_position >= kv_len:
-            raise CaptureError(
-                f"visual position {self._max_position} is beyond the {kv_len} cross-attention keys (vision tokens); "
-                "the inputs given to the model do not match the visual_positions"
-            )
-        columns = self._block if self._block is not None else self._columns.get(key.device)
-        if columns is None:
-            columns = self._columns[key.device] = self.visual_positions.to(key.device)
-        rows: torch.Tensor | None = None
-        if self.query_positions is not None:
-            rows = self.query_positions.to(query.device) - self._text_start
-            if int(rows.min()) < 0 or int(rows.max()) >= q_len:
-                raise CaptureError(
-                    f"query_positions {self.query_positions.tolist()} are not all inside this forward pass "
-                    f"(text positions {self._text_start}..{self._text_start + q_len - 1})"
-                )
-        self._keep(slot, row_attention_probs(module, query, key, attention_mask, rows, columns, kwargs))
 
     def _keep(self, slot: int, probs: torch.Tensor) -> None:
         """Store one layer's ``[B, H, R, V]`` probabilities of this step; a complete step is reduced and queued."""
