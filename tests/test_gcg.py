@@ -97,3 +97,14 @@ def test_evaluate_gcg_miou_and_recall_with_a_pluggable_similarity():
         evaluate_gcg([gt], {})
     with pytest.raises(ValueError, match="do not match ground truth"):
         evaluate_gcg([gt], {1: GcgPrediction("x", ["x"], np.zeros((1, 5, 5), bool))})
+
+
+def test_an_image_without_phrases_counts_as_an_unpaired_image():
+    empty = GcgImage(2, "2.jpg", "nothing", [], np.zeros((0, 10, 10), bool))
+    gt = GcgImage(1, "1.jpg", "a ball", ["a ball"], box(10, 10, 0, 4, 0, 4)[None])
+    preds = {1: GcgPrediction("a ball", ["a ball"], box(10, 10, 0, 4, 0, 4)[None]),
+             2: GcgPrediction("a cat", ["a cat"], box(10, 10, 5, 9, 5, 9)[None])}
+    out = evaluate_gcg([gt, empty], preds)
+    assert out["miou"] == pytest.approx(0.5)  # (1.0 + 0.0) / 2
+    assert out["recall"] == pytest.approx(1.0)
+    assert out["mask_ap50"] == pytest.approx(1.0)  # the false positive (image 2) ranks after full recall

@@ -32,7 +32,8 @@ from torch import nn
 from .capture.engine import AttentionCapture, _lm_config
 from .errors import CaptureError, UnsupportedModelError
 
-__all__ = ["ablate_heads", "answer_effects", "answer_log_probs", "free_answer", "head_means", "knockout"]
+__all__ = ["ablate_heads", "answer_effects", "answer_log_probs", "free_answer", "head_means", "knockout",
+           "run_inputs"]
 
 
 def _modules(probe_or_model: Any) -> tuple[nn.Module, list[nn.Module]]:
@@ -119,11 +120,10 @@ def head_means(probe: Any, runs: Sequence[Any]) -> dict[int, torch.Tensor]:
         for module in probe.attention_modules:
             handles.append(module.o_proj.register_forward_pre_hook(make(module.layer_idx)))
         for run in runs:
-            inputs = probe._model_inputs(probe.prepare(run.image, run.prompt))
-            sequences = torch.cat([inputs["input_ids"], run.token_ids[None].to(inputs["input_ids"].device)], dim=1)
+            full, _ = _teacher_forced(probe, run)
             with torch.no_grad():
-                probe.model(**probe.adapter.extend_inputs(inputs, sequences), use_cache=False)
-            counts += sequences.shape[1]
+                probe.model(**full, use_cache=False)
+            counts += full["input_ids"].shape[1]
     finally:
         for handle in handles:
             handle.remove()
@@ -232,12 +232,24 @@ def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch
     return mask.masked_fill(block, torch.finfo(mask.dtype).min)
 
 
-def _teacher_forced(probe: Any, run: Any) -> tuple[dict[str, Any], torch.Tensor]:
-    """``(inputs over prompt + the run's answer, [T] positions of the rows that predict each answer token)``."""
+def run_inputs(probe: Any, run: Any) -> dict[str, Any]:
+    """The model inputs of ``run``'s image and prompt, re-processed by ``probe`` (checked against the run's prompt
+    ids). Pass them to :func:`answer_effects`, :func:`answer_log_probs` and :func:`free_answer` to process once.
+
+    Raises:
+        ValueError: the run holds no single image, or re-processing gives other prompt ids.
+    """
     inputs = probe._model_inputs(probe.prepare(run.image, run.prompt)) if run.image is not None else None
     if inputs is None or not torch.equal(inputs["input_ids"][0].cpu(), run.prompt_ids):
         raise ValueError("re-processing the run's image and prompt no longer gives the run's prompt ids; pass a "
                          "one-image run made by this probe")
+    return inputs
+
+
+def _teacher_forced(probe: Any, run: Any, inputs: dict[str, Any] | None = None
+                    ) -> tuple[dict[str, Any], torch.Tensor]:
+    """``(inputs over prompt + the run's answer, [T] positions of the rows that predict each answer token)``."""
+    inputs = run_inputs(probe, run) if inputs is None else inputs
     prompt_len = inputs["input_ids"].shape[1]
     sequences = torch.cat([inputs["input_ids"], run.token_ids[None].to(inputs["input_ids"].device)], dim=1)
     return probe.adapter.extend_inputs(inputs, sequences), torch.arange(prompt_len - 1, sequences.shape[1] - 1)
@@ -248,33 +260,36 @@ def _picked_log_probs(logits: torch.Tensor, rows: torch.Tensor, token_ids: torch
     return log_probs.gather(1, token_ids.to(logits.device)[:, None])[:, 0].cpu()
 
 
-def answer_log_probs(probe: Any, run: Any) -> torch.Tensor:
+def answer_log_probs(probe: Any, run: Any, inputs: dict[str, Any] | None = None) -> torch.Tensor:
     """``[T]`` float32: each of ``run``'s answer tokens' log-probability in one teacher-forced forward over its
-    prompt and answer, under whatever intervention is active (no capture)."""
-    full, rows = _teacher_forced(probe, run)
+    prompt and answer, under whatever intervention is active (no capture). ``inputs``: :func:`run_inputs`."""
+    full, rows = _teacher_forced(probe, run, inputs)
     with torch.no_grad():
         logits = probe.model(**full, use_cache=False).logits[0]
     return _picked_log_probs(logits, rows, run.token_ids)
 
 
-def answer_effects(probe: Any, run: Any, keep: str = "heads") -> tuple[torch.Tensor, torch.Tensor]:
+def answer_effects(probe: Any, run: Any, keep: str = "heads", inputs: dict[str, Any] | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """One teacher-forced forward over ``run``'s prompt and answer, under whatever intervention is active: the
     attention rows that predict each answer token (over ``run.layout``'s visual tokens, the run's layers) and each
-    answer token's log-probability.
+    answer token's log-probability. ``inputs``: :func:`run_inputs` (default: re-processed here).
 
     Returns:
         ``(attention [T, L, H, V] float32, log_probs [T] float32)``.
     """
-    full, rows = _teacher_forced(probe, run)
+    full, rows = _teacher_forced(probe, run, inputs)
     with AttentionCapture(probe.model, run.layout.positions, keep=keep, layers=run.layers, query_positions=rows,
                           storage_dtype=torch.float32, modules=probe.attention_modules) as cap, torch.no_grad():
         logits = probe.model(**full, use_cache=False).logits[0]
     return cap.maps(), _picked_log_probs(logits, rows, run.token_ids)
 
 
-def free_answer(probe: Any, run: Any, max_new_tokens: int | None = None) -> list[int]:
-    """Greedy generation for ``run``'s image and prompt under whatever intervention is active (no capture)."""
-    inputs = probe._model_inputs(probe.prepare(run.image, run.prompt))
+def free_answer(probe: Any, run: Any, max_new_tokens: int | None = None, inputs: dict[str, Any] | None = None
+                ) -> list[int]:
+    """Greedy generation for ``run``'s image and prompt under whatever intervention is active (no capture).
+    ``inputs``: :func:`run_inputs` (default: re-processed here)."""
+    inputs = run_inputs(probe, run) if inputs is None else inputs
     n = max_new_tokens or int(run.meta.get("max_new_tokens", len(run.token_ids)))
     pad = getattr(probe.tokenizer, "pad_token_id", None)
     kwargs = {"max_new_tokens": n, "do_sample": False, **({"pad_token_id": pad} if pad is not None else {})}

@@ -168,6 +168,13 @@ class Probe:
                                          f"{_first_line(exc)}. Video processors need torchvision (pip install "
                                          "torchvision), or pass inputs=... processed elsewhere.") from exc
 
+    def _media_layout(self, inputs: Mapping[str, Any], pils: list[Image.Image], videos: list[list[Image.Image]]
+                      ) -> VisualLayout:
+        """The layout of inputs made from these images, then these videos' frames."""
+        media = [Medium("image", (p.height, p.width)) for p in pils]
+        media += [Medium("video", (v[0].height, v[0].width), len(v)) for v in videos]
+        return self.layout(inputs, media)
+
     def layout(self, inputs: Mapping[str, Any], image_size: tuple[int, int] | Sequence[Medium]) -> VisualLayout:
         """The visual-token layout of these inputs (``image_size`` = original ``(height, width)``, or one
         :class:`~emergence.layouts.Medium` per image / video of the prompt)."""
@@ -229,9 +236,7 @@ class Probe:
             raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
         pils, videos, inputs = self._resolve_inputs(image, prompt, inputs, video)
         input_ids = inputs["input_ids"]
-        media = [Medium("image", (p.height, p.width)) for p in pils]
-        media += [Medium("video", (v[0].height, v[0].width), len(v)) for v in videos]
-        layout = self.layout(inputs, media)
+        layout = self._media_layout(inputs, pils, videos)
         if frames is not None:
             layout = layout.keep_frames(frames)
         model_inputs = self._model_inputs(inputs)
@@ -292,9 +297,7 @@ class Probe:
             >>> run = session.run(out)                                             # doctest: +SKIP
         """
         pils, videos, inputs = self._resolve_inputs(image, prompt, inputs, video)
-        media = [Medium("image", (p.height, p.width)) for p in pils]
-        media += [Medium("video", (v[0].height, v[0].width), len(v)) for v in videos]
-        layout = self.layout(inputs, media)
+        layout = self._media_layout(inputs, pils, videos)
         cap = AttentionCapture(self.model, layout.positions, keep=keep, layers=layers, storage_dtype=storage_dtype,
                                modules=self.attention_modules, cross_attention=self.adapter.cross_attention,
                                mechanism=self._mechanism(mechanism))  # type: ignore[arg-type]

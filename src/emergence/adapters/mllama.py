@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -173,7 +174,7 @@ class MllamaAdapter(Adapter):
         if images != len(media):
             raise LayoutError(f"{ctx.model_class}: the inputs hold {images} images (pixel_values) but "
                               f"{len(media)} were given")
-        parts = [mllama_layout(ctx.for_item(k, np.zeros(0, np.int64), ctx.inputs), k) for k in range(images)]
+        parts = [mllama_layout(replace(ctx, image_size=media[k].size, item=k), k) for k in range(images)]
         return VisualLayout.combine(parts)
 
     def extend_inputs(self, inputs: Mapping[str, Any], sequences: torch.Tensor) -> dict[str, Any]:

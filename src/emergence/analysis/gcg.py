@@ -236,7 +236,10 @@ def evaluate_gcg(ground_truth: Sequence[GcgImage], predictions: Mapping[Any, Gcg
         ious = _iou_matrix(masks, im.masks)  # [P, G]
         pairs = greedy_pairs(ious)
         mious.append(float(np.mean([p[2] for p in pairs])) if pairs else 0.0)
-        sims = np.array([[similarity(g, p) for p in pred.phrases] for g in im.phrases]).reshape(len(im.phrases), -1)
+        sims = np.zeros((len(im.phrases), len(pred.phrases)))
+        for g, gt_phrase in enumerate(im.phrases):
+            for q, phrase in enumerate(pred.phrases):
+                sims[g, q] = similarity(gt_phrase, phrase)
         accepted = greedy_pairs(ious.T, accept=lambda g, p: ious[p, g] >= iou_threshold
                                 and sims[g, p] >= similarity_threshold)
         hits += len(accepted)

@@ -28,6 +28,7 @@ captions that change; and the recall of the reference colour / shape words in th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -121,7 +122,8 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
     import torch
 
     from ..analysis import argmax_point, pointing_hit, token_maps
-    from ..causal import ablate_heads, answer_effects, answer_log_probs, free_answer, head_means, knockout
+    from ..causal import (ablate_heads, answer_effects, answer_log_probs, free_answer, head_means, knockout,
+                          run_inputs)
     from ..probe import Probe
     from .evaluate import caption_words, evaluate, word_pointing
     from .model import ORGANISM_DIR, PROMPT
@@ -155,7 +157,10 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
     for i in range(n):
         scene = world.scene(i)
         run = probe.generate(scene.image, PROMPT, max_new_tokens=64, keep="heads")
-        base_words = caption_words(run)[1]
+        token_idx, base_words = caption_words(run)
+        by_kind = {kind: [t for t in token_idx if _word_kind(run.tokens[t].strip()) == kind]
+                   for kind in ("colour", "shape")}
+        inputs = run_inputs(probe, run)  # processed once, reused by every condition
         scored = word_pointing(run, scene)
         kinds = {wp.token: _word_kind(wp.word) for wp in scored}
         rng = np.random.RandomState(seed * 100003 + i)
@@ -168,7 +173,7 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
         first_text = int(run.layout.positions.max()) + 1
         positions = run.layout.positions
         conditions = {
-            "none": None,
+            "none": contextlib.nullcontext,
             "top-k": lambda: ablate_heads(probe, top),
             "random-k": lambda: ablate_heads(probe, random_heads),
             "bottom-k": lambda: ablate_heads(probe, bottom),
@@ -182,13 +187,12 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
         for cond, make in conditions.items():
             if cond in BLOCKING:
                 with make():  # no maps: blocking zeroes that attention by construction
-                    lp = answer_log_probs(probe, run)
-                    fresh = free_answer(probe, run)
+                    lp = answer_log_probs(probe, run, inputs)
+                    fresh = free_answer(probe, run, inputs=inputs)
             else:
-                ctx = make() if make else _null()
-                with ctx:
-                    attention, lp = answer_effects(probe, run)
-                    fresh = free_answer(probe, run)
+                with make():
+                    attention, lp = answer_effects(probe, run, inputs=inputs)
+                    fresh = free_answer(probe, run, inputs=inputs)
                 redone = dataclasses.replace(run, attention=attention.to(run.attention.dtype))
                 maps = token_maps(redone)
                 for wp in scored:
@@ -199,10 +203,8 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
             if cond == "none":
                 base_lp = lp
             delta = (lp - base_lp).numpy()
-            token_idx = caption_words(run)[0]
             add(cond, "dlogp all", float(delta[token_idx].mean()))
-            for kind in ("colour", "shape"):
-                picked = [t for t in token_idx if _word_kind(run.tokens[t].strip()) == kind]
+            for kind, picked in by_kind.items():
                 if picked:
                     add(cond, f"dlogp {kind}", float(delta[picked].mean()))
             fresh_words = [s.strip() for s in probe._decode(torch.tensor(fresh, dtype=torch.long))[1] if s.strip()]
@@ -216,14 +218,6 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
     return CausalEval(seed=seed, n=n, calib_seed=calib_seed, calib_n=calib_n, k=k, ranking=ranking, table=table,
                       knocked={key: float(np.mean(v)) for key, v in knocked.items()},
                       seconds=time.perf_counter() - start)
-
-
-class _null:  # noqa: N801 - a do-nothing context manager
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 COLUMNS = ("pointing all", "pointing colour", "pointing shape", "dlogp all", "dlogp colour", "dlogp shape",
