@@ -20,6 +20,20 @@ def _layers(text: str) -> list[int]:
     return layers
 
 
+def _heads(text: str) -> list[tuple[int, int]]:
+    """``--heads 14:3,15:7``: (layer, head) pairs."""
+    try:
+        pairs = [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item.strip()]
+    except ValueError:
+        pairs = []
+    if not pairs or any(len(p) != 2 or min(p) < 0 for p in pairs):
+        raise argparse.ArgumentTypeError(f"takes layer:head pairs such as 14:3,15:7; got {text!r}")
+    return [(p[0], p[1]) for p in pairs]
+
+
+_MAP_METHODS = ("attention", "relative", "tam", "gradient")
+
+
 def _number(text: str, cast: type, ok, expected: str):
     """``text`` as ``cast`` if ``ok(value)``, else an argparse error: ``expected`` and the value given."""
     try:
@@ -95,7 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--units", choices=["tokens", "words", "phrases"], default="words")
     an.add_argument("--tau", type=_tau, default=0.5, help="IoU threshold of emergence (default 0.5)")
     an.add_argument("--layers", type=_layers, default=None, help="comma-separated layers to average (default all)")
-    an.add_argument("--normalise", choices=["mean_subtract", "none", "minmax"], default="mean_subtract")
+    an.add_argument("--map-method", choices=_MAP_METHODS, default="attention",
+                    help="how a token's map is made (emergence.maps; default attention)")
+    an.add_argument("--heads", type=_heads, default=None,
+                    help="layer:head pairs to average, e.g. localization heads (default every head)")
+    an.add_argument("--normalise", choices=["mean_subtract", "none", "minmax"], default=None,
+                    help="default: the method's own (mean_subtract for attention, none for the others)")
     an.add_argument("--max-new-tokens", type=_positive_int, default=None)
     an.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
     an.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
@@ -121,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--units", choices=["tokens", "words", "phrases"], default="words")
     sw.add_argument("--tau", type=_tau, default=0.5)
     sw.add_argument("--max-new-tokens", type=_positive_int, default=64)
+    sw.add_argument("--map-method", choices=_MAP_METHODS, default="attention",
+                    help="how a token's map is made (emergence.maps; default attention)")
+    sw.add_argument("--heads", type=_heads, default=None, help="layer:head pairs to average (default every head)")
     sw.add_argument("--store", choices=["layers", "mean", "none"], default="layers", help="attention kept per item")
     sw.add_argument("--chunk-size", type=_positive_int, default=8)
     sw.add_argument("--seed", type=int, default=0)
@@ -318,9 +340,9 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     prompt = spec.format_prompt(args.prompt) if spec else args.prompt
     max_new = args.max_new_tokens or (spec.max_new_tokens if spec else 64)
-    run = probe.generate(image, prompt, max_new_tokens=max_new)
+    run = probe.generate(image, prompt, max_new_tokens=max_new, methods=[args.map_method])
     report = analyze(run, gt_mask=gt, segmenter=args.segmenter, units=args.units, tau=args.tau,
-                     layers=args.layers, normalise=args.normalise)
+                     layers=args.layers, normalise=args.normalise, method=args.map_method, heads=args.heads)
     report.save(out)
     print(f"answer: {run.text}")
     print(report)
@@ -351,6 +373,7 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         templates_dir=args.templates_dir, tasks=tuple(args.tasks.split(",")), limit=limit,
         segmenter=args.segmenter, units=args.units, tau=args.tau, max_new_tokens=args.max_new_tokens,
         store=args.store, chunk_size=args.chunk_size, seed=args.seed, threads=args.threads,
+        map_method=args.map_method, heads=None if args.heads is None else tuple(args.heads),
     )
     store = run_sweep(config, backend=args.backend, workers=args.workers, allow_env_change=args.allow_env_change)
     samples = store.table("samples")

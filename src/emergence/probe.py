@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -195,6 +196,8 @@ class Probe:
         storage_dtype: torch.dtype = torch.float16,
         frames: Sequence[int] | None = None,
         mechanism: str | None = None,
+        methods: Sequence[str] = (),
+        generic_prompt: str | None = None,
         **generate_kwargs: Any,
     ) -> ProbeRun:
         """Generate an answer while recording attention over the visual tokens.
@@ -220,6 +223,12 @@ class Probe:
                 models whose attention bypasses transformers' functions, or transformers classes loaded with
                 ``attn_implementation="eager"``) or ``"auto"`` (hooks when a captured module's forward never calls
                 the attention interface). Default: the adapter's (``"interface"`` for the built-in families).
+            methods: map methods besides attention to record for (:mod:`emergence.maps`): ``"tam"`` (the final
+                hidden states, read during this generation), ``"relative"`` (one extra prefill of
+                ``generic_prompt`` over the same image(s)), ``"gradient"`` (a teacher-forced forward and one
+                backward pass per token, afterwards). Stored in ``run.extras``.
+            generic_prompt: the generic prompt of relative attention (default
+                :data:`emergence.maps.GENERIC_PROMPT`).
             **generate_kwargs: passed to ``model.generate`` (greedy ``do_sample=False`` by default).
 
         Returns:
@@ -234,6 +243,19 @@ class Probe:
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if generate_kwargs.get("num_beams", 1) != 1:
             raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
+        from . import maps as map_methods
+
+        methods = list(dict.fromkeys(methods))
+        for name in methods:
+            if map_methods.get_method(name).name == "attention":
+                methods.remove(name)
+        if "tam" in methods and self.adapter.cross_attention:
+            raise UnsupportedModelError("token activation maps read the visual tokens' final hidden states, which a "
+                                        "cross-attention model (Mllama) never computes: its image stays outside the "
+                                        "decoder's sequence")
+        if "relative" in methods and prompt is None:
+            raise ValueError("methods=['relative'] re-runs the image with a generic prompt: pass the image and "
+                             "prompt, not only inputs")
         pils, videos, inputs = self._resolve_inputs(image, prompt, inputs, video)
         input_ids = inputs["input_ids"]
         layout = self._media_layout(inputs, pils, videos)
@@ -248,12 +270,31 @@ class Probe:
         capture = {"keep": keep, "layers": layers, "storage_dtype": storage_dtype,
                    "mechanism": self._mechanism(mechanism)}
         generate_kwargs["max_new_tokens"] = max_new_tokens
-        if convention == "predicting":
-            new_ids, attention, cap = self._generate_predicting(model_inputs, layout, capture, generate_kwargs)
-        else:
-            new_ids, attention, cap = self._generate_self(model_inputs, layout, capture, generate_kwargs)
-        return self._make_run(new_ids, attention, layout, cap, convention, prompt or "", input_ids, pils, videos,
-                              generate_kwargs)
+        with (map_methods.record_final_hidden(self.model) if "tam" in methods else contextlib.nullcontext()) as passes:
+            if convention == "predicting":
+                new_ids, attention, cap = self._generate_predicting(model_inputs, layout, capture, generate_kwargs)
+            else:
+                new_ids, attention, cap = self._generate_self(model_inputs, layout, capture, generate_kwargs)
+        run = self._make_run(new_ids, attention, layout, cap, convention, prompt or "", input_ids, pils, videos,
+                             generate_kwargs)
+        if "tam" in methods:
+            run.meta["special_ids"] = sorted(int(i) for i in getattr(self.tokenizer, "all_special_ids", []) or [])
+            run.extras.update(map_methods.tam_extras(self, passes, run))
+            run.meta["tam_rows"] = int(run.extras["tam_logits"].shape[0])
+        if "relative" in methods:
+            generic = generic_prompt or map_methods.GENERIC_PROMPT
+            media = pils if len(pils) != 1 else pils[0]
+            base = self.generate(media if pils else None, generic, video=videos[0] if videos else None,
+                                 max_new_tokens=1, keep=keep, layers=layers, storage_dtype=storage_dtype,
+                                 frames=frames, mechanism=mechanism)
+            if base.attention.shape[1:] != attention.shape[1:]:
+                raise CaptureError(f"the generic prompt's capture has shape {tuple(base.attention.shape[1:])}, the "
+                                   f"run's {tuple(attention.shape[1:])}: the image tokens differ between prompts")
+            run.extras["generic_attention"] = base.attention[0]
+            run.meta["generic_prompt"] = generic
+        if "gradient" in methods:
+            run.extras["gradient"] = map_methods.gradient_attention(self, run, model_inputs).to(storage_dtype)
+        return run
 
     def _make_run(self, new_ids: torch.Tensor, attention: torch.Tensor, layout: VisualLayout, cap: AttentionCapture,
                   convention: str, prompt: str, input_ids: torch.Tensor, pils: list[Image.Image],

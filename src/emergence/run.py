@@ -20,6 +20,7 @@ from .layouts.base import FuseRule, VisualLayout
 __all__ = ["ProbeRun"]
 
 _FORMAT_VERSION = 1
+_VISUAL_EXTRAS = ("generic_attention", "gradient")  # extras whose last axis is the visual tokens
 
 
 @dataclass
@@ -48,6 +49,13 @@ class ProbeRun:
             generation settings, library versions.
         media: for a prompt with several images or a video: one entry per image / video in prompt order (a PIL
             image, or a video's list of PIL frames); ``[]`` for a one-image run.
+        extras: what map methods other than attention read (:mod:`emergence.maps`), recorded when asked with
+            ``Probe.generate(methods=[...])``: ``"generic_attention"`` (``attention``'s layout without the ``T``
+            axis: the row that starts the answer to a generic prompt; relative attention), ``"tam_logits"``
+            ``[S, C]`` and ``"tam_classes"`` ``[C]`` (the final layer's logits of classes ``C`` at every sequence
+            position ``0..S-1``; token activation maps), ``"gradient"`` (``attention``'s shape: ReLU(gradient x
+            attention), the gradient-weighted attention). Kept by :meth:`save` / :meth:`load`; sliced by
+            :meth:`select` along the visual tokens.
 
     Several images or a video: ``attention`` keeps every visual token of every image / frame and ``layout`` is a
     composite (:meth:`VisualLayout.combine`); ``token_map``, ``heatmap`` and :meth:`select` take ``image=k`` (the
@@ -69,6 +77,7 @@ class ProbeRun:
     image: Image.Image | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     media: list[Any] = field(default_factory=list)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.token_ids = torch.as_tensor(self.token_ids, dtype=torch.long).reshape(-1)
@@ -91,6 +100,11 @@ class ProbeRun:
         if self.keep != "mean" and a.shape[1] != len(self.layers):
             raise EmergenceError(f"attention has {a.shape[1]} layers but {len(self.layers)} layer indices were given")
         self.media = list(self.media or [])
+        self.extras = dict(self.extras or {})
+        for name in _VISUAL_EXTRAS:
+            if name in self.extras and self.extras[name].shape[-1] != a.shape[-1]:
+                raise EmergenceError(f"extras[{name!r}] has {self.extras[name].shape[-1]} visual tokens, the attention "
+                                     f"{a.shape[-1]}")
         if self.media and len(self.media) != len(self.layout.items):
             raise EmergenceError(f"{len(self.media)} media entries for a layout over images / videos "
                                  f"{self.layout.items}")
@@ -230,7 +244,9 @@ class ProbeRun:
                 picture = source
         meta = {**self.meta, "selected": {"image": part.item, "frame": frame, "frames": list(part.frames or []),
                                           "parts": len(self.layout.parts)}}
-        return replace(self, attention=self.attention[..., members], layout=part, image=picture, media=[], meta=meta)
+        extras = {k: (v[..., members] if k in _VISUAL_EXTRAS else v) for k, v in self.extras.items()}
+        return replace(self, attention=self.attention[..., members], layout=part, image=picture, media=[], meta=meta,
+                       extras=extras)
 
     # ------------------------------------------------------------------ conversion
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> ProbeRun:
@@ -277,6 +293,7 @@ class ProbeRun:
                 "token_ids": self.token_ids.cpu().contiguous(),
                 "token_offsets": self.token_offsets.cpu().contiguous(),
                 "prompt_ids": self.prompt_ids.detach().cpu().to(torch.long).contiguous(),
+                **{f"extra.{k}": v.detach().cpu().contiguous() for k, v in self.extras.items()},
             },
             metadata={"save_id": save_id},
         )
@@ -363,6 +380,7 @@ class ProbeRun:
             prompt_ids=tensors["prompt_ids"],
             image=image,
             meta=doc.get("meta", {}),
+            extras={k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")},
         )
 
 

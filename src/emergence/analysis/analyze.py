@@ -29,7 +29,7 @@ from ..images import MaskError, load_image, load_mask
 from .concepts import Judge, LexiconJudge
 from ..layouts.base import working_size
 from .grouping import Unit, UnitKind, units as make_units
-from .maps import MapOptions, Normalise, peakiness, token_maps
+from .maps import MapOptions, Normalise, peakiness
 from .metrics import BIN_LABELS, map_mass_inside, mask_ious, pointing_hit, position_bin
 from .prompts import PointPrompt, PromptOptions, make_prompt, scale_prompt
 from .segmenters import Segmenter, build_segmenter, segment_prompts
@@ -271,7 +271,11 @@ class AnalysisOptions:
         layers, heads: which attention to average (see :class:`MapOptions`); ``heads`` may be ``(layer, head)``
             pairs, e.g. from :func:`~emergence.analysis.top_heads`.
         tau: IoU threshold of emergence, in (0, 1].
-        normalise, sink_z, remove_corners: map normalisation (:mod:`emergence.analysis.maps`).
+        method: the map method (:mod:`emergence.maps`): ``"attention"`` (default), ``"relative"``, ``"tam"`` or
+            ``"gradient"`` (the last three read what ``Probe.generate(methods=[...])`` recorded).
+        normalise: map normalisation (:mod:`emergence.analysis.maps`); ``None`` = the method's own
+            (``"mean_subtract"`` for attention, ``"none"`` for the others).
+        sink_z, remove_corners: sink and corner suppression (:mod:`emergence.analysis.maps`).
         prompt: point/box prompt options (default: the argmax point).
         layer_emergence: also segment single-layer maps of the emergence unit to find the emergence layer.
         max_side: maps are rendered on a grid whose longer side is at most this many pixels (``None``: the image's
@@ -284,7 +288,8 @@ class AnalysisOptions:
     layers: Sequence[int] | None = None
     heads: Sequence[int] | Sequence[tuple[int, int]] | None = None
     tau: float = 0.5
-    normalise: Normalise = "mean_subtract"
+    method: Any = "attention"
+    normalise: Normalise | None = None
     sink_z: float | None = None
     remove_corners: bool = False
     prompt: PromptOptions | None = None
@@ -299,11 +304,17 @@ class AnalysisOptions:
         if self.max_side is not None and self.max_side < 1:
             raise ValueError(f"max_side must be >= 1 or None, got {self.max_side}")
         self.prompt = self.prompt or PromptOptions()
+        from ..maps import get_method
+
+        self.method = get_method(self.method)
+        if self.method.name == "tam" and (self.layers is not None or self.heads is not None):
+            raise ValueError("method='tam' reads the final layer's logits: it takes no layers or heads")
 
     def map_options(self, layers: Any = _UNSET, heads: Any = _UNSET) -> MapOptions:
         """The :class:`MapOptions` of these options (``layers`` / ``heads`` replaced when given, ``None`` included)."""
         return MapOptions(layers=self.layers if layers is _UNSET else layers,
-                          heads=self.heads if heads is _UNSET else heads, normalise=self.normalise,
+                          heads=self.heads if heads is _UNSET else heads,
+                          normalise=self.normalise or self.method.normalise,
                           sink_z=self.sink_z, remove_corners=self.remove_corners)
 
     @property
@@ -371,7 +382,7 @@ def analyze(
     image, size, gt = _check_inputs(run, image, gt_mask)
     unit_list, kind_used = make_units(run, opts.units, nlp=nlp)
     work = working_size(size, opts.max_side)
-    heat = _render_units(run, unit_list, opts.map_options(), work)
+    heat = _render_units(run, unit_list, opts, work)
     prompts = [scale_prompt(make_prompt(h, opts.prompt), work, size) for h in heat]
     seg = build_segmenter(segmenter)
     seg.set_image(image)
@@ -386,7 +397,7 @@ def analyze(
     )
     if unit_list:
         report.automatic = _choose_without_ground_truth(report, mllm_judge, expression)
-    if gt is not None and unit_list and opts.layer_emergence and run.keep != "mean":
+    if gt is not None and unit_list and opts.layer_emergence and run.keep != "mean" and opts.method.layered:
         report.layer_ious = _layer_ious(report, seg, opts, work)
     return report
 
@@ -425,9 +436,10 @@ def _check_inputs(run: Any, image: Any, gt_mask: Any) -> tuple[Any, tuple[int, i
     return image, size, gt
 
 
-def _render_units(run: Any, unit_list: Sequence[Unit], map_options: MapOptions, work: tuple[int, int]) -> np.ndarray:
-    """``[U, h, w]``: each unit's map (mean of its tokens' normalised maps) rendered on the working grid."""
-    maps = token_maps(run, map_options)  # [T, V]
+def _render_units(run: Any, unit_list: Sequence[Unit], opts: AnalysisOptions, work: tuple[int, int]) -> np.ndarray:
+    """``[U, h, w]``: each unit's map (mean of its tokens' normalised maps, by ``opts.method``) rendered on the
+    working grid."""
+    maps = opts.method.maps(run, opts.map_options())  # [T, V]
     return run.layout.render(_unit_maps(maps, unit_list), size=work).reshape(len(unit_list), *work)
 
 
@@ -469,7 +481,7 @@ def _score_table(run: Any, unit_list: Sequence[Unit], prompts: Sequence[PointPro
 def _options_record(opts: AnalysisOptions, seg: Any) -> dict[str, Any]:
     heads = None if opts.heads is None else [h if isinstance(h, int) else list(h) for h in opts.heads]
     return {"units": opts.units, "layers": None if opts.layers is None else list(opts.layers), "heads": heads,
-            "normalise": opts.normalise, "sink_z": opts.sink_z, "remove_corners": opts.remove_corners,
+            "method": opts.method.name, "normalise": opts.map_options().normalise, "sink_z": opts.sink_z, "remove_corners": opts.remove_corners,
             "prompt": opts.prompt.__dict__, "segmenter": type(seg).__name__, "max_side": opts.max_side}
 
 
@@ -502,9 +514,10 @@ def _layer_ious(report: EmergenceReport, seg: Any, opts: AnalysisOptions, work: 
     layer_heat = []
     for layer in layer_list:
         if pairs:
-            lm = token_maps(run, opts.map_options(layers=None, heads=[h for h in opts.heads if int(h[0]) == layer]))
+            lm = opts.method.maps(run, opts.map_options(layers=None,
+                                                        heads=[h for h in opts.heads if int(h[0]) == layer]))
         else:
-            lm = token_maps(run, opts.map_options(layers=[layer]))
+            lm = opts.method.maps(run, opts.map_options(layers=[layer]))
         layer_heat.append(_unit_maps(lm, [unit])[0])
     lh = run.layout.render(torch.stack(layer_heat), size=work).reshape(len(layer_list), *work)
     lmasks, _ = segment_prompts(seg, [scale_prompt(make_prompt(h, opts.prompt), work, size) for h in lh])

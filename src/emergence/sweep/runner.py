@@ -44,6 +44,10 @@ class SweepConfig:
         tasks: ``("grounding",)``, ``("vqa",)`` or both.
         limit: only the first ``limit`` samples.
         segmenter, units, tau, max_new_tokens: analyzer and generation options.
+        map_method: the analyzer's map method (:mod:`emergence.maps`); what it reads is recorded with each
+            generation.
+        heads: ``(layer, head)`` pairs the maps average (e.g. :func:`emergence.maps.localization_heads` of a
+            calibration set); ``None`` = every head.
         store: attention kept per item: ``"layers"`` ([T, L, V] float16), ``"mean"`` ([T, V]) or ``"none"``.
         chunk_size: work items per committed chunk.
         seed: torch seed set before every item.
@@ -76,8 +80,17 @@ class SweepConfig:
     chunk_size: int = 8
     seed: int = 0
     threads: int | None = None
+    map_method: str = "attention"
+    heads: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
+        from ..maps import get_method
+
+        get_method(self.map_method)  # an unknown name fails here, before any model loads
+        if self.heads is not None:
+            self.heads = tuple((int(layer), int(head)) for layer, head in self.heads)
+            if not self.heads:
+                raise ValueError("heads must name at least one (layer, head) pair, or be None for every head")
         self.templates = tuple(self.templates)
         self.vqa_templates = tuple(self.vqa_templates)
         self.tasks = tuple(self.tasks)
@@ -101,6 +114,8 @@ class SweepConfig:
         d = asdict(self)
         for k in ("out", "device", "threads"):
             d.pop(k)
+        if d["map_method"] == "attention" and d["heads"] is None:  # the defaults: manifests from before they existed
+            d.pop("map_method"), d.pop("heads")                   # still resume
         return json.loads(json.dumps(d, default=str))
 
 
@@ -208,11 +223,13 @@ class Worker:
             gt = sample.gt_mask((image.height, image.width))
             text = sample.expression or sample.question or "the object"
             prompt = self._phrase(format_grounding(self.ground_t[template], text))
-            run = self.probe.generate(image, prompt, max_new_tokens=self.config.max_new_tokens)
+            run = self.probe.generate(image, prompt, max_new_tokens=self.config.max_new_tokens,
+                                      methods=[self.config.map_method])
             with warnings.catch_warnings():  # an empty ground truth is flagged in the row ("absent")
                 warnings.simplefilter("ignore", EmptyGroundTruthWarning)
                 report = analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
-                                 tau=self.config.tau, judge=self.judge)
+                                 tau=self.config.tau, judge=self.judge, method=self.config.map_method,
+                                 heads=None if self.config.heads is None else list(self.config.heads))
         except Exception as exc:  # one bad sample must not stop the sweep: an error row names it and the cause
             row["error"] = f"sample {sample.id!r}: {type(exc).__name__}: {exc}"
             row["error_type"] = type(exc).__name__
