@@ -108,3 +108,51 @@ def test_an_image_without_phrases_counts_as_an_unpaired_image():
     assert out["miou"] == pytest.approx(0.5)  # (1.0 + 0.0) / 2
     assert out["recall"] == pytest.approx(1.0)
     assert out["mask_ap50"] == pytest.approx(1.0)  # the false positive (image 2) ranks after full recall
+
+
+# ---------------------------------------------------------------------------------------------------- pipeline
+def test_write_gcg_round_trips_through_the_loader_and_refuses_foreign_folders(tmp_path):
+    from emergence.analysis.gcg import write_gcg
+    from emergence.files import OutputDirError
+    from emergence.organism.reading import gcg_records
+
+    records = gcg_records(seed=47, n=3)
+    root = write_gcg(tmp_path / "gcg", "test", records)
+    loaded = load_gcg(root, "test", images=root / "images")
+    assert [im.image_id for im in loaded] == [r[0] for r in records]
+    for im, (_id, picture, caption, phrases, masks) in zip(loaded, records):
+        assert im.caption == caption and im.phrases == phrases
+        assert np.array_equal(im.masks, np.stack(masks)) and im.path.is_file()
+        assert all(p.split()[-1] in caption for p in phrases)  # the caption's own wording
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputDirError):
+        write_gcg(foreign, "test", records)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_phrase_masks_from_the_pipeline_score_on_organism_scenes(tmp_path):
+    """The organism grounds its caption words: predicted masks pair with the objects (mIoU well above chance)."""
+    from emergence import Probe
+    from emergence.analysis.gcg import predict_gcg, write_gcg
+    from emergence.cli import main
+    from emergence.organism.model import ORGANISM_DIR, PROMPT
+    from emergence.organism.reading import gcg_records
+
+    root = write_gcg(tmp_path / "gcg", "test", gcg_records(seed=47, n=3))
+    truth = load_gcg(root, "test", images=root / "images")
+    probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
+    predictions = predict_gcg(probe, truth, prompt=PROMPT, units="words", max_new_tokens=64)
+    for im in truth:
+        pred = predictions[im.image_id]
+        assert pred.masks.shape == (len(pred.phrases), *im.masks.shape[1:]) and len(pred.scores) == len(pred.phrases)
+        assert pred.caption.split()[:3] == im.caption.split()[:3]
+    metrics = evaluate_gcg(truth, predictions)
+    assert metrics["miou"] > 0.5
+    out = tmp_path / "metrics.json"
+    assert main(["gcg", "--root", str(root), "--images", str(root / "images"), "--units", "words",
+                 "--max-new-tokens", "64", "--out", str(out)]) == 0
+    written = json.loads(out.read_text())
+    for key in ("mask_ap50", "miou", "recall"):
+        assert written[key] == pytest.approx(metrics[key], abs=0, rel=0)

@@ -303,3 +303,45 @@ def test_sweep_records_the_method_and_refuses_to_mix_methods_on_resume(tmp_path)
                               store="none", map_method="tam"), progress=False)
     with pytest.raises(ValueError, match="unknown map method"):
         SweepConfig(out=str(tmp_path / "x"), map_method="cam")
+
+
+# ---------------------------------------------------------------------------------------------------- comparison
+def test_otsu_and_tam_metrics_known_values():
+    from emergence.organism.compare import otsu_threshold, tam_metrics
+
+    assert otsu_threshold(np.array([10] * 50 + [200] * 50)) == 10  # first level of the maximal split
+    assert otsu_threshold(np.array([7] * 9)) == 7
+    values = np.concatenate([np.full(60, 20), np.full(30, 120), np.full(10, 250)])
+    assert 20 <= otsu_threshold(values) < 120  # the largest gap in variance splits the 20s off
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 3:7] = True
+    heat = np.stack([np.where(mask, 1.0, 0.2), np.zeros((8, 8))])
+    words = [(0, "diamond", mask, "entity"), (1, "the", None, None)]
+    obj, func = tam_metrics(heat, words)
+    assert obj == [1.0] and func == [1.0]  # the noun's Otsu split is its mask; 'the' lies below that threshold
+    heat[1] = 1.0  # a function word lighting everything is never below the nouns' threshold
+    assert tam_metrics(heat, words)[1] == [0.0]
+
+
+def test_compare_maps_agrees_with_the_organism_eval_on_plain_attention(tmp_path):
+    from emergence.organism.compare import compare_maps, format_comparison, save_comparison
+    from emergence.organism.evaluate import evaluate
+    from emergence.organism.model import ORGANISM_DIR
+
+    result = compare_maps(seed=41, n=3, calib_seed=43, calib_n=3, k=2, timing_n=1, figure=tmp_path / "m.png")
+    reference = evaluate(Probe.from_pretrained(ORGANISM_DIR, dtype="float32"), seed=41, n=3, per_head=False)
+    for cat, r in reference.categories.items():
+        assert result.rows["attention"]["pointing"][cat]["accuracy"] == pytest.approx(r["accuracy"], abs=1e-12)
+        assert result.rows["_baseline"]["pointing"][cat]["accuracy"] == pytest.approx(r["baseline"], abs=1e-12)
+    assert set(result.rows) >= {"attention", "relative", "tam", "gradient", "loc-heads", "score-heads"}
+    assert len(result.heads["loc-heads"]) == len(result.heads["score-heads"]) == 2
+    for row in result.rows.values():
+        if "f1_iou" in row:
+            assert 0 <= row["obj_iou"] <= 1 and 0 <= row["func_iou"] <= 1 and 0 <= row["oracle_miou"] <= 1
+    table = format_comparison(result)
+    assert table.count("\n| ") == 7 and "loc-heads" in table
+    saved = json.loads(save_comparison(result, tmp_path / "c.json").read_text())
+    assert saved["rows"]["tam"]["obj_iou"] == result.rows["tam"]["obj_iou"]
+    assert (tmp_path / "m.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="calib_seed"):
+        compare_maps(seed=5, n=1, calib_seed=5)

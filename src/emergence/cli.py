@@ -155,6 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--device", default=None)
     sw.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
 
+    gc = sub.add_parser("gcg", help="grounded conversation generation on a GranD-f GCG split: phrase masks from the "
+                                    "pipeline, mask AP50 / mIoU / mask recall")
+    _add_model_args(gc, required=False)
+    gc.add_argument("--root", required=True, help="folder with {split}_gcg_coco_mask_gt.json and _caption_gt.json")
+    gc.add_argument("--images", required=True, help="image folder of the split")
+    gc.add_argument("--split", choices=["val", "test"], default="test")
+    gc.add_argument("--prompt", default=None, help="caption prompt (default: the organism's, else "
+                                                    "'Describe the image in detail.')")
+    gc.add_argument("--units", choices=["tokens", "words", "phrases"], default="phrases",
+                    help="phrase units (spaCy; words when it is absent)")
+    gc.add_argument("--map-method", choices=_MAP_METHODS, default="attention")
+    gc.add_argument("--segmenter", type=_segmenter, default="classical")
+    gc.add_argument("--n", type=_positive_int, default=None, help="only the first N images")
+    gc.add_argument("--max-new-tokens", type=_positive_int, default=128)
+    gc.add_argument("--device", default=None)
+    gc.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
+    gc.add_argument("--out", default=None, help="write the metrics as JSON here")
+
     rp = sub.add_parser("report", help="figures and a Markdown summary of a sweep folder")
     rp.add_argument("out", help="the sweep's output folder")
 
@@ -182,6 +200,22 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
     ca.add_argument("--out", default=None, help="write the results as JSON here")
     ca.add_argument("--figure", default=None, help="write the report figure (PNG) here")
+    cm = org_sub.add_parser("compare-maps", help="every map method (attention, relative, TAM, gradient, localization "
+                                                 "heads, head scores) on the same scenes")
+    cm.add_argument("--seed", type=int, default=41, help="world seed of the test scenes (training used 1000)")
+    cm.add_argument("--n", type=_positive_int, default=300, help="number of test scenes")
+    cm.add_argument("--calib-seed", type=int, default=43, help="world seed of the scenes that select the heads")
+    cm.add_argument("--calib-n", type=_positive_int, default=100, help="number of calibration scenes")
+    cm.add_argument("--k", type=_positive_int, default=3, help="heads selected by each head criterion")
+    cm.add_argument("--segmenter", type=_segmenter, default="classical")
+    cm.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
+    cm.add_argument("--out", default=None, help="write the results as JSON here")
+    cm.add_argument("--figure", default=None, help="write the methods figure (PNG) here")
+    gs = org_sub.add_parser("gcg-set", help="write organism scenes as a GCG split in GranD-f's layout")
+    gs.add_argument("--out", required=True, help="new or empty folder")
+    gs.add_argument("--seed", type=int, default=47, help="world seed (training used 1000)")
+    gs.add_argument("--n", type=_positive_int, default=100)
+    gs.add_argument("--split", choices=["val", "test"], default="test")
     tr = org_sub.add_parser("train", help="train an organism (same as python -m emergence.organism.train)")
     tr.add_argument("args", nargs=argparse.REMAINDER, help="arguments for emergence.organism.train")
     return parser
@@ -208,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_sweep(args, parser)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "gcg":
+            return _cmd_gcg(args, parser)
     except KeyboardInterrupt:
         print("emergence: interrupted", file=sys.stderr)
         return 130
@@ -301,6 +337,29 @@ def _cmd_organism(args: argparse.Namespace) -> int:
         if args.figure:
             print(f"wrote {plot_causal(result, args.figure)}")
         return 0
+    if args.organism_command == "gcg-set":
+        from .analysis.gcg import write_gcg
+        from .organism.reading import gcg_records
+
+        root = write_gcg(args.out, args.split, gcg_records(args.seed, args.n))
+        print(f"wrote {args.n} scenes to {root}/ ({args.split}_gcg_coco_mask_gt.json, "
+              f"{args.split}_gcg_coco_caption_gt.json, images/)")
+        return 0
+    if args.organism_command == "compare-maps":
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from .organism.compare import compare_maps, format_comparison, save_comparison
+
+        comparison = compare_maps(seed=args.seed, n=args.n, calib_seed=args.calib_seed, calib_n=args.calib_n,
+                                  k=args.k, segmenter=args.segmenter, model=args.model, progress=True,
+                                  figure=args.figure)
+        print(format_comparison(comparison))
+        if args.out:
+            print(f"wrote {save_comparison(comparison, args.out)}")
+        if args.figure:
+            print(f"wrote {args.figure}")
+        return 0
     if args.organism_command == "ground":
         from .organism.grounding import evaluate_grounding, format_grounding, save_grounding
 
@@ -379,6 +438,37 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     samples = store.table("samples")
     print(f"{len(samples)} items in {store.out}/ (samples/, units/, maps/, manifest.json); "
           f"`emergence report {store.out}` draws the figures")
+    return 0
+
+
+def _cmd_gcg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import json
+
+    from .analysis.gcg import GCG_PROMPT, evaluate_gcg, load_gcg, predict_gcg
+    from .specs import resolve_probe
+
+    if args.local_model and not args.probe:
+        parser.error("--local-model goes with --probe")
+    truth = load_gcg(args.root, args.split, images=args.images)[: args.n]  # bad folders fail before the model loads
+    probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
+    if args.prompt:
+        prompt = args.prompt
+    elif args.probe is None and args.model is None:
+        from .organism.model import PROMPT as prompt
+    else:
+        prompt = GCG_PROMPT
+    prompt = spec.format_prompt(prompt) if spec else prompt
+    predictions = predict_gcg(probe, truth, prompt=prompt, segmenter=args.segmenter, units=args.units,
+                              method=args.map_method, max_new_tokens=args.max_new_tokens)
+    metrics = evaluate_gcg(truth, predictions)
+    metrics.update(split=args.split, units=args.units, map_method=args.map_method, segmenter=args.segmenter,
+                   prompt=prompt)
+    print(json.dumps(metrics, indent=1))
+    if args.out:
+        from .files import atomic_write_json
+
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        print(f"wrote {atomic_write_json(Path(args.out), metrics)}")
     return 0
 
 

@@ -45,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GcgImage", "GcgPrediction", "evaluate_gcg", "greedy_pairs", "load_gcg", "mask_ap50", "word_overlap"]
+__all__ = ["GCG_PROMPT", "GcgImage", "GcgPrediction", "evaluate_gcg", "greedy_pairs", "load_gcg", "mask_ap50",
+           "predict_gcg", "prediction_from_report", "word_overlap", "write_gcg"]
 
 
 @dataclass
@@ -246,3 +247,93 @@ def evaluate_gcg(ground_truth: Sequence[GcgImage], predictions: Mapping[Any, Gcg
         positives += len(im.phrases)
     return {"mask_ap50": mask_ap50(preds, gts, scores), "miou": float(np.mean(mious)) if mious else float("nan"),
             "recall": hits / positives if positives else float("nan"), "images": float(len(ground_truth))}
+
+
+# ---------------------------------------------------------------------------------------------------- predictions
+GCG_PROMPT = "Describe the image in detail."
+
+
+def prediction_from_report(report: Any) -> GcgPrediction:
+    """A GCG prediction from an analysis without ground truth: the answer, each unit (phrase; words when spaCy is
+    absent) as a grounded phrase, and the mask the segmenter scores highest for it (its score orders AP)."""
+    chosen = report.table["chosen"].to_numpy() if len(report.units) else np.zeros(0, int)
+    index = np.arange(len(chosen))
+    masks = report.masks[index, chosen] if len(chosen) else np.zeros((0, *report.masks.shape[2:]), bool)
+    return GcgPrediction(caption=report.run.text, phrases=[u.text for u in report.units], masks=masks,
+                         scores=[float(s) for s in report.scores[index, chosen]])
+
+
+def predict_gcg(probe: Any, images: Sequence[GcgImage], prompt: str = GCG_PROMPT, segmenter: Any = "classical",
+                units: str = "phrases", method: str = "attention", max_new_tokens: int = 128, nlp: Any = None,
+                **analysis: Any) -> dict[Any, GcgPrediction]:
+    """Phrase -> mask with the emergence pipeline for every GCG image: generate a caption for ``prompt`` (recording
+    what ``method`` reads), analyze it without ground truth (``units`` maps -> point prompts -> ``segmenter``),
+    and keep each unit's best-scored mask (:func:`prediction_from_report`).
+
+    Args:
+        images: from :func:`load_gcg` with ``images=`` (each needs its ``path``).
+        analysis: more :func:`~emergence.analyze` options (``layers``, ``heads``, ``tau``...).
+
+    Raises:
+        ValueError: an image has no path.
+    """
+    import warnings
+
+    from ..images import load_image
+    from .analyze import analyze
+    from .segmenters import build_segmenter
+
+    seg = build_segmenter(segmenter)
+    out: dict[Any, GcgPrediction] = {}
+    for im in images:
+        if im.path is None:
+            raise ValueError(f"GCG image {im.image_id} has no path: load the split with load_gcg(..., images=folder)")
+        picture = load_image(im.path)
+        run = probe.generate(picture, prompt, max_new_tokens=max_new_tokens, methods=[method])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="units='phrases'")
+            report = analyze(run, None, segmenter=seg, units=units, method=method, nlp=nlp, layer_emergence=False,
+                             **analysis)
+        out[im.image_id] = prediction_from_report(report)
+    return out
+
+
+def write_gcg(root: str | os.PathLike, split: str, records: Sequence[tuple[Any, Any, str, Sequence[str],
+                                                                          Sequence[np.ndarray]]]) -> Path:
+    """Write a GCG split in GranD-f's layout (the files :func:`load_gcg` reads) and its images.
+
+    Args:
+        root: a new or empty folder, or one this function wrote.
+        records: ``(image_id, PIL image, caption, phrases, masks)`` per image, one ``[H, W]`` mask per phrase.
+
+    Returns:
+        ``root``; images are written to ``root / "images"``.
+    """
+    from ..datasets.masks import encode_rle
+    from ..files import atomic_write_bytes, atomic_write_json, claim_output_dir
+
+    import io
+
+    if split not in ("val", "test"):
+        raise ValueError(f"split={split!r}: GCG has the splits 'val' and 'test'")
+    root = claim_output_dir(root, "gcg")
+    (root / "images").mkdir(exist_ok=True)
+    images, masks, captions = [], [], []
+    for image_id, picture, caption, phrases, phrase_masks in records:
+        if len(phrases) != len(phrase_masks):
+            raise ValueError(f"image {image_id}: {len(phrases)} phrases but {len(phrase_masks)} masks")
+        name = f"{image_id}.png"
+        buf = io.BytesIO()
+        picture.save(buf, format="PNG")
+        atomic_write_bytes(root / "images" / name, buf.getvalue())
+        entry = {"id": image_id, "file_name": name, "height": picture.height, "width": picture.width}
+        images.append(entry)
+        for k, mask in enumerate(phrase_masks):
+            masks.append({"id": len(masks) + 1, "image_id": image_id, "category_id": 1, "iscrowd": 0,
+                          "segmentation": encode_rle(np.asarray(mask, bool)), "area": int(np.asarray(mask).sum())})
+        captions.append({"id": len(captions) + 1, "image_id": image_id, "caption": caption, "labels": list(phrases)})
+    category = [{"id": 1, "name": "object"}]
+    atomic_write_json(root / f"{split}_gcg_coco_mask_gt.json",
+                      {"images": images, "annotations": masks, "categories": category})
+    atomic_write_json(root / f"{split}_gcg_coco_caption_gt.json", {"images": images, "annotations": captions})
+    return root

@@ -69,12 +69,13 @@ def caption_words(run: Any) -> tuple[list[int], list[str]]:
     return token_idx, [run.tokens[t].strip() for t in token_idx]
 
 
-def word_pointing(run: Any, scene: Any) -> list[WordPointing]:
+def word_pointing(run: Any, scene: Any, maps: Any = None) -> list[WordPointing]:
     """Align the generated words with ``scene``'s reference words (longest matching blocks) and score pointing
-    for every matched word that has a referent."""
+    for every matched word that has a referent (``maps``: ``[T, V]``, default the layer and head mean of the
+    attention minus the answer's mean map)."""
     from ..analysis import argmax_point, pointing_hit, token_maps
 
-    maps = token_maps(run)  # [T, V]: layer and head mean, minus the answer's mean map
+    maps = token_maps(run) if maps is None else maps  # [T, V]
     reference = scene.word_referents()
     token_idx, words = caption_words(run)
     matcher = difflib.SequenceMatcher(None, words, [w for w, _, _ in reference], autojunk=False)
