@@ -213,7 +213,7 @@ def test_gradient_attention_equals_autograd_through_eager_attention(probe_and_ru
     torch.testing.assert_close(run.extras["gradient"][t].float(), expected, rtol=1e-3, atol=1e-5)
     assert run.extras["gradient"].shape == run.attention.shape and (run.extras["gradient"] >= 0).all()
     again = gradient_attention(probe, run)  # the post-hoc call gives the same
-    torch.testing.assert_close(again.half(), run.extras["gradient"], rtol=0, atol=0)
+    torch.testing.assert_close(again, run.extras["gradient"], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("method", sorted(METHODS))
@@ -286,6 +286,11 @@ def test_cli_analyze_with_a_map_method_and_heads(tmp_path, image):
     assert json.loads((out2 / "report.json").read_text())["options"]["heads"] == [[1, 0], [2, 3]]
     with pytest.raises(SystemExit):
         main(["analyze", "--image", str(img), "--prompt", "x", "--heads", "1-0", "--out", str(tmp_path / "o3")])
+    out4 = tmp_path / "out4"
+    assert main(["analyze", "--image", str(img), "--prompt", "describe the scene", "--segmenter", "classical",
+                 "--methods-figure", "--out", str(out4)]) == 0
+    assert (out4 / "methods.png").stat().st_size > 10_000
+    assert "methods.png" in {p.name for p in out4.iterdir()}
 
 
 def test_sweep_records_the_method_and_refuses_to_mix_methods_on_resume(tmp_path):

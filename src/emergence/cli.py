@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how a token's map is made (emergence.maps; default attention)")
     an.add_argument("--heads", type=_heads, default=None,
                     help="layer:head pairs to average, e.g. localization heads (default every head)")
+    an.add_argument("--methods-figure", action="store_true",
+                    help="also record every map method and write methods.png (the answer's words under each)")
     an.add_argument("--normalise", choices=["mean_subtract", "none", "minmax"], default=None,
                     help="default: the method's own (mean_subtract for attention, none for the others)")
     an.add_argument("--max-new-tokens", type=_positive_int, default=None)
@@ -399,10 +401,27 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     prompt = spec.format_prompt(args.prompt) if spec else args.prompt
     max_new = args.max_new_tokens or (spec.max_new_tokens if spec else 64)
-    run = probe.generate(image, prompt, max_new_tokens=max_new, methods=[args.map_method])
+    methods = [args.map_method]
+    if args.methods_figure:
+        methods = ["relative"] if probe.adapter.cross_attention else ["relative", "tam", "gradient"]
+    run = probe.generate(image, prompt, max_new_tokens=max_new, methods=methods)
     report = analyze(run, gt_mask=gt, segmenter=args.segmenter, units=args.units, tau=args.tau,
                      layers=args.layers, normalise=args.normalise, method=args.map_method, heads=args.heads)
     report.save(out)
+    if args.methods_figure:
+        import io
+
+        import matplotlib.pyplot as plt
+
+        from .analysis.plotting import plot_methods
+        from .files import atomic_write_bytes
+
+        fig = plot_methods(run)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        atomic_write_bytes(out / "methods.png", buf.getvalue())
+        print(f"wrote {out / 'methods.png'}")
     print(f"answer: {run.text}")
     print(report)
     cols = [c for c in ("text", "position", "category", "point_x", "point_y", "iou_chosen", "iou") if c in report.table]

@@ -245,10 +245,9 @@ class Probe:
             raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
         from . import maps as map_methods
 
-        methods = list(dict.fromkeys(methods))
-        for name in methods:
-            if map_methods.get_method(name).name == "attention":
-                methods.remove(name)
+        methods = [m for m in dict.fromkeys(methods) if map_methods.get_method(m).name != "attention"]
+        if "gradient" in methods and convention != "predicting":
+            raise ValueError("methods=['gradient'] follows the predicting convention; generate with it")
         if "tam" in methods and self.adapter.cross_attention:
             raise UnsupportedModelError("token activation maps read the visual tokens' final hidden states, which a "
                                         "cross-attention model (Mllama) never computes: its image stays outside the "
@@ -293,7 +292,7 @@ class Probe:
             run.extras["generic_attention"] = base.attention[0]
             run.meta["generic_prompt"] = generic
         if "gradient" in methods:
-            run.extras["gradient"] = map_methods.gradient_attention(self, run, model_inputs).to(storage_dtype)
+            run.extras["gradient"] = map_methods.gradient_attention(self, run, model_inputs)  # float32: tiny products
         return run
 
     def _make_run(self, new_ids: torch.Tensor, attention: torch.Tensor, layout: VisualLayout, cap: AttentionCapture,

@@ -53,8 +53,8 @@ class ProbeRun:
             ``Probe.generate(methods=[...])``: ``"generic_attention"`` (``attention``'s layout without the ``T``
             axis: the row that starts the answer to a generic prompt; relative attention), ``"tam_logits"``
             ``[S, C]`` and ``"tam_classes"`` ``[C]`` (the final layer's logits of classes ``C`` at every sequence
-            position ``0..S-1``; token activation maps), ``"gradient"`` (``attention``'s shape: ReLU(gradient x
-            attention), the gradient-weighted attention). Kept by :meth:`save` / :meth:`load`; sliced by
+            position ``0..S-1``; token activation maps), ``"gradient"`` (``attention``'s shape, float32:
+            ReLU(gradient x attention), the gradient-weighted attention). Kept by :meth:`save` / :meth:`load`; sliced by
             :meth:`select` along the visual tokens.
 
     Several images or a video: ``attention`` keeps every visual token of every image / frame and ``layout`` is a

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..plotting import overlay
 
-__all__ = ["plot_report"]
+__all__ = ["plot_methods", "plot_report"]
 
 
 def _contour(ax: Any, mask: np.ndarray, colour: str) -> None:
@@ -78,3 +78,58 @@ def plot_report(report: Any, max_units: int = 6, panel_size: float = 2.6) -> tup
         ax.axis("off")
     fig.tight_layout()
     return fig, axes
+
+
+def plot_methods(run: Any, methods: Any = None, words: Any = None, max_words: int = 6,
+                 panel_size: float = 1.9) -> Any:
+    """The "methods" figure: the same answer's words (columns) under every map method (rows), each word's map (the
+    mean of its tokens' maps, as the analyzer makes it) over the image, its argmax marked by a white cross.
+
+    Args:
+        run: a one-image :class:`~emergence.ProbeRun`.
+        methods: ``{label: method name}`` or ``{label: (method name, heads)}`` (heads: ``(layer, head)`` pairs or
+            ``None``); default every method the run can make (attention, and those its extras allow).
+        words: the words to show (default: the first ``max_words`` words of more than three letters).
+
+    Returns:
+        the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    from ..maps import METHODS, get_method
+    from .grouping import word_units
+    from .maps import MapOptions
+    from .prompts import argmax_point
+
+    if methods is None:
+        methods = {m.name: m.name for m in METHODS.values() if all(k in run.extras for k in m.needs)}
+    units = word_units(run)
+    if words is None:
+        chosen = [u for u in units if len(u.text) > 3 and u.text.isalpha()][:max_words]
+    else:
+        wanted = list(words)
+        chosen = [u for u in units if u.text in wanted][:max_words]
+    if not chosen:
+        raise ValueError(f"none of the words {words!r} is in the answer {run.text!r}")
+    fig, axes = plt.subplots(len(methods), len(chosen), figsize=(panel_size * len(chosen),
+                                                                 panel_size * len(methods)), squeeze=False)
+    for r, (label, spec) in enumerate(methods.items()):
+        name, heads = (spec, None) if isinstance(spec, str) else spec
+        method = get_method(name)
+        maps = method.maps(run, MapOptions(heads=heads, normalise=method.normalise))  # type: ignore[arg-type]
+        for c, unit in enumerate(chosen):
+            heat = run.layout.render(maps[list(unit.tokens)].mean(0))
+            ax = axes[r, c]
+            ax.imshow(run.image)
+            ax.imshow(heat, cmap="jet", alpha=0.5, extent=(0, run.image.width, run.image.height, 0))
+            x, y = argmax_point(heat)
+            ax.plot([x], [y], "w+", markersize=10, markeredgewidth=2)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(repr(unit.text), fontsize=9)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+    fig.suptitle(run.text.strip()[:100], fontsize=9)
+    fig.tight_layout()
+    return fig

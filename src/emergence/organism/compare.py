@@ -265,50 +265,23 @@ def save_comparison(result: MapComparison, path: str | os.PathLike) -> Path:
     return atomic_write_json(path, result.to_dict())
 
 
-def plot_methods(run: Any, methods: dict[str, tuple[str, Any]], path: str | os.PathLike | None = None,
-                 scene: Any = None, words: int = 6) -> Any:
-    """The "methods" figure: the same answer's first content words (columns) under every method (rows), each map
-    rendered over the image with its argmax marked. ``methods``: ``{label: (method name, heads or None)}``.
-    Returns the figure (and writes it to ``path`` as PNG when given)."""
+def plot_methods(run: Any, methods: dict[str, tuple[str, Any]], path: str | os.PathLike, scene: Any = None,
+                 words: int = 6) -> Path:
+    """Write the methods figure (:func:`emergence.analysis.plotting.plot_methods`) of an organism caption, its
+    columns the scene's colour, shape and part words."""
+    import io
+
     import matplotlib.pyplot as plt
 
-    from ..analysis import argmax_point
-    from ..analysis.maps import MapOptions
-    from ..maps import method_maps
-    from .evaluate import caption_words
+    from ..analysis.plotting import plot_methods as draw
+    from ..files import atomic_write_bytes
 
-    token_idx, texts = caption_words(run)
-    keep = [(t, w) for t, w in zip(token_idx, texts) if w.lower() not in FUNCTION_WORDS and w.isalpha()][:words]
+    named = None
     if scene is not None:
-        named = {w for w, _m, c in scene.word_referents() if c in ("entity", "part", "appearance")}
-        content = [(t, w) for t, w in zip(token_idx, texts) if w in named]
-        keep = content[:words] or keep
-    fig, axes = plt.subplots(len(methods), len(keep), figsize=(1.9 * len(keep), 1.9 * len(methods)), squeeze=False)
-    for r, (label, (method, heads)) in enumerate(methods.items()):
-        maps = method_maps(run, method, MapOptions(heads=heads, normalise="mean_subtract" if method == "attention"
-                                                   else "none"))
-        for c, (t, word) in enumerate(keep):
-            ax = axes[r, c]
-            heat = run.layout.render(maps[t])
-            ax.imshow(run.image)
-            ax.imshow(heat, cmap="jet", alpha=0.5)
-            x, y = argmax_point(heat)
-            ax.plot([x], [y], "w+", markersize=10, markeredgewidth=2)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(repr(word), fontsize=9)
-            if c == 0:
-                ax.set_ylabel(label, fontsize=9)
-    fig.suptitle(run.text.strip()[:90], fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        import io
-
-        from ..files import atomic_write_bytes
-
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(Path(path), buf.getvalue())
-    return fig
+        named = [w for w, _m, c in scene.word_referents() if c in ("entity", "part", "appearance")]
+    fig = draw(run, methods, words=named, max_words=words)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return atomic_write_bytes(Path(path), buf.getvalue())
