@@ -70,6 +70,19 @@ def _add_model_args(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--local-model", help="with --probe: load this local folder instead of the spec's hub id")
 
 
+def _add_study_args(parser: argparse.ArgumentParser, seed: int, calib_seed: int, calib: str, k: str, figure: str,
+                    n: int = 200) -> None:
+    """The options of an organism study with test and calibration scenes."""
+    parser.add_argument("--seed", type=int, default=seed, help="world seed of the test scenes (training used 1000)")
+    parser.add_argument("--n", type=_positive_int, default=n, help="number of test scenes")
+    parser.add_argument("--calib-seed", type=int, default=calib_seed, help=f"world seed of the scenes that {calib}")
+    parser.add_argument("--calib-n", type=_positive_int, default=100, help="number of calibration scenes")
+    parser.add_argument("--k", type=_positive_int, default=3, help=k)
+    parser.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    parser.add_argument("--figure", default=None, help=f"write {figure} (PNG) here")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emergence",
@@ -194,25 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--out", default=None, help="write the results as JSON here")
     ca = org_sub.add_parser("causal", help="causal checks: ablate top / random / bottom localization heads, knock "
                                            "out the visual tokens inside / outside the objects")
-    ca.add_argument("--seed", type=int, default=31, help="world seed of the test scenes (training used 1000)")
-    ca.add_argument("--n", type=_positive_int, default=200, help="number of test scenes")
-    ca.add_argument("--calib-seed", type=int, default=29, help="world seed of the scenes that rank the heads")
-    ca.add_argument("--calib-n", type=_positive_int, default=100, help="number of calibration scenes")
-    ca.add_argument("--k", type=_positive_int, default=3, help="heads per ablation")
-    ca.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
-    ca.add_argument("--out", default=None, help="write the results as JSON here")
-    ca.add_argument("--figure", default=None, help="write the report figure (PNG) here")
+    _add_study_args(ca, seed=31, calib_seed=29, calib="rank the heads", k="heads per ablation",
+                    figure="the report figure")
     cm = org_sub.add_parser("compare-maps", help="every map method (attention, relative, TAM, gradient, localization "
                                                  "heads, head scores) on the same scenes")
-    cm.add_argument("--seed", type=int, default=41, help="world seed of the test scenes (training used 1000)")
-    cm.add_argument("--n", type=_positive_int, default=300, help="number of test scenes")
-    cm.add_argument("--calib-seed", type=int, default=43, help="world seed of the scenes that select the heads")
-    cm.add_argument("--calib-n", type=_positive_int, default=100, help="number of calibration scenes")
-    cm.add_argument("--k", type=_positive_int, default=3, help="heads selected by each head criterion")
+    _add_study_args(cm, seed=41, calib_seed=43, calib="select the heads", k="heads selected by each head criterion",
+                    figure="the methods figure", n=300)
     cm.add_argument("--segmenter", type=_segmenter, default="classical")
-    cm.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
-    cm.add_argument("--out", default=None, help="write the results as JSON here")
-    cm.add_argument("--figure", default=None, help="write the methods figure (PNG) here")
     gs = org_sub.add_parser("gcg-set", help="write organism scenes as a GCG split in GranD-f's layout")
     gs.add_argument("--out", required=True, help="new or empty folder")
     gs.add_argument("--seed", type=int, default=47, help="world seed (training used 1000)")

@@ -208,8 +208,8 @@ def compare_maps(seed: int = 41, n: int = 300, calib_seed: int = 43, calib_n: in
     result = MapComparison(seed=seed, n=n, calib_seed=calib_seed, calib_n=calib_n, k=k,
                            heads={k_: [list(p) for p in v] for k_, v in heads.items()}, rows=rows,
                            seconds=time.perf_counter() - start)
-    if figure is not None:
-        scene = world.scene(0)
+    if figure is not None:  # the first scene with three objects (of the first 50), else the first
+        scene = world.scene(next((j for j in range(min(n, 50)) if len(world.scene(j).objects) == 3), 0))
         run = probe.generate(scene.image, PROMPT, max_new_tokens=64, methods=recorded)
         plot_methods(run, {name: (spec[name][0], spec[name][1]) for name in METHOD_ORDER}, figure, scene=scene)
     return result
