@@ -344,7 +344,8 @@ def test_compare_maps_agrees_with_the_organism_eval_on_plain_attention(tmp_path)
         if "f1_iou" in row:
             assert 0 <= row["obj_iou"] <= 1 and 0 <= row["func_iou"] <= 1 and 0 <= row["oracle_miou"] <= 1
     table = format_comparison(result)
-    assert table.count("\n| ") == 7 and "loc-heads" in table
+    methods = ("attention", "relative", "tam", "gradient", "loc-heads", "score-heads", "random pixel")
+    assert [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ")][1:] == list(methods)
     saved = json.loads(save_comparison(result, tmp_path / "c.json").read_text())
     assert saved["rows"]["tam"]["obj_iou"] == result.rows["tam"]["obj_iou"]
     assert (tmp_path / "m.png").stat().st_size > 10_000
