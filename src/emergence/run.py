@@ -54,8 +54,8 @@ class ProbeRun:
             axis: the row that starts the answer to a generic prompt; relative attention), ``"tam_logits"``
             ``[S, C]`` and ``"tam_classes"`` ``[C]`` (the final layer's logits of classes ``C`` at every sequence
             position ``0..S-1``; token activation maps), ``"gradient"`` (``attention``'s shape, float32:
-            ReLU(gradient x attention), the gradient-weighted attention). Kept by :meth:`save` / :meth:`load`; sliced by
-            :meth:`select` along the visual tokens.
+            ReLU(gradient x attention), the gradient-weighted attention). Kept by :meth:`save` / :meth:`load`;
+            sliced by :meth:`select` along the visual tokens.
 
     Several images or a video: ``attention`` keeps every visual token of every image / frame and ``layout`` is a
     composite (:meth:`VisualLayout.combine`); ``token_map``, ``heatmap`` and :meth:`select` take ``image=k`` (the

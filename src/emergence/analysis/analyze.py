@@ -288,7 +288,7 @@ class AnalysisOptions:
     layers: Sequence[int] | None = None
     heads: Sequence[int] | Sequence[tuple[int, int]] | None = None
     tau: float = 0.5
-    method: Any = "attention"
+    method: Any = "attention"  # a name or an emergence.maps.MapMethod; a MapMethod after __post_init__
     normalise: Normalise | None = None
     sink_z: float | None = None
     remove_corners: bool = False
@@ -481,7 +481,8 @@ def _score_table(run: Any, unit_list: Sequence[Unit], prompts: Sequence[PointPro
 def _options_record(opts: AnalysisOptions, seg: Any) -> dict[str, Any]:
     heads = None if opts.heads is None else [h if isinstance(h, int) else list(h) for h in opts.heads]
     return {"units": opts.units, "layers": None if opts.layers is None else list(opts.layers), "heads": heads,
-            "method": opts.method.name, "normalise": opts.map_options().normalise, "sink_z": opts.sink_z, "remove_corners": opts.remove_corners,
+            "method": opts.method.name, "normalise": opts.map_options().normalise, "sink_z": opts.sink_z,
+            "remove_corners": opts.remove_corners,
             "prompt": opts.prompt.__dict__, "segmenter": type(seg).__name__, "max_side": opts.max_side}
 
 

@@ -114,8 +114,8 @@ class SweepConfig:
         d = asdict(self)
         for k in ("out", "device", "threads"):
             d.pop(k)
-        if d["map_method"] == "attention" and d["heads"] is None:  # the defaults: manifests from before they existed
-            d.pop("map_method"), d.pop("heads")                   # still resume
+        if d["map_method"] == "attention" and d["heads"] is None:  # the defaults: manifests written before these
+            del d["map_method"], d["heads"]                        # options existed still resume
         return json.loads(json.dumps(d, default=str))
 
 
