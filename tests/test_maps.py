@@ -52,7 +52,7 @@ def test_rank_gaussian_filter_known_values():
     spike = np.ones((3, 3))
     spike[1, 1] = 10.0  # centre window: eight 1s and one 10; mean 2, std sqrt(8), sigma sqrt(2)
     weights = np.exp(-(np.arange(9) - 4) ** 2 / 4.0)
-    expected = (8 * 0 + np.sort(spike.ravel()) @ weights) / weights.sum()
+    expected = (np.sort(spike.ravel()) @ weights) / weights.sum()
     assert rank_gaussian_filter(spike)[1, 1] == pytest.approx(expected, rel=1e-12)
     assert rank_gaussian_filter(spike)[1, 1] == pytest.approx(1 + 9 * math.exp(-4) / weights.sum(), rel=1e-12)
     with pytest.raises(ValueError, match="odd"):
@@ -91,6 +91,7 @@ def test_tam_removes_the_activation_the_earlier_token_induced():
     np.testing.assert_allclose(maps[1], bottom_right / 2, atol=1e-7)
     unmixed = tam_maps(_tam_run(leak=0.5, context_weight=0.0)[0], filter_size=1).numpy()  # no weight: no removal
     np.testing.assert_allclose(unmixed[1], (bottom_right + 0.5 * top_left) / 2, atol=1e-7)
+    assert not np.allclose(tam_maps(run, filter_size=5), tam_maps(run, filter_size=3))  # the window is used
     smoothed = tam_maps(run).numpy()
     assert smoothed.shape == (2, 16) and set(np.argsort(smoothed[1])[-4:]) == {10, 11, 14, 15}
 
@@ -265,6 +266,9 @@ def test_unknown_method_and_tam_with_layers_are_refused(probe_and_run):
         analyze(run, None, segmenter="classical", method="cam")
     with pytest.raises(ValueError, match="no layers or heads"):
         analyze(run, None, segmenter="classical", method="tam", layers=[0])
+    for method in ("tam", "relative"):  # options these maps would not apply are refused, not ignored
+        with pytest.raises(ValueError, match="sink_z / remove_corners"):
+            analyze(run, None, segmenter="classical", method=method, sink_z=3.0)
 
 
 def test_cli_analyze_with_a_map_method_and_heads(tmp_path, image):

@@ -481,8 +481,9 @@ def _cmd_gcg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     predictions = predict_gcg(probe, truth, prompt=prompt, segmenter=args.segmenter, units=args.units,
                               method=args.map_method, max_new_tokens=args.max_new_tokens)
     metrics = evaluate_gcg(truth, predictions)
-    metrics.update(split=args.split, units=args.units, map_method=args.map_method, segmenter=args.segmenter,
-                   prompt=prompt)
+    used = sorted({p.unit_kind for p in predictions.values()})  # phrases may have fallen back to words
+    metrics.update(split=args.split, units=",".join(used) or args.units, map_method=args.map_method,
+                   segmenter=args.segmenter, prompt=prompt)
     print(json.dumps(metrics, indent=1))
     if args.out:
         from .files import atomic_write_json

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .analysis.maps import MapOptions, normalise as normalise_maps, token_maps
+from .analysis.maps import MapOptions, normalise as normalise_maps, reduce_attention, token_maps
 from .errors import CaptureError, EmergenceError, UnsupportedModelError
 
 __all__ = [
@@ -94,6 +94,9 @@ class MapMethod:
         """``[T, V]`` float32 maps of every generated token (``options``: layers, heads, normalisation...)."""
         options = options or MapOptions(normalise=self.normalise)  # type: ignore[arg-type]
         self.check(run)
+        if self.name in ("relative", "tam") and (options.sink_z is not None or options.remove_corners):
+            raise ValueError(f"sink_z / remove_corners act on attention maps; map method {self.name!r} does not "
+                             "apply them (leave them unset)")
         if self.name == "attention":
             return token_maps(run, options)
         if self.name == "relative":
@@ -135,18 +138,6 @@ def method_maps(run: Any, method: str | MapMethod = "attention", options: MapOpt
 
 
 # ---------------------------------------------------------------------------------------------------- relative
-def _reduce(attention: torch.Tensor, run: Any, options: MapOptions) -> torch.Tensor:
-    """``attention`` (the run's keep layout, leading ``[N]`` axis) averaged over ``options``' layers and heads."""
-    from dataclasses import replace
-
-    from .analysis.maps import _select
-
-    n = attention.shape[0]
-    shim = replace(run, attention=attention, token_ids=run.token_ids[:1].repeat(n), tokens=[""] * n,
-                   token_offsets=torch.zeros(n, 2, dtype=torch.long), extras={})
-    return _select(shim, options.layers, options.heads)
-
-
 def relative_maps(run: Any, options: MapOptions | None = None, floor: float = 1e-6) -> torch.Tensor:
     """Relative attention: ``[T, V]`` = the answer's attention / the generic prompt's answer-start attention, both
     averaged over ``options``' layers and heads; then ``options.normalise`` (``"none"`` by default).
@@ -159,8 +150,9 @@ def relative_maps(run: Any, options: MapOptions | None = None, floor: float = 1e
     options = options or MapOptions(normalise="none")
     if not floor > 0:
         raise ValueError(f"floor must be positive, got {floor}")
-    question = _reduce(run.attention, run, options)  # [T, V]
-    generic = _reduce(run.extras["generic_attention"][None], run, options)  # [1, V]
+    question = reduce_attention(run.attention, run.keep, run.layers, options.layers, options.heads)  # [T, V]
+    generic = reduce_attention(run.extras["generic_attention"][None], run.keep, run.layers, options.layers,
+                               options.heads)  # [1, V]
     return normalise_maps(question / generic.clamp_min(floor), options.normalise)
 
 
@@ -197,13 +189,14 @@ def rank_gaussian_filter(grid: np.ndarray, size: int = 3) -> np.ndarray:
     return out
 
 
-def _filter_views(values: np.ndarray, layout: Any) -> np.ndarray:
-    """Apply :func:`rank_gaussian_filter` on each view's token grid (cells without a token count as 0)."""
+def _filter_views(values: np.ndarray, layout: Any, size: int) -> np.ndarray:
+    """Apply :func:`rank_gaussian_filter` (``size`` window) on each view's token grid (cells without a token count
+    as 0)."""
     out = values.copy()
     for view in layout.views:
         idx = np.asarray(view.index)
         grid = np.where(idx >= 0, values[np.maximum(idx, 0)], 0.0)
-        smooth = rank_gaussian_filter(grid)
+        smooth = rank_gaussian_filter(grid, size)
         out[idx[idx >= 0]] = smooth[idx >= 0]
     return out
 
@@ -261,7 +254,7 @@ def tam_maps(run: Any, filter_size: int = 3) -> torch.Tensor:
         joint = np.concatenate([img, text])
         lo, hi = joint.min(), joint.max()
         img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-        out[t] = _filter_views(img, run.layout) if filter_size > 1 else img
+        out[t] = _filter_views(img, run.layout, filter_size) if filter_size > 1 else img
         # token t becomes context of the next ones: its map for its own class, weighted at the row predicting it
         context_maps.append(maps[:, col])
         context_ids.append(int(c))
@@ -325,13 +318,14 @@ def class_logits(model: Any, hidden: torch.Tensor, classes: torch.Tensor) -> tor
 def tam_extras(probe: Any, passes: list[torch.Tensor], run: Any) -> dict[str, torch.Tensor]:
     """``run.extras`` entries of TAM from the recorded passes (the first is the prompt's prefill): the logits of the
     answer's and the context's classes at the ``P + T - 1`` positions the generation computed."""
-    if not passes:
-        raise CaptureError("no forward pass of the language model was recorded for token activation maps")
-    rows = int(passes[0].shape[0]) + len(run.token_ids) - 1
-    hidden = torch.cat(passes, dim=0)[:rows]
-    if hidden.shape[0] != rows:
-        raise CaptureError(f"recorded {hidden.shape[0]} final hidden states for {rows} positions; the generation ran "
-                           "other passes than one prefill and one step per token")
+    steps = len(run.token_ids)
+    generation = passes[:steps]  # a later full forward (the "self" convention's capture) is not read
+    if len(generation) != steps or any(p.shape[0] != 1 for p in generation[1:]):
+        raise CaptureError(f"recorded {len(generation)} decoder passes of {[p.shape[0] for p in generation[:4]]}... "
+                           f"rows for {steps} generated tokens; token activation maps need one prefill and one "
+                           "single-position step per token (chunked prefill or assisted decoding is unsupported)")
+    hidden = torch.cat(generation, dim=0)
+    rows = hidden.shape[0]
     ctx_ids = _tam_context(run, rows)[1]
     classes = torch.as_tensor(sorted({int(i) for i in run.token_ids.tolist()} | {int(i) for i in ctx_ids}),
                               dtype=torch.long)
@@ -425,21 +419,26 @@ def _heads(modules: Sequence[Any], model: Any) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------- heads
-def spatial_entropy(grid: np.ndarray, threshold: float = 1e-3) -> float:
-    """LocalizationHeads' spatial entropy of a 2-D attention map: keep ``max(map - mean, 0)``, split the entries
-    above ``threshold`` into 8-connected components, and return ``-sum p log p`` over the components' shares of the
-    kept mass (``inf`` when nothing is above the mean). Low = one compact region."""
+def _components(grid: np.ndarray, threshold: float) -> tuple[float, np.ndarray]:
+    """``(spatial entropy, 8-connected component labels)`` of a 2-D map (:func:`spatial_entropy`)."""
     from scipy.ndimage import label
 
     grid = np.asarray(grid, dtype=np.float64)
     kept = np.maximum(grid - grid.mean(), 0.0)
+    labels, n = label(kept > threshold, structure=np.ones((3, 3)))
     total = kept.sum()
     if total <= 0:
-        return float("inf")
-    labels, n = label(kept > threshold, structure=np.ones((3, 3)))
+        return float("inf"), labels
     shares = np.asarray([kept[labels == k].sum() for k in range(1, n + 1)]) / total
     shares = shares[shares > 0]
-    return float(-(shares * np.log(shares)).sum())
+    return float(-(shares * np.log(shares)).sum()), labels
+
+
+def spatial_entropy(grid: np.ndarray, threshold: float = 1e-3) -> float:
+    """LocalizationHeads' spatial entropy of a 2-D attention map: keep ``max(map - mean, 0)``, split the entries
+    above ``threshold`` into 8-connected components, and return ``-sum p log p`` over the components' shares of the
+    kept mass (``inf`` when nothing is above the mean). Low = one compact region."""
+    return _components(grid, threshold)[0]
 
 
 def elbow_value(values: np.ndarray) -> float:
@@ -473,8 +472,6 @@ def localization_heads(runs: Sequence[Any], top: int = 3, per_sample: int = 10, 
     Returns:
         ``([(layer, head), ...] best first, frequency [L, H])`` (frequency = share of runs selecting the head).
     """
-    from scipy.ndimage import label
-
     if not runs:
         raise ValueError("localization_heads needs at least one calibration run")
     counts: np.ndarray | None = None
@@ -495,12 +492,9 @@ def localization_heads(runs: Sequence[Any], top: int = 3, per_sample: int = 10, 
                 if not passing[layer, head]:
                     continue
                 grid = np.where(index >= 0, att[layer, head][np.maximum(index, 0)], 0.0)
-                se = spatial_entropy(grid, threshold)
-                if exclude_bottom_row and np.isfinite(se):
-                    kept = np.maximum(grid - grid.mean(), 0.0) > threshold
-                    labels, _n = label(kept, structure=np.ones((3, 3)))
-                    if (labels[-1] > 0).all():
-                        continue
+                se, labels = _components(grid, threshold)
+                if exclude_bottom_row and np.isfinite(se) and (labels[-1] > 0).all():
+                    continue
                 entropies.append((se, layer, head))
         entropies.sort()
         for se, layer, head in entropies[:per_sample]:

@@ -142,32 +142,14 @@ class ProbeRun:
         Returns:
             ``[V]`` float32 for one token, ``[T, V]`` when ``t`` is None (``V`` = the chosen image's tokens).
         """
+        from .analysis.maps import reduce_attention
+
         a = self.attention if t is None else self.attention[self._token_index(t)][None]
         if image is not None or frame is not None:
             k = self.layout.part_index(image, frame)
             if k is not None:
                 a = a[..., torch.from_numpy(self.layout.members(k))]
-        a = a.float()
-        if self.keep == "mean":
-            if layers is not None or heads is not None:
-                raise ValueError("this run kept only the layer-and-head mean (keep='mean'); re-run with keep='heads'")
-        else:
-            if layers is not None:
-                missing = [i for i in layers if i not in self.layers]
-                if missing:
-                    raise ValueError(f"layers {missing} were not captured; this run holds layers {self.layers}")
-                a = a[:, [self.layers.index(i) for i in layers]]
-            if self.keep == "heads":
-                if heads is not None:
-                    h = a.shape[2]
-                    bad = [i for i in heads if not -h <= i < h]
-                    if bad:
-                        raise IndexError(f"head indices {bad} are out of range for {h} heads")
-                    a = a[:, :, list(heads)]
-                a = a.mean(dim=2)
-            elif heads is not None:
-                raise ValueError("this run kept head means only (keep='layers'); re-run with keep='heads' to pick heads")
-            a = a.mean(dim=1)
+        a = reduce_attention(a, self.keep, self.layers, layers, heads)
         return a[0] if t is not None else a
 
     def heatmap(

@@ -64,12 +64,14 @@ class GcgImage:
 @dataclass
 class GcgPrediction:
     """One image's prediction: the caption, its grounded phrases and one ``[H, W]`` mask per phrase; ``scores``
-    (default 1.0 each) order the masks for AP."""
+    (default 1.0 each) order the masks for AP; ``unit_kind``: what the phrases are (``"phrases"``, or ``"words"``
+    when the analyzer fell back to words)."""
 
     caption: str
     phrases: list[str]
     masks: np.ndarray
     scores: list[float] = field(default_factory=list)
+    unit_kind: str = "phrases"
 
 
 def load_gcg(root: str | os.PathLike, split: str = "val", images: str | os.PathLike | None = None) -> list[GcgImage]:
@@ -260,7 +262,7 @@ def prediction_from_report(report: Any) -> GcgPrediction:
     index = np.arange(len(chosen))
     masks = report.masks[index, chosen] if len(chosen) else np.zeros((0, *report.masks.shape[2:]), bool)
     return GcgPrediction(caption=report.run.text, phrases=[u.text for u in report.units], masks=masks,
-                         scores=[float(s) for s in report.scores[index, chosen]])
+                         scores=[float(s) for s in report.scores[index, chosen]], unit_kind=report.unit_kind)
 
 
 def predict_gcg(probe: Any, images: Sequence[GcgImage], prompt: str = GCG_PROMPT, segmenter: Any = "classical",
@@ -268,7 +270,8 @@ def predict_gcg(probe: Any, images: Sequence[GcgImage], prompt: str = GCG_PROMPT
                 **analysis: Any) -> dict[Any, GcgPrediction]:
     """Phrase -> mask with the emergence pipeline for every GCG image: generate a caption for ``prompt`` (recording
     what ``method`` reads), analyze it without ground truth (``units`` maps -> point prompts -> ``segmenter``),
-    and keep each unit's best-scored mask (:func:`prediction_from_report`).
+    and keep each unit's best-scored mask (:func:`prediction_from_report`). Phrases fall back to words, with the
+    analyzer's warning, when spaCy or its English pipeline is missing (each prediction's ``unit_kind`` says so).
 
     Args:
         images: from :func:`load_gcg` with ``images=`` (each needs its ``path``).
@@ -277,8 +280,6 @@ def predict_gcg(probe: Any, images: Sequence[GcgImage], prompt: str = GCG_PROMPT
     Raises:
         ValueError: an image has no path.
     """
-    import warnings
-
     from ..images import load_image
     from .analyze import analyze
     from .segmenters import build_segmenter
@@ -290,10 +291,8 @@ def predict_gcg(probe: Any, images: Sequence[GcgImage], prompt: str = GCG_PROMPT
             raise ValueError(f"GCG image {im.image_id} has no path: load the split with load_gcg(..., images=folder)")
         picture = load_image(im.path)
         run = probe.generate(picture, prompt, max_new_tokens=max_new_tokens, methods=[method])
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="units='phrases'")
-            report = analyze(run, None, segmenter=seg, units=units, method=method, nlp=nlp, layer_emergence=False,
-                             **analysis)
+        report = analyze(run, None, segmenter=seg, units=units, method=method, nlp=nlp, layer_emergence=False,
+                         **analysis)
         out[im.image_id] = prediction_from_report(report)
     return out
 
@@ -309,10 +308,10 @@ def write_gcg(root: str | os.PathLike, split: str, records: Sequence[tuple[Any, 
     Returns:
         ``root``; images are written to ``root / "images"``.
     """
+    import io
+
     from ..datasets.masks import encode_rle
     from ..files import atomic_write_bytes, atomic_write_json, claim_output_dir
-
-    import io
 
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r}: GCG has the splits 'val' and 'test'")

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-__all__ = ["MapOptions", "Normalise", "token_maps", "normalise", "sink_positions", "corner_positions", "peakiness"]
+__all__ = ["MapOptions", "Normalise", "reduce_attention", "token_maps", "normalise", "sink_positions", "corner_positions", "peakiness"]
 
 Normalise = Literal["mean_subtract", "none", "minmax"]
 HeadSelection = Sequence[int] | Sequence[tuple[int, int]] | None
@@ -59,23 +59,55 @@ class MapOptions:
             raise ValueError(f"sink_z must be a positive number of robust standard deviations, got {self.sink_z}")
 
 
-def _select(run: Any, layers: Sequence[int] | None, heads: HeadSelection) -> torch.Tensor:
-    """``[T, V]`` mean over the chosen layers and heads (float32)."""
+def reduce_attention(attention: torch.Tensor, keep: str, captured: Sequence[int], layers: Sequence[int] | None = None,
+                     heads: HeadSelection = None) -> torch.Tensor:
+    """``[N, V]`` float32: attention in a run's ``keep`` layout with a leading ``[N]`` axis (``[N, L, H, V]``,
+    ``[N, L, V]`` or ``[N, V]``), averaged over the chosen ``layers`` (indices among ``captured``) and ``heads``
+    (head indices used in every chosen layer, or ``(layer, head)`` pairs).
+
+    Raises:
+        ValueError, IndexError: a choice the kept attention cannot give (the message says why).
+    """
+    a = attention.float()
     if heads is not None and len(heads) and isinstance(heads[0], (tuple, list)):
-        if run.keep != "heads":
+        if keep != "heads":
             raise ValueError("(layer, head) pairs need a run captured with keep='heads'")
         pairs = [(int(layer), int(head)) for layer, head in heads]
-        missing = sorted({layer for layer, _ in pairs if layer not in run.layers})
+        missing = sorted({layer for layer, _ in pairs if layer not in captured})
         if missing:
-            raise ValueError(f"layers {missing} were not captured; this run holds layers {run.layers}")
-        n_heads = run.attention.shape[2]
+            raise ValueError(f"layers {missing} were not captured; this run holds layers {list(captured)}")
+        n_heads = a.shape[2]
         bad = [p for p in pairs if not 0 <= p[1] < n_heads]
         if bad:
             raise IndexError(f"head indices in {bad} are out of range for {n_heads} heads")
-        li = torch.tensor([run.layers.index(layer) for layer, _ in pairs])
+        li = torch.tensor([list(captured).index(layer) for layer, _ in pairs])
         hi = torch.tensor([head for _, head in pairs])
-        return run.attention[:, li, hi].float().mean(1)
-    return run.token_map(None, layers=layers, heads=heads)
+        return a[:, li, hi].mean(1)
+    if keep == "mean":
+        if layers is not None or heads is not None:
+            raise ValueError("this run kept only the layer-and-head mean (keep='mean'); re-run with keep='heads'")
+        return a
+    if layers is not None:
+        missing = [i for i in layers if i not in captured]
+        if missing:
+            raise ValueError(f"layers {missing} were not captured; this run holds layers {list(captured)}")
+        a = a[:, [list(captured).index(i) for i in layers]]
+    if keep == "heads":
+        if heads is not None:
+            h = a.shape[2]
+            bad = [i for i in heads if not -h <= i < h]
+            if bad:
+                raise IndexError(f"head indices {bad} are out of range for {h} heads")
+            a = a[:, :, list(heads)]
+        a = a.mean(dim=2)
+    elif heads is not None:
+        raise ValueError("this run kept head means only (keep='layers'); re-run with keep='heads' to pick heads")
+    return a.mean(dim=1)
+
+
+def _select(run: Any, layers: Sequence[int] | None, heads: HeadSelection) -> torch.Tensor:
+    """``[T, V]`` mean over the chosen layers and heads (float32)."""
+    return reduce_attention(run.attention, run.keep, run.layers, layers, heads)
 
 
 def sink_positions(maps: torch.Tensor, z: float) -> torch.Tensor:

@@ -115,7 +115,7 @@ def compare_maps(seed: int = 41, n: int = 300, calib_seed: int = 43, calib_n: in
     from ..analysis import analyze, build_segmenter, head_scores, top_heads
     from ..analysis.maps import MapOptions
     from ..datasets.templates import GROUNDING_TEMPLATES, format_grounding
-    from ..maps import localization_heads, method_maps
+    from ..maps import get_method, localization_heads, method_maps
     from ..probe import Probe
     from .evaluate import caption_words, word_pointing
     from .model import ORGANISM_DIR, PROMPT
@@ -160,7 +160,7 @@ def compare_maps(seed: int = 41, n: int = 300, calib_seed: int = 43, calib_n: in
         first = True
         for name in METHOD_ORDER:
             method, chosen = spec[name]
-            options = MapOptions(heads=chosen, normalise="mean_subtract" if method == "attention" else "none")
+            options = MapOptions(heads=chosen, normalise=get_method(method).normalise)  # type: ignore[arg-type]
             t0 = time.perf_counter()
             maps = method_maps(caption, method, options)
             acc[name]["map_s"].append(time.perf_counter() - t0)
@@ -282,6 +282,6 @@ def plot_methods(run: Any, methods: dict[str, tuple[str, Any]], path: str | os.P
     fig = draw(run, methods, words=named, max_words=words)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=72)  # small enough to keep in the repository
     plt.close(fig)
     return atomic_write_bytes(Path(path), buf.getvalue())
