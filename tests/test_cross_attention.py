@@ -6,6 +6,8 @@ several images keep their key blocks apart; self-attention over the text stays c
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -210,3 +212,63 @@ def test_self_attention_over_the_text_is_still_captured_and_kinds_do_not_mix(ima
     assert (cap.maps()[0] - first).abs().max().item() <= 1e-5
     with pytest.raises(CaptureError, match="mix cross-attention and self-attention"):
         AttentionCapture(model, text_positions, modules=[*selfs, *probe.attention_modules])
+
+
+@pytest.mark.parametrize("mechanism", ["interface", "hooks"])
+def test_rows_over_a_prefill_and_cached_passes_equal_eager(mechanism):
+    """Several rows per pass over a prefill and three cached passes (as chunked decoding or a speculative verifier
+    runs them): each pass's text position comes from the cache the model is given (`cache=` from transformers 5.24
+    on, `past_key_values=` before), and every row equals eager `output_attentions` at the vision keys."""
+    from transformers import DynamicCache
+
+    from emergence.adapters import adapter_for
+
+    model, processor = tiny_mllama()
+    probe = Probe(model, processor)
+    image = noise_image(160, 100)
+    inputs = probe.prepare(image, "describe")
+    layout = probe.layout(inputs, (image.height, image.width))
+    prompt_len = inputs["input_ids"].shape[1]
+    with torch.no_grad():
+        sequences = model.generate(**inputs, max_new_tokens=7, min_new_tokens=7, do_sample=False)
+    full = adapter_for(model).extend_inputs(inputs, sequences)
+    bounds = [0, prompt_len, prompt_len + 2, prompt_len + 5, prompt_len + 7]
+    layers = [m.layer_idx for m in probe.attention_modules]
+
+    # the cache keyword the model's forward takes: `cache` from transformers 5.24 on, `past_key_values` before
+    cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    def passes(attn: str, each):
+        model.set_attn_implementation(attn)
+        cache = DynamicCache(config=model.config.get_text_config())
+        for a, b in zip(bounds, bounds[1:]):
+            step = {"input_ids": full["input_ids"][:, a:b], "attention_mask": full["attention_mask"][:, :b],
+                    "cross_attention_mask": full["cross_attention_mask"][:, a:b], cache_name: cache,
+                    "use_cache": True}
+            if a == 0:
+                step.update({k: inputs[k] for k in ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask")})
+            each(a, b, step)
+
+    reference = []
+
+    def eager(a, b, step):
+        with torch.no_grad():
+            out = model(**step, output_attentions=True)
+        rows = torch.stack([out.attentions[i][0].float() for i in layers])  # [L, H, q_len, K]
+        reference.append(rows[..., torch.as_tensor(layout.positions)].permute(2, 0, 1, 3))  # [q_len, L, H, V]
+
+    captured = []
+
+    def capture(a, b, step):
+        with AttentionCapture(model, layout.positions, query_positions=range(a, b), storage_dtype=torch.float32,
+                              mechanism=mechanism) as cap, torch.no_grad():
+            model(**step)
+        captured.append(cap.maps())
+
+    passes("eager", eager)
+    passes("eager" if mechanism == "hooks" else "sdpa", capture)
+    assert [c.shape[0] for c in captured] == [b - a for a, b in zip(bounds, bounds[1:])]
+    for got, want in zip(captured, reference):
+        assert got.shape == want.shape
+        assert (got - want).abs().max().item() <= 1e-5
+    assert torch.cat(reference).sum().item() > 0.01

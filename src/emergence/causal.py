@@ -121,7 +121,7 @@ def head_means(probe: Any, runs: Sequence[Any]) -> dict[int, torch.Tensor]:
             handles.append(module.o_proj.register_forward_pre_hook(make(module.layer_idx)))
         for run in runs:
             full, _ = _teacher_forced(probe, run)
-            with torch.no_grad():
+            with torch.no_grad(), probe.upstream_fixes():
                 probe.model(**full, use_cache=False)
             counts += full["input_ids"].shape[1]
     finally:
@@ -264,7 +264,7 @@ def answer_log_probs(probe: Any, run: Any, inputs: dict[str, Any] | None = None)
     """``[T]`` float32: each of ``run``'s answer tokens' log-probability in one teacher-forced forward over its
     prompt and answer, under whatever intervention is active (no capture). ``inputs``: :func:`run_inputs`."""
     full, rows = _teacher_forced(probe, run, inputs)
-    with torch.no_grad():
+    with torch.no_grad(), probe.upstream_fixes():
         logits = probe.model(**full, use_cache=False).logits[0]
     return _picked_log_probs(logits, rows, run.token_ids)
 
@@ -280,7 +280,8 @@ def answer_effects(probe: Any, run: Any, keep: str = "heads", inputs: dict[str, 
     """
     full, rows = _teacher_forced(probe, run, inputs)
     with AttentionCapture(probe.model, run.layout.positions, keep=keep, layers=run.layers, query_positions=rows,
-                          storage_dtype=torch.float32, modules=probe.attention_modules) as cap, torch.no_grad():
+                          storage_dtype=torch.float32, modules=probe.attention_modules) as cap, torch.no_grad(), \
+            probe.upstream_fixes():
         logits = probe.model(**full, use_cache=False).logits[0]
     return cap.maps(), _picked_log_probs(logits, rows, run.token_ids)
 
@@ -293,6 +294,6 @@ def free_answer(probe: Any, run: Any, max_new_tokens: int | None = None, inputs:
     n = max_new_tokens or int(run.meta.get("max_new_tokens", len(run.token_ids)))
     pad = getattr(probe.tokenizer, "pad_token_id", None)
     kwargs = {"max_new_tokens": n, "do_sample": False, **({"pad_token_id": pad} if pad is not None else {})}
-    with torch.no_grad():
+    with torch.no_grad(), probe.upstream_fixes():
         sequences = probe.adapter.generate(probe.model, inputs, **kwargs)
     return sequences[0, inputs["input_ids"].shape[1]:].tolist()

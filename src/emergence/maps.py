@@ -397,7 +397,7 @@ def gradient_attention(probe: Any, run: Any, inputs: dict[str, Any] | None = Non
     vis = torch.as_tensor(run.layout.positions, dtype=torch.long)
     order = [run.layers.index(m.layer_idx) for m in modules]
     out = torch.zeros(len(run.token_ids), len(run.layers), _heads(modules, probe.model), len(vis))
-    with torch.enable_grad(), _eager_weights(probe.model, modules) as kept:
+    with torch.enable_grad(), _eager_weights(probe.model, modules) as kept, probe.upstream_fixes():
         logits = probe.model(**full, use_cache=False).logits[0]
         weights = [kept[m.layer_idx] for m in modules]
         for t, (row, token) in enumerate(zip(rows.tolist(), run.token_ids.tolist())):

@@ -137,6 +137,13 @@ class Probe:
 
     name: str = ""
 
+    def upstream_fixes(self) -> contextlib.AbstractContextManager[None]:
+        """A context manager holding the adapter's scoped workarounds for defects of this model's class in the
+        installed transformers (:meth:`emergence.adapters.Adapter.upstream_fixes`; e.g. Llama 4 on transformers
+        5.24). Every call the toolkit makes to the model runs inside it; enter it around your own calls of
+        ``probe.model`` (nothing stays registered after the block)."""
+        return self.adapter.upstream_fixes(self.model)
+
     @property
     def num_layers(self) -> int:
         """Number of language-model layers."""
@@ -413,7 +420,8 @@ class Probe:
         """Generate under capture: step t's last row predicts token t. Returns ``(new ids [T], attention, capture)``."""
         prompt_len = model_inputs["input_ids"].shape[1]
         with AttentionCapture(self.model, layout.positions, modules=self.attention_modules,
-                              cross_attention=self.adapter.cross_attention, **capture) as cap, torch.no_grad():
+                              cross_attention=self.adapter.cross_attention, **capture) as cap, torch.no_grad(), \
+                self.upstream_fixes():
             sequences = self.adapter.generate(self.model, model_inputs, **generate_kwargs)
         new_ids = sequences[0, prompt_len:].cpu()
         attention = cap.maps()
@@ -428,13 +436,14 @@ class Probe:
                        generate_kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, AttentionCapture]:
         """Generate, then capture one full forward over prompt + answer at the answer's own rows."""
         prompt_len = model_inputs["input_ids"].shape[1]
-        with torch.no_grad():
+        with torch.no_grad(), self.upstream_fixes():
             sequences = self.adapter.generate(self.model, model_inputs, **generate_kwargs)
         new_ids = sequences[0, prompt_len:].cpu()
         full = self.adapter.extend_inputs(model_inputs, sequences)
         positions = torch.arange(prompt_len, sequences.shape[1])
         with AttentionCapture(self.model, layout.positions, query_positions=positions, modules=self.attention_modules,
-                              cross_attention=self.adapter.cross_attention, **capture) as cap, torch.no_grad():
+                              cross_attention=self.adapter.cross_attention, **capture) as cap, torch.no_grad(), \
+                self.upstream_fixes():
             self.model(**full, use_cache=False)
         return new_ids, cap.maps(), cap
 
@@ -518,16 +527,20 @@ class CaptureSession:
         self.probe, self.capture, self.layout, self.inputs = probe, cap, layout, inputs
         self.prompt, self._pils, self._videos = prompt, pils, videos
         self._done = False
+        self._scope = contextlib.ExitStack()
 
     def __enter__(self) -> CaptureSession:
         if self._done:
             raise CaptureError("a capture session records one generation; call probe.capture(...) again")
-        self.capture.__enter__()
+        with contextlib.ExitStack() as scope:
+            scope.enter_context(self.capture)
+            scope.enter_context(self.probe.upstream_fixes())
+            self._scope = scope.pop_all()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._done = True
-        self.capture.__exit__(*exc_info)
+        self._scope.__exit__(*exc_info)
 
     def run(self, sequences: torch.Tensor) -> ProbeRun:
         """The :class:`ProbeRun` of the generation made inside: ``sequences`` ``[1, P + T]`` (what ``generate``

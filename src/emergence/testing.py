@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .capture import find_cache
 from .wordlevel import word_level_tokenizer
 
 __all__ = [
@@ -1456,7 +1457,7 @@ class HandWrittenAttention(torch.nn.Module):
         self.v_proj, self.o_proj = original.v_proj, original.o_proj
 
     def forward(self, hidden_states: torch.Tensor, position_embeddings: tuple[torch.Tensor, torch.Tensor],
-                attention_mask: Any = None, past_key_values: Any = None, output_attentions: bool = False,
+                attention_mask: Any = None, output_attentions: bool = False,
                 **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, q_len, _ = hidden_states.shape
         shape = (batch, q_len, -1, self.head_dim)
@@ -1465,8 +1466,9 @@ class HandWrittenAttention(torch.nn.Module):
         v = self.v_proj(hidden_states).view(shape).transpose(1, 2)
         cos, sin = (t.unsqueeze(1) for t in position_embeddings)
         q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-        if past_key_values is not None:
-            k, v = past_key_values.update(k, v, self.layer_idx)
+        cache = find_cache(kwargs)  # `cache=` from transformers 5.24 on, `past_key_values=` before
+        if cache is not None:
+            k, v = cache.update(k, v, self.layer_idx)
         groups = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)

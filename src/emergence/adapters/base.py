@@ -33,7 +33,8 @@ Register your own family::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -45,7 +46,8 @@ from ..layouts.base import VisualLayout
 from ..layouts.context import LayoutContext, Medium
 
 __all__ = ["Adapter", "LayoutAdapter", "SUPPORT_LEVELS", "adapter_for", "build_layout", "find_adapter",
-           "register_adapter", "registered_adapters", "self_attention_modules", "split_counts", "unregister_adapter"]
+           "register_adapter", "registered_adapters", "scoped_forward_hook", "self_attention_modules", "split_counts",
+           "unregister_adapter"]
 
 #: what the support table may say about a family
 SUPPORT_LEVELS = ("exact", "attention only", "refused")
@@ -173,6 +175,12 @@ class Adapter:
         return VisualLayout.combine(parts)
 
     # ------------------------------------------------------------------ capture
+    def upstream_fixes(self, model: nn.Module) -> contextlib.AbstractContextManager[None]:
+        """Scoped workarounds for defects of the model's class in the installed transformers, active while the
+        toolkit calls the model (:meth:`emergence.Probe.upstream_fixes`) and removed on exit. Each fix detects its
+        defect by behaviour (never by version number) and does nothing where the defect is absent. Default: none."""
+        return contextlib.nullcontext()
+
     def attention_modules(self, model: nn.Module) -> list[nn.Module]:
         """The language model's self-attention modules (its cross-attention modules when :attr:`cross_attention`),
         in layer order; each must carry an int ``layer_idx`` and call transformers' attention interface. Default:
@@ -274,6 +282,16 @@ class Adapter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.family!r}, {self.support})"
+
+
+@contextlib.contextmanager
+def scoped_forward_hook(module: nn.Module, hook: Callable[[nn.Module, Any, Any], Any]) -> Iterator[None]:
+    """``hook`` registered as a forward hook of ``module`` for the ``with`` block only (removed on exit or error)."""
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 class LayoutAdapter(Adapter):

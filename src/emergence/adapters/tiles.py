@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import VisualLayout
 from ..layouts.context import LayoutContext
-from .base import Adapter, register_adapter
+from .base import Adapter, register_adapter, scoped_forward_hook
 from .generic import grid_view
 
 __all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "GotOcr2Adapter", "InternVLAdapter", "Lfm2VlAdapter",
@@ -322,6 +322,13 @@ def max_res_without_distortion(image_hw: tuple[int, int], target_hw: tuple[int, 
     return th, min(math.floor(w * sh), tw)
 
 
+def _llama4_image_outputs(_module: Any, _args: Any, output: Any) -> Any:
+    """Forward hook of :meth:`Llama4Adapter.upstream_fixes`: the field transformers 5.24 reads but never sets."""
+    if output is not None and not isinstance(output, tuple) and not hasattr(output, "image_outputs"):
+        output.image_outputs = None
+    return output
+
+
 class Llama4Adapter(Adapter):
     """Llama 4: the image resized without distortion into the best canvas of ``rows x cols`` tiles (upscaling limited
     to one tile unless ``resize_to_max_canvas``), padded at the bottom / right and cut row by row; then a global view
@@ -333,6 +340,17 @@ class Llama4Adapter(Adapter):
     summary = ("tile grid read from the tile x / y separators, the image fitted without distortion and padded bottom "
                "/ right; + global view")
     tested = "tiny_llama4"
+
+    def upstream_fixes(self, model: Any) -> Any:
+        """transformers 5.24's ``Llama4ForConditionalGeneration.forward`` builds its output with
+        ``image_outputs=outputs.image_outputs`` from its language model's ``MoeCausalLMOutputWithPast``, which has no
+        such field, so every forward fails (text-only ones too; fixed in 5.25). While the toolkit calls the model, a
+        forward hook on the language model gives its output the missing field (``None``: the toolkit never reads
+        the image outputs) when, and only when, it lacks it."""
+        language_model = getattr(model, "language_model", None)
+        if language_model is None:
+            return super().upstream_fixes(model)
+        return scoped_forward_hook(language_model, _llama4_image_outputs)
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         vc = ctx.vision_config

@@ -6,9 +6,10 @@ from .engine import (
     KeepMode,
     Mechanism,
     calls_attention_interface,
+    find_cache,
     language_model_attention_modules,
     row_attention_probs,
 )
 
-__all__ = ["AttentionCapture", "KeepMode", "Mechanism", "calls_attention_interface",
+__all__ = ["AttentionCapture", "KeepMode", "Mechanism", "calls_attention_interface", "find_cache",
            "language_model_attention_modules", "row_attention_probs"]

@@ -43,8 +43,8 @@ from torch import nn
 
 from ..errors import CaptureError, UnsupportedModelError
 
-__all__ = ["AttentionCapture", "KeepMode", "Mechanism", "calls_attention_interface", "language_model_attention_modules",
-           "row_attention_probs"]
+__all__ = ["AttentionCapture", "KeepMode", "Mechanism", "calls_attention_interface", "find_cache",
+           "language_model_attention_modules", "row_attention_probs"]
 
 KeepMode = Literal["heads", "layers", "mean"]
 _KEEP_MODES = ("heads", "layers", "mean")
@@ -63,6 +63,19 @@ def language_model_attention_modules(model: nn.Module) -> list[nn.Module]:
     from ..adapters import adapter_for
 
     return adapter_for(model).attention_modules(model)
+
+
+def find_cache(kwargs: dict[str, Any]) -> Any:
+    """The KV cache among a module call's keyword arguments, found by what it is (a transformers ``Cache``), not by
+    its name: transformers up to 5.23 passes it as ``past_key_values=``, 5.24 and later as ``cache=``. ``None`` when
+    the call carries no cache (``use_cache=False``)."""
+    from transformers.cache_utils import Cache
+
+    for name in ("cache", "past_key_values", "past_key_value"):  # the names used so far, in the newest-first order
+        value = kwargs.get(name)
+        if isinstance(value, Cache):
+            return value
+    return next((value for value in kwargs.values() if isinstance(value, Cache)), None)
 
 
 def _lm_config(model: nn.Module) -> Any:
@@ -171,7 +184,7 @@ def _text_start_hook(capture: AttentionCapture) -> Any:
     text_layer = next((i for i in range(layers) if i not in cross), 0)  # a self-attention layer of the cache
 
     def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        cache = kwargs.get("past_key_values")
+        cache = find_cache(kwargs)
         capture._text_start = int(cache.get_seq_length(text_layer)) if cache is not None else 0
 
     return decoder.register_forward_pre_hook(hook, with_kwargs=True)
@@ -536,8 +549,17 @@ class AttentionCapture:
                     "tokens); the inputs given to the model do not match the visual_positions"
                 )
             return self._text_start, 0
-        end = q_len if kv_len == q_len else self._abs_end.get(slot, kv_len - q_len) + q_len
+        previous = self._abs_end.get(slot)
+        end = q_len if kv_len == q_len else (kv_len - q_len if previous is None else previous) + q_len
         self._abs_end[slot] = end
+        if self._max_position >= end and previous is not None and kv_len == q_len:
+            raise CaptureError(
+                f"the attention module of layer {self.layers[slot]} did not extend its KV cache: after a pass that "
+                f"ended at position {previous}, a pass of {q_len} queries saw only its own {kv_len} keys. Its forward "
+                "ignores the cache it was given (transformers 5.24 passes it as `cache=`, earlier versions as "
+                "`past_key_values=`: read the transformers Cache among the keyword arguments, e.g. with "
+                "emergence.capture.find_cache(kwargs))"
+            )
         if self._max_position >= end:
             raise CaptureError(
                 f"visual position {self._max_position} is beyond the sequence length {end}; the inputs given to "
