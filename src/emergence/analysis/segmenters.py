@@ -12,7 +12,9 @@ Three implementations:
     and box coordinates scaled per axis, low-resolution logits upsampled bilinearly to the original size and
     thresholded at 0. ``tests/test_analysis.py`` checks it against ``Sam2Processor`` where torchvision exists.
 ``OfficialSam2Segmenter`` (``"sam2-official"``)
-    the official ``sam2`` package's ``SAM2ImagePredictor`` (extra ``emergence[sam2]``).
+    the official ``sam2`` package's ``SAM2ImagePredictor`` (extra ``emergence[sam2]``, which needs torchvision), built
+    from the package's own model config and a local checkpoint (``"sam2-official:/path/sam2.1_hiera_large.pt"``: the
+    config is read from the file name) or from a hub id with network access.
 ``ClassicalSegmenter`` (``"classical"``)
     OpenCV, no weights, for offline CPU use: three masks per prompt — a tight and a loose colour flood fill from the
     positive points, and the foreground component (pixels unlike the image border's dominant colours) that holds
@@ -37,6 +39,7 @@ __all__ = [
     "Sam2Segmenter",
     "OfficialSam2Segmenter",
     "build_segmenter",
+    "official_sam2_config",
     "segment_prompts",
     "DEFAULT_SAM2",
 ]
@@ -341,13 +344,45 @@ class OfficialSam2Segmenter:
     @classmethod
     def from_pretrained(cls, model_id: str = "facebook/sam2.1-hiera-large", device: str | None = None,
                         **kwargs: Any) -> OfficialSam2Segmenter:
+        """A hub id (downloads through ``huggingface_hub``), or a local official checkpoint file (``.pt``), whose
+        model config is chosen by its file name (:func:`official_sam2_config`)."""
+        if str(model_id).endswith(".pt") or os.path.exists(model_id):
+            return cls.from_config(official_sam2_config(model_id), checkpoint=model_id, device=device, **kwargs)
         module = require("sam2.sam2_image_predictor", "sam2", "segmenter='sam2-official'")
         if device is not None:
             kwargs["device"] = device
-        return cls(module.SAM2ImagePredictor.from_pretrained(model_id, **kwargs))
+        try:
+            return cls(module.SAM2ImagePredictor.from_pretrained(model_id, **kwargs))
+        except OSError as exc:
+            raise EmergenceError(
+                f"cannot load the official SAM2 {model_id!r}: {exc}. Offline, pass a local checkpoint file: "
+                "segmenter='sam2-official:/path/to/sam2.1_hiera_large.pt'."
+            ) from exc
+
+    @classmethod
+    def from_config(cls, config: str = "configs/sam2.1/sam2.1_hiera_l.yaml", checkpoint: str | os.PathLike | None = None,
+                    device: str | None = None, **kwargs: Any) -> OfficialSam2Segmenter:
+        """Build with the package's own ``build_sam2`` from one of its model configs (``configs/sam2.1/
+        sam2.1_hiera_{t,s,b+,l}.yaml``, or ``configs/sam2/...`` for SAM 2.0) and a local checkpoint file.
+
+        Args:
+            checkpoint: the official ``.pt`` file. ``"random"`` builds random weights, for tests and timing only
+                (their masks mean nothing); ``None`` is refused.
+            device: ``"cpu"`` by default (the package's own default is CUDA).
+        """
+        if checkpoint is None:
+            raise ValueError("from_config needs checkpoint=<path to the official .pt file>; pass checkpoint='random' "
+                             "only for tests and timing (random weights segment nothing meaningful)")
+        build = require("sam2.build_sam", "sam2", "segmenter='sam2-official'")
+        module = require("sam2.sam2_image_predictor", "sam2", "segmenter='sam2-official'")
+        path = None if str(checkpoint) == "random" else os.fspath(checkpoint)
+        if path is not None and not os.path.isfile(path):
+            raise EmergenceError(f"SAM2 checkpoint {path!r} does not exist; pass the official .pt file")
+        model = build.build_sam2(config, ckpt_path=path, device=device or "cpu", mode="eval")
+        return cls(module.SAM2ImagePredictor(model, **kwargs))
 
     def set_image(self, image: Any) -> None:
-        rgb = np.asarray(load_image(image))
+        rgb = np.array(load_image(image))  # a writable copy (torchvision warns on read-only arrays)
         self.predictor.set_image(rgb)
         self._size = rgb.shape[:2]
         self.embedding_calls += 1
@@ -366,10 +401,33 @@ class OfficialSam2Segmenter:
         return masks.astype(bool), scores.astype(np.float32)
 
 
+#: official checkpoint file names -> the package's config of that size
+_OFFICIAL_SIZES = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
+
+
+def official_sam2_config(checkpoint: str | os.PathLike) -> str:
+    """The official package's model config for an official checkpoint file, by its name:
+    ``sam2.1_hiera_large.pt`` -> ``configs/sam2.1/sam2.1_hiera_l.yaml``, ``sam2_hiera_tiny.pt`` ->
+    ``configs/sam2/sam2_hiera_t.yaml``.
+
+    Raises:
+        ValueError: the name is not one of the official ones (use :meth:`OfficialSam2Segmenter.from_config`).
+    """
+    name = os.path.basename(os.fspath(checkpoint))
+    stem, _, size = name.removesuffix(".pt").partition("_hiera_")
+    if stem not in ("sam2", "sam2.1") or size not in _OFFICIAL_SIZES:
+        raise ValueError(f"cannot tell the SAM2 model config of {name!r} (official names: sam2.1_hiera_large.pt, "
+                         "..._base_plus.pt, ..._small.pt, ..._tiny.pt); call OfficialSam2Segmenter.from_config("
+                         "config, checkpoint=...) with the package's config")
+    return f"configs/{stem}/{stem}_hiera_{_OFFICIAL_SIZES[size]}.yaml"
+
+
 # ---------------------------------------------------------------------------------------------------- helpers
 def build_segmenter(spec: str | Segmenter | None, device: str | None = None) -> Segmenter:
-    """A segmenter from a name: ``"classical"``, ``"sam2"`` (default weights), ``"sam2:<hub id or folder>"``,
-    ``"sam2-official"`` or ``"sam2-official:<hub id>"``; an object with ``set_image``/``predict`` is returned as is."""
+    """A segmenter from a name: ``"classical"``, ``"sam2"`` (transformers' ``Sam2Model``, default weights),
+    ``"sam2:<hub id or folder>"``, ``"sam2-official"`` (the official package) or ``"sam2-official:<hub id or local
+    .pt checkpoint>"``; an object with ``set_image``/``predict`` is returned as is. ``"sam2"`` always means the
+    transformers model, whether or not the official package is installed."""
     if spec is None:
         spec = "sam2"
     if not isinstance(spec, str):
