@@ -20,8 +20,28 @@ from emergence import Probe
 from emergence.errors import LayoutError, UnsupportedModelError
 from emergence.layouts import View, VisualLayout, build_layout, register_layout, registered_layouts
 from emergence.adapters import unregister_adapter
+from emergence.testing import with_image_backend
 
 W, H = 160, 100  # non-square on purpose
+
+try:
+    import torchvision  # noqa: F401
+
+    #: the image-processor backends whose geometry is checked here: transformers' PIL classes (what it uses without
+    #: torchvision) and, where torchvision is installed (`make test-full`), the torchvision classes it uses with it
+    BACKENDS = ["pil", "torchvision"]
+except ImportError:
+    BACKENDS = ["pil"]
+
+
+def _family(family: str, backend: str, **kwargs):
+    """``FAMILIES[family]`` with its image processor on ``backend``; skipped (with the reason) for families whose
+    processor has no transformers twin on that backend (the stand-ins for processors that need torchvision)."""
+    model, processor = FAMILIES[family](**kwargs)
+    try:
+        return model, with_image_backend(processor, backend)
+    except LookupError as exc:
+        pytest.skip(f"{family}: {exc}")
 
 # (x0, y0, x1, y1) marker rectangles in original pixels: off-centre, near corners, inside the crop band
 MARKERS = [(20, 14, 44, 34), (112, 60, 136, 84), (66, 40, 86, 58)]
@@ -34,9 +54,10 @@ def _changed_tokens(model, probe, layout, base_img, marked_img) -> np.ndarray:
     return np.nonzero(diff.numpy() > 1e-5)[0]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_token_count_equals_image_tokens_and_model_features(family):
-    model, processor = FAMILIES[family]()
+def test_token_count_equals_image_tokens_and_model_features(family, backend):
+    model, processor = _family(family, backend)
     probe = Probe(model, processor)
     img = noise_image(W, H)
     inputs = probe.prepare(img, "describe")
@@ -51,10 +72,11 @@ def test_token_count_equals_image_tokens_and_model_features(family):
     assert grid_tokens + int((~layout.patch_mask).sum()) == n_image_tokens
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("marker", MARKERS)
 @pytest.mark.parametrize("family", sorted(FAMILIES))
-def test_marker_lands_on_the_tokens_whose_boxes_cover_it(family, marker):
-    model, processor = FAMILIES[family](local_vision=True)
+def test_marker_lands_on_the_tokens_whose_boxes_cover_it(family, marker, backend):
+    model, processor = _family(family, backend, local_vision=True)
     probe = Probe(model, processor)
     base = noise_image(W, H, seed=1)
     arr = np.array(base)

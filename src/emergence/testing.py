@@ -32,7 +32,46 @@ __all__ = [
     "tiny_sam2",
     "HandBuiltProcessor",
     "TINY_FAMILIES",
+    "with_image_backend",
 ]
+
+#: transformers' image-processor backends: the PIL classes (``XImageProcessorPil``, what the tiny builders use, and
+#: what transformers picks without torchvision) and the torchvision ones (``XImageProcessor``, its default with it)
+IMAGE_BACKENDS = ("pil", "torchvision")
+
+
+def with_image_backend(processor: Any, backend: str) -> Any:
+    """``processor`` (a shallow copy) whose image processor is transformers' ``backend`` class of the same family,
+    built from the same settings: ``"pil"`` returns ``processor`` unchanged; ``"torchvision"`` swaps
+    ``XImageProcessorPil`` for ``XImageProcessor``.
+
+    Raises:
+        LookupError: the processor's image processor is not a transformers PIL class with a torchvision twin (a
+            stand-in of this module, or a family with one backend only).
+        ImportError: torchvision is absent.
+    """
+    import copy
+
+    import transformers
+
+    if backend not in IMAGE_BACKENDS:
+        raise ValueError(f"backend={backend!r} is not one of {IMAGE_BACKENDS}")
+    if backend == "pil":
+        return processor
+    if isinstance(processor, _with_call_kwargs):  # swap inside the wrapper, keep its call keywords
+        return _with_call_kwargs(with_image_backend(processor._processor, backend), **processor._kwargs)
+    import torchvision  # noqa: F401  (the torchvision classes fail later and less clearly without it)
+
+    pil = getattr(processor, "image_processor", None)
+    name = type(pil).__name__
+    twin = getattr(transformers, name.removesuffix("Pil"), None) if name.endswith("Pil") else None
+    if twin is None or not type(pil).__module__.startswith("transformers."):
+        raise LookupError(f"{name} has no torchvision twin in transformers (a stand-in, or one backend only)")
+    settings = {k: v for k, v in pil.to_dict().items()
+                if not k.startswith("_") and k not in ("image_processor_type", "processor_class", "backend")}
+    out = copy.copy(processor)
+    out.image_processor = twin(**settings)
+    return out
 
 WORDS = (
     "a an the is are of in on at to and with left right top bottom above below next red green blue yellow purple "
@@ -1378,6 +1417,8 @@ class _with_call_kwargs:  # noqa: N801 - used like a function
         return self._processor(*args, **{**self._kwargs, **kwargs})
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_processor", "_kwargs"):  # not set yet (copy, pickle)
+            raise AttributeError(name)
         return getattr(self._processor, name)
 
 
