@@ -161,3 +161,21 @@ def test_families_not_placed_yet_are_refused_with_what_stands_in_the_way():
         build_layout(model, torch.tensor([[1, 90, 90, 91, 90, 90, 91, 5]]), (40, 60), {})
     with pytest.raises(UnsupportedModelError, match="VQ codes"):  # and before any input is processed
         Probe(model)
+
+
+def test_a_family_built_on_timm_is_refused_by_name_before_generating():
+    """PerceptionLM needs timm (its ViT tower) and torchvision (its processors) to be built at all: in the full lane
+    the real model and processors run, and the generic layout refuses its thumbnail + tiles with the fix."""
+    pytest.importorskip("timm", reason="PerceptionLM's tower is a timm model (full lane: make test-full)")
+    pytest.importorskip("torchvision", reason="PerceptionLM's processors need torchvision (full lane)")
+    model, processor = tiny.tiny_perception_lm()
+    probe = Probe(model, processor)
+    calls = []
+    handle = model.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(UnsupportedModelError, match="(?s)PerceptionLMForConditionalGeneration is not registered.*"
+                                                        "2 views.*register_adapter"):
+            probe.generate(noise_image(80, 50), "describe", max_new_tokens=2)
+    finally:
+        handle.remove()
+    assert not calls  # refused before any forward pass

@@ -923,6 +923,30 @@ class _Llama4LikeProcessor:
         return BatchFeature({**enc, "pixel_values": torch.tensor(pixel, dtype=torch.float32)})
 
 
+def tiny_perception_lm(seed: int = 0, tile: int = 32, patch: int = 8) -> tuple[Any, Any]:
+    """PerceptionLM shape: a timm ViT tower through ``TimmWrapper`` (needs ``timm``), a Llama decoder, the real
+    ``PerceptionLMProcessor`` with its image and video processors (need torchvision): the full lane only. No
+    adapter places it yet (a thumbnail and tiles per image): the toolkit refuses it by name."""
+    from transformers import (PerceptionLMConfig, PerceptionLMForConditionalGeneration, PerceptionLMImageProcessor,
+                              PerceptionLMProcessor, PerceptionLMVideoProcessor, TimmWrapperConfig)
+
+    tokenizer = make_tokenizer(extra_special=["<|image|>", "<|video|>"])
+    tokenizer.image_token, tokenizer.video_token = "<|image|>", "<|video|>"  # read by the real processor
+    tokenizer.image_token_id = tokenizer.convert_tokens_to_ids("<|image|>")
+    tokenizer.video_token_id = tokenizer.convert_tokens_to_ids("<|video|>")
+    vision = TimmWrapperConfig(architecture="vit_tiny_patch16_224", num_labels=0,
+                               model_args={"img_size": tile, "patch_size": patch, "depth": 1, "embed_dim": 32,
+                                           "num_heads": 2, "class_token": False, "global_pool": ""})
+    config = PerceptionLMConfig(vision_config=vision, text_config=_llama_text(len(tokenizer)),
+                                image_token_id=tokenizer.image_token_id, video_token_id=tokenizer.video_token_id,
+                                projector_pooling_ratio=1)
+    model = _init(PerceptionLMForConditionalGeneration(config), seed)
+    ip = PerceptionLMImageProcessor(tile_size=tile, max_num_tiles=1, vision_input_type="thumb+tile")
+    processor = PerceptionLMProcessor(image_processor=ip, video_processor=PerceptionLMVideoProcessor(),
+                                      tokenizer=tokenizer, patch_size=patch, pooling_ratio=1)
+    return model, processor
+
+
 def tiny_got_ocr2(seed: int = 0, image_size: int = 64, patch: int = 4, local_vision: bool = False,
                   attn_implementation: str = "sdpa", max_patches: int = 1) -> tuple[Any, Any]:
     """GOT-OCR2 shape: a SAM-style encoder with a convolutional neck, two stride-2 3x3 convolutions down to
