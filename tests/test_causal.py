@@ -1,7 +1,7 @@
 """Causal interventions (``emergence.causal``): head ablation zeroes exactly the chosen heads' slice of the output
 projection's input; knockout gives exactly zero attention from the blocked queries to the blocked keys and leaves the
-other rows alone, with sdpa equal to eager; a capture entered before a knockout records the attention the model
-used (the reverse order is refused); the teacher-forced effects of no intervention reproduce the run; and the organism
+other rows alone, with sdpa equal to eager; a capture records the attention the model used, entered before or
+inside a knockout; the teacher-forced effects of no intervention reproduce the run; and the organism
 study runs end to end on a few scenes."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from conftest import FAMILIES, N_NEW
 from emergence import Probe
 from emergence.capture import AttentionCapture
 from emergence.causal import ablate_heads, answer_effects, knockout
-from emergence.errors import CaptureError
 
 
 def _forward(model, inputs, **kw):
@@ -74,7 +73,7 @@ def test_knockout_blocks_exactly_the_chosen_rows_and_keys(family, image):
         torch.testing.assert_close(_forward(model, inputs).logits, out.logits, rtol=1e-5, atol=1e-5)
 
 
-def test_a_capture_entered_before_a_knockout_records_the_attention_used_and_the_reverse_is_refused(image):
+def test_a_capture_records_the_knocked_out_attention_in_either_order_of_entry(image):
     model, processor = FAMILIES["llava"](attn_implementation="eager")
     probe = Probe(model, processor)
     inputs = probe.prepare(image, "describe the image")
@@ -85,9 +84,10 @@ def test_a_capture_entered_before_a_knockout_records_the_attention_used_and_the_
     eager = torch.stack([a[0, :, -1][:, torch.as_tensor(layout.positions)] for a in out.attentions])  # [L, H, V]
     assert (cap.maps()[0] - eager).abs().max().item() <= 1e-6
     assert cap.maps()[0][..., :5].abs().max().item() == 0.0
-    with pytest.raises(CaptureError, match="enter the AttentionCapture first"):
-        with knockout(probe, keys, start), AttentionCapture(model, layout.positions):
-            pass
+    # entered the other way round, the capture records the same attention (both go through one dispatcher)
+    with knockout(probe, keys, start), AttentionCapture(model, layout.positions, storage_dtype=torch.float32) as inner:
+        _forward(model, inputs)
+    assert torch.equal(inner.maps(), cap.maps())
 
 
 def test_answer_effects_without_intervention_reproduce_the_run(image):
@@ -162,3 +162,69 @@ def test_mean_ablation_replaces_the_heads_slice_by_its_reference_mean(image):
     with pytest.raises(ValueError, match="needs means for layers \\[0\\]"):
         with ablate_heads(probe, [(0, 1)], mode="mean", means={1: means[1]}):
             pass
+
+
+def test_gradient_maps_see_an_active_knockout(image):
+    """A gradient map computed inside a knockout reads the attention the model used: the knocked-out keys get
+    exactly 0 (their attention is 0), and the map differs from the one without the knockout."""
+    from emergence.maps import gradient_attention
+
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    run = probe.generate(image, "describe the image", max_new_tokens=N_NEW, min_new_tokens=N_NEW,
+                         storage_dtype=torch.float32)
+    free = gradient_attention(probe, run)
+    keys = run.layout.positions[:6]
+    with knockout(probe, keys, int(run.layout.positions.max()) + 1):
+        blocked = gradient_attention(probe, run)
+    assert blocked[..., :6].abs().max().item() == 0.0
+    assert free[..., :6].abs().max().item() > 0.0
+    assert not torch.equal(blocked[..., 6:], free[..., 6:])
+
+
+def test_captures_gradient_maps_and_knockouts_in_threads_on_two_models_equal_each_call_alone(image):
+    """Two threads, two models (the organism and a tiny LLaVA), each looping over a capture with a gradient map and a
+    knockout's answer log-probabilities: every result is bit-identical to the same call made alone, and transformers'
+    attention registry is exactly as before afterwards."""
+    import threading
+
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    from emergence.causal import answer_log_probs
+    from emergence.organism import ShapesWorld, load_organism
+
+    before = dict(ALL_ATTENTION_FUNCTIONS._local_mapping)
+    scene = ShapesWorld(5).scene(0)
+    jobs = {"organism": (Probe(*load_organism()), scene.image, "describe the image"),
+            "llava": (Probe(*FAMILIES["llava"]()), image, "describe the image")}
+
+    def work(probe, img, prompt):
+        run = probe.generate(img, prompt, max_new_tokens=N_NEW, min_new_tokens=N_NEW, storage_dtype=torch.float32,
+                             methods=["gradient"])
+        with knockout(probe, run.layout.positions, int(run.layout.positions.max()) + 1):
+            knocked = answer_log_probs(probe, run)
+        return run.token_ids, run.attention, run.extras["gradient"], knocked
+
+    alone = {name: work(*job) for name, job in jobs.items()}
+    results: dict[str, list] = {name: [] for name in jobs}
+    errors: list[BaseException] = []
+
+    def loop(name):
+        try:
+            for _ in range(4):
+                results[name].append(work(*jobs[name]))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(name,)) for name in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for name, got in results.items():
+        assert len(got) == 4
+        for parts in got:
+            for mine, want in zip(parts, alone[name]):
+                assert torch.equal(mine, want), name
+    assert dict(ALL_ATTENTION_FUNCTIONS._local_mapping) == before

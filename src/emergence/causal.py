@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .capture.engine import AttentionCapture, _lm_config
+from .capture.engine import AttentionCapture, attention_edit, calls_attention_interface, lm_config
 from .errors import CaptureError, UnsupportedModelError
 
 __all__ = ["ablate_heads", "answer_effects", "answer_log_probs", "free_answer", "head_means", "knockout",
@@ -137,7 +137,7 @@ def _num_heads(module: nn.Module, model: nn.Module) -> int:
         value = getattr(module, name, None) or getattr(getattr(module, "config", None), name, None)
         if isinstance(value, int):
             return value
-    return int(_lm_config(model).num_attention_heads)
+    return int(lm_config(model).num_attention_heads)
 
 
 @contextlib.contextmanager
@@ -147,18 +147,14 @@ def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_posit
     in the given language-model ``layers`` (default all), or only in the given ``heads`` (``(layer, head)``
     pairs; the other heads of those layers are untouched), while inside.
 
-    Enter it INSIDE an :class:`~emergence.capture.AttentionCapture` to capture the knocked-out attention (the
-    capture then sees the edited mask); the reverse order is refused, since the capture would record attention
-    that was not used.
+    A capture of the same modules records the knocked-out attention (the mask the model used), whether it was
+    entered before or inside the knockout; knockouts, captures and gradient maps of other models may run in other
+    threads at the same time (they all go through the capture's dispatcher).
 
     Raises:
-        CaptureError: the model's attention does not go through transformers' attention interface, a layer uses a
-            sliding-window cache, or a capture would be entered inside the knockout.
+        CaptureError: the model's attention does not go through transformers' attention interface, or a layer uses
+            a sliding-window cache.
     """
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    from .capture.engine import _MISSING, _model_eager_function, calls_attention_interface
-
     model, modules = _modules(probe_or_model)
     if layers is not None and heads is not None:
         raise ValueError("pass layers or heads, not both")
@@ -174,33 +170,15 @@ def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_posit
     if not all(calls_attention_interface(m) for m in modules):
         raise CaptureError("knockout edits the attention mask through transformers' attention interface, which these "
                            "attention modules never call")
-    owned = {id(m) for m in modules}
     key_idx = torch.as_tensor(keys, dtype=torch.long).flatten()
-    backend = getattr(_lm_config(model), "_attn_implementation", None) or "eager"
-    previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(backend, _MISSING)
-    inner = previous if previous is not _MISSING else ALL_ATTENTION_FUNCTIONS._global_mapping.get(backend)
 
-    def edited(module, query, key, value, attention_mask, *args, **kwargs):
-        fn = inner if inner is not None else _model_eager_function(module)
-        if id(module) in owned:
-            if kwargs.get("sliding_window"):
-                raise CaptureError("knockout does not support sliding-window attention layers")
-            chosen = per_layer.get(module.layer_idx)
-            attention_mask = _blocked_mask(attention_mask, query, key, key_idx, from_position, chosen)
-        return fn(module, query, key, value, attention_mask, *args, **kwargs)
+    def blocked(module, query, key, attention_mask, kwargs):
+        if kwargs.get("sliding_window"):
+            raise CaptureError("knockout does not support sliding-window attention layers")
+        return _blocked_mask(attention_mask, query, key, key_idx, from_position, per_layer.get(module.layer_idx))
 
-    edited._emergence_edit = True  # type: ignore[attr-defined]
-    ALL_ATTENTION_FUNCTIONS[backend] = edited
-    try:
+    with attention_edit(model, modules, mask=blocked):
         yield
-    finally:
-        if ALL_ATTENTION_FUNCTIONS._local_mapping.get(backend) is not edited:
-            raise CaptureError("the attention registry changed inside the knockout (a capture entered inside it?); "
-                               "enter captures before the knockout")
-        if previous is _MISSING:
-            ALL_ATTENTION_FUNCTIONS._local_mapping.pop(backend, None)
-        else:
-            ALL_ATTENTION_FUNCTIONS._local_mapping[backend] = previous
 
 
 def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch.Tensor, start: int,

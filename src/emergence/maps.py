@@ -337,36 +337,22 @@ def tam_extras(probe: Any, passes: list[torch.Tensor], run: Any) -> dict[str, to
 def _eager_weights(model: Any, modules: Sequence[Any]) -> Iterator[dict[int, torch.Tensor]]:
     """While inside, ``modules`` run the model's own eager attention and their probabilities ``[1, H, q, k]``
     (in the autograd graph) are kept by layer index; other modules are untouched."""
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
-    from .capture.engine import _MISSING, _lm_config, _model_eager_function, calls_attention_interface
+    from .capture.engine import attention_edit, calls_attention_interface, eager_mask, model_eager_function
 
     if not all(calls_attention_interface(m) for m in modules):
         raise UnsupportedModelError("gradient maps read the attention probabilities through transformers' attention "
                                     "interface, which these attention modules never call")
     owned = {id(m): m.layer_idx for m in modules}
     kept: dict[int, torch.Tensor] = {}
-    backend = getattr(_lm_config(model), "_attn_implementation", None) or "eager"
-    previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(backend, _MISSING)
-    inner = previous if previous is not _MISSING else ALL_ATTENTION_FUNCTIONS._global_mapping.get(backend)
 
     def eager(module, query, key, value, attention_mask, *args, **kwargs):
-        if id(module) in owned:
-            output, weights = _model_eager_function(module)(module, query, key, value, attention_mask, *args,
-                                                            **kwargs)
-            kept[owned[id(module)]] = weights
-            return output, weights
-        fn = inner if inner is not None else _model_eager_function(module)
-        return fn(module, query, key, value, attention_mask, *args, **kwargs)
+        mask = eager_mask(attention_mask, query, key, kwargs)  # the model's masks are built for its own backend
+        output, weights = model_eager_function(module)(module, query, key, value, mask, *args, **kwargs)
+        kept[owned[id(module)]] = weights
+        return output, weights
 
-    ALL_ATTENTION_FUNCTIONS[backend] = eager
-    try:
+    with attention_edit(model, modules, run=eager):  # any active knockout's mask edit applies first
         yield kept
-    finally:
-        if previous is _MISSING:
-            ALL_ATTENTION_FUNCTIONS._local_mapping.pop(backend, None)
-        else:
-            ALL_ATTENTION_FUNCTIONS._local_mapping[backend] = previous
 
 
 def gradient_attention(probe: Any, run: Any, inputs: dict[str, Any] | None = None) -> torch.Tensor:

@@ -360,8 +360,9 @@ class OfficialSam2Segmenter:
             ) from exc
 
     @classmethod
-    def from_config(cls, config: str = "configs/sam2.1/sam2.1_hiera_l.yaml", checkpoint: str | os.PathLike | None = None,
-                    device: str | None = None, **kwargs: Any) -> OfficialSam2Segmenter:
+    def from_config(cls, config: str = "configs/sam2.1/sam2.1_hiera_l.yaml",
+                    checkpoint: str | os.PathLike | None = None, device: str | None = None,
+                    **kwargs: Any) -> OfficialSam2Segmenter:
         """Build with the package's own ``build_sam2`` from one of its model configs (``configs/sam2.1/
         sam2.1_hiera_{t,s,b+,l}.yaml``, or ``configs/sam2/...`` for SAM 2.0) and a local checkpoint file.
 

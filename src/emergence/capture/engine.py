@@ -31,11 +31,12 @@ caller's own ``output_attentions`` gets nothing for those layers.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -43,8 +44,8 @@ from torch import nn
 
 from ..errors import CaptureError, UnsupportedModelError
 
-__all__ = ["AttentionCapture", "KeepMode", "Mechanism", "calls_attention_interface", "find_cache",
-           "language_model_attention_modules", "row_attention_probs"]
+__all__ = ["AttentionCapture", "KeepMode", "Mechanism", "attention_edit", "calls_attention_interface", "eager_mask",
+           "find_cache", "language_model_attention_modules", "lm_config", "model_eager_function", "row_attention_probs"]
 
 KeepMode = Literal["heads", "layers", "mean"]
 _KEEP_MODES = ("heads", "layers", "mean")
@@ -78,7 +79,8 @@ def find_cache(kwargs: dict[str, Any]) -> Any:
     return next((value for value in kwargs.values() if isinstance(value, Cache)), None)
 
 
-def _lm_config(model: nn.Module) -> Any:
+def lm_config(model: nn.Module) -> Any:
+    """The language model's config (the decoder's, else the model's)."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
     return getattr(decoder, "config", None) or model.config
 
@@ -162,6 +164,32 @@ def row_attention_probs(
     return _take(torch.softmax(logits, dim=-1), columns)
 
 
+def eager_mask(attention_mask: torch.Tensor | None, query: torch.Tensor, key: torch.Tensor,
+               kwargs: dict[str, Any]) -> torch.Tensor:
+    """The attention mask in the form eager attention adds to its logits: float ``[B|1, 1|H, q_len, kv_len]`` in
+    ``query``'s dtype, 0 where a query attends and the dtype's minimum where it does not. A model loaded with another
+    backend builds its masks for that backend: ``None`` for plainly causal attention under sdpa / flash (made causal
+    here, the sliding window in ``kwargs`` honoured), boolean under sdpa (True = attend); float masks pass through.
+    Calling a model's eager function with such a mask as it is would silently drop the masking."""
+    if attention_mask is not None and attention_mask.is_floating_point():
+        return attention_mask
+    q_len, kv_len = query.shape[2], key.shape[2]
+    if attention_mask is None:
+        q_pos = (kv_len - q_len + torch.arange(q_len, device=query.device))[:, None]
+        k_pos = torch.arange(kv_len, device=query.device)[None, :]
+        allowed = k_pos <= q_pos
+        window = kwargs.get("sliding_window")
+        if window:
+            allowed &= k_pos > q_pos - window
+        allowed = allowed[None, None]
+    elif attention_mask.dtype == torch.bool:
+        allowed = attention_mask
+    else:
+        raise CaptureError(f"an attention mask of dtype {attention_mask.dtype} cannot be given to eager attention")
+    blocked = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device)
+    return blocked.masked_fill(~allowed, torch.finfo(query.dtype).min)
+
+
 def _ranges(indices: Sequence[int]) -> str:
     """``[0, 1, 2, 5]`` -> ``'0..2, 5'``."""
     out: list[tuple[int, int]] = []
@@ -178,7 +206,7 @@ def _text_start_hook(capture: AttentionCapture) -> Any:
     cache already holds (the pass's first query row): cross-attention calls see only vision keys, not the text."""
     model = capture.model
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
-    config = _lm_config(model)
+    config = lm_config(model)
     cross = set(getattr(config, "cross_attention_layers", None) or ())
     layers = int(getattr(config, "num_hidden_layers", 0) or 0)
     text_layer = next((i for i in range(layers) if i not in cross), 0)  # a self-attention layer of the cache
@@ -259,7 +287,7 @@ _DEFAULT_IN_SOURCE = re.compile(r"get_interface\(\s*[\w.]+\s*,\s*(\w+)\s*\)")
 _EAGER_BY_CLASS: dict[type, Callable[..., Any]] = {}
 
 
-def _model_eager_function(module: nn.Module) -> Callable[..., Any]:
+def model_eager_function(module: nn.Module) -> Callable[..., Any]:
     """What ``module`` runs for ``'eager'``: the default its ``forward`` hands to
     ``ALL_ATTENTION_FUNCTIONS.get_interface(...)`` (read from its source: some classes pass their own, e.g. Llama 4's
     vision attention passes ``vision_eager_attention_forward``), else the ``eager_attention_forward`` defined next to
@@ -292,78 +320,103 @@ def _model_eager_function(module: nn.Module) -> Callable[..., Any]:
     )
 
 
-class _Dispatcher:
-    """The one wrapper per backend key that transformers calls while any capture is active.
+class _Edit:
+    """An intervention on the attention of some modules, registered with the dispatcher (:func:`attention_edit`)."""
 
-    Captures may run at the same time in several threads (on different models): while at least one capture uses a
-    backend key, a single dispatch function is registered under it in ``ALL_ATTENTION_FUNCTIONS``. It calls the
-    backend that was registered before the first capture, then hands the call to the captures that own the calling
-    attention module (found by module identity, so it works from any thread, e.g. a streamer's generation thread).
-    Captures of one model may nest within one thread (each records); a capture of a model that another thread is
-    capturing is refused, since the two could not tell their forward passes apart.
-    Registration is reference-counted: the original mapping is restored exactly when the last capture on that key
-    exits, in whatever order captures exit.
+    def __init__(self, model: nn.Module, modules: Sequence[nn.Module], mask: Callable[..., Any] | None,
+                 run: Callable[..., Any] | None) -> None:
+        self.model, self._modules, self.mask, self.run = model, list(modules), mask, run
+        self.backend: str = getattr(lm_config(model), "_attn_implementation", None) or "eager"
+        self._thread: int | None = None
+
+
+class _Dispatcher:
+    """The one function per backend key that transformers calls while any capture or attention edit is active.
+
+    EVERY change the toolkit makes to ``ALL_ATTENTION_FUNCTIONS`` goes through here: captures
+    (:class:`AttentionCapture`) and edits (:func:`attention_edit`: the knockout's mask edits, the gradient map's
+    eager weights) register with it, and while at least one of them uses a backend key a single dispatch function is
+    registered under that key. For the calling attention module (found by module identity, so it works from any
+    thread, e.g. a streamer's generation thread) it applies the module's edits (each mask edit in order of entry,
+    then the last entered replacement of the backend), calls the backend that was registered before the first user,
+    and hands the call, with the mask that was used, to the captures that own the module. So a capture records the
+    attention the model used whatever the order in which captures and edits were entered.
+    Captures and edits of one model may nest within one thread; those of a model that another thread is using are
+    refused, since the two could not tell their forward passes apart. Registration is reference-counted: the
+    original mapping is restored exactly when the last user of a key exits, in whatever order users exit.
     """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._owners: dict[int, list[AttentionCapture]] = {}
+        self._edits: dict[int, list[_Edit]] = {}
         self._users: dict[str, int] = {}
         self._previous: dict[str, Any] = {}
 
-    def attach(self, capture: AttentionCapture) -> None:
+    def _check_thread(self, user: AttentionCapture | _Edit) -> None:
+        user._thread = threading.get_ident()
+        for m in user._modules:
+            for other in (*self._owners.get(id(m), ()), *self._edits.get(id(m), ())):
+                if other._thread != user._thread:
+                    raise CaptureError(
+                        f"{type(user.model).__name__} is already being captured or edited (an AttentionCapture, a "
+                        "knockout or a gradient map) in another thread; use one model per thread at a time, or load "
+                        "a second copy of the model for concurrent work"
+                    )
+
+    def _register(self, backend: str) -> None:
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-        with self._lock:
-            capture._thread = threading.get_ident()
-            other = [c for m in capture._modules for c in self._owners.get(id(m), ()) if c._thread != capture._thread]
-            if other:
-                raise CaptureError(
-                    f"{type(capture.model).__name__} is already being captured by an AttentionCapture in another "
-                    "thread; capture one generation per model at a time, or load a second copy of the model for "
-                    "concurrent captures"
-                )
-            backend = capture.backend
-            if self._users.get(backend, 0) == 0:
-                previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(backend, _MISSING)
-                if getattr(previous, "_emergence_edit", False):
-                    raise CaptureError("an attention edit (emergence.causal.knockout) is active: a capture entered "
-                                       "inside it would record attention the model does not use; enter the "
-                                       "AttentionCapture first, then the knockout")
-                self._previous[backend] = previous
-                target = previous if previous is not _MISSING else ALL_ATTENTION_FUNCTIONS._global_mapping.get(backend)
-                ALL_ATTENTION_FUNCTIONS[backend] = self._make_dispatch(target)
-            self._users[backend] = self._users.get(backend, 0) + 1
-            for m in capture._modules:
-                self._owners.setdefault(id(m), []).append(capture)
+        if self._users.get(backend, 0) == 0:
+            previous = ALL_ATTENTION_FUNCTIONS._local_mapping.get(backend, _MISSING)
+            self._previous[backend] = previous
+            target = previous if previous is not _MISSING else ALL_ATTENTION_FUNCTIONS._global_mapping.get(backend)
+            ALL_ATTENTION_FUNCTIONS[backend] = self._make_dispatch(target)
+        self._users[backend] = self._users.get(backend, 0) + 1
 
-    def detach(self, capture: AttentionCapture) -> None:
+    def _unregister(self, backend: str) -> None:
         from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+        left = self._users.get(backend, 0) - 1
+        if left > 0:
+            self._users[backend] = left
+            return
+        self._users.pop(backend, None)
+        previous = self._previous.pop(backend, _MISSING)
+        if previous is _MISSING:
+            ALL_ATTENTION_FUNCTIONS._local_mapping.pop(backend, None)
+        else:
+            ALL_ATTENTION_FUNCTIONS._local_mapping[backend] = previous
+
+    def attach(self, user: AttentionCapture | _Edit) -> None:
         with self._lock:
-            for m in capture._modules:
-                owners = [c for c in self._owners.get(id(m), ()) if c is not capture]
-                if owners:
-                    self._owners[id(m)] = owners
+            self._check_thread(user)
+            self._register(user.backend)
+            table = self._edits if isinstance(user, _Edit) else self._owners
+            for m in user._modules:
+                table.setdefault(id(m), []).append(user)  # type: ignore[arg-type]
+
+    def detach(self, user: AttentionCapture | _Edit) -> None:
+        with self._lock:
+            table = self._edits if isinstance(user, _Edit) else self._owners
+            for m in user._modules:
+                left = [u for u in table.get(id(m), ()) if u is not user]
+                if left:
+                    table[id(m)] = left  # type: ignore[assignment]
                 else:
-                    self._owners.pop(id(m), None)
-            backend = capture.backend
-            left = self._users.get(backend, 0) - 1
-            if left > 0:
-                self._users[backend] = left
-                return
-            self._users.pop(backend, None)
-            previous = self._previous.pop(backend, _MISSING)
-            if previous is _MISSING:
-                ALL_ATTENTION_FUNCTIONS._local_mapping.pop(backend, None)
-            else:
-                ALL_ATTENTION_FUNCTIONS._local_mapping[backend] = previous
+                    table.pop(id(m), None)
+            self._unregister(user.backend)
 
     def _make_dispatch(self, backend_fn: Callable[..., Any] | None) -> Callable[..., Any]:
-        owners = self._owners
+        owners, edits = self._owners, self._edits
 
         def capture_attention(module, query, key, value, attention_mask, *args, **kwargs):
-            fn = backend_fn if backend_fn is not None else _model_eager_function(module)
+            fn = backend_fn if backend_fn is not None else model_eager_function(module)
+            for edit in edits.get(id(module), ()):
+                if edit.mask is not None:
+                    attention_mask = edit.mask(module, query, key, attention_mask, kwargs)
+                if edit.run is not None:
+                    fn = edit.run
             output = fn(module, query, key, value, attention_mask, *args, **kwargs)
             for capture in owners.get(id(module), ()):
                 slot = capture._slot.get(id(module))
@@ -375,6 +428,29 @@ class _Dispatcher:
 
 
 _dispatcher = _Dispatcher()
+
+
+@contextlib.contextmanager
+def attention_edit(model: nn.Module, modules: Sequence[nn.Module], mask: Callable[..., Any] | None = None,
+                   run: Callable[..., Any] | None = None) -> Iterator[None]:
+    """While inside, the attention of ``modules`` (attention modules of ``model`` that call transformers' attention
+    interface) is edited through the capture dispatcher, the one place that changes transformers' attention
+    registry:
+
+    - ``mask(module, query, key, attention_mask, kwargs) -> attention_mask``: the mask the backend (and any capture
+      of these modules) then uses;
+    - ``run(module, query, key, value, attention_mask, *args, **kwargs) -> (output, weights)``: replaces the backend
+      for these modules.
+
+    Edits and captures may be entered in any order and nest; a model edited or captured in another thread is
+    refused. Nothing stays registered after the block.
+    """
+    edit = _Edit(model, modules, mask, run)
+    _dispatcher.attach(edit)
+    try:
+        yield
+    finally:
+        _dispatcher.detach(edit)
 
 
 class AttentionCapture:
@@ -482,7 +558,7 @@ class AttentionCapture:
         self.query_positions = (
             None if query_positions is None else torch.as_tensor(query_positions, dtype=torch.long).flatten()
         )
-        self.backend: str = getattr(_lm_config(model), "_attn_implementation", None) or "eager"
+        self.backend: str = getattr(lm_config(model), "_attn_implementation", None) or "eager"
         if self.backend.startswith("flex") and mechanism == "interface":
             raise UnsupportedModelError(
                 "attn_implementation='flex_attention' is not supported by the capture (its BlockMask cannot be read "
