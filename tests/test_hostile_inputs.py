@@ -380,3 +380,43 @@ def test_a_ground_truth_covering_nearly_the_whole_image_warns_that_it_may_be_inv
     assert inverted.mean() >= 0.9
     with pytest.warns(UserWarning, match=r"covers \d+% of the image.*inverted"):
         analyze(run, gt_mask=inverted, segmenter="classical", layer_emergence=False)
+
+
+def test_file_outputs_never_replace_a_file_the_toolkit_did_not_write(tmp_path, capsys, monkeypatch):
+    """`--out FILE` / `--figure FILE`: a user's file (a ground-truth JSON, notes, a photo saved as .png, a dangling
+    link) is refused before any work and left as it was; the toolkit's own earlier output of the same command is
+    replaced."""
+    import json
+
+    from emergence.files import OutputDirError, check_output_file, write_result_json
+    from emergence.plotting import save_figure
+
+    truth = tmp_path / "test_gcg_coco_mask_gt.json"
+    truth.write_text(json.dumps({"images": [], "annotations": []}))
+    notes = tmp_path / "mine.json"
+    notes.write_text("my notes, not JSON")
+    photo = tmp_path / "holiday.png"
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(photo)
+    link = tmp_path / "gone.json"
+    link.symlink_to(tmp_path / "nowhere.json")
+    kept = {p: p.read_bytes() for p in (truth, notes, photo)}
+    calls = []
+    monkeypatch.setattr("emergence.organism.evaluate.evaluate", lambda *a, **k: calls.append(1))
+    for argv in (["organism", "eval", "--out", str(notes)], ["organism", "causal", "--figure", str(photo)],
+                 ["organism", "eval", "--out", str(link)], ["organism", "causal", "--out", str(notes)],
+                 ["organism", "compare-maps", "--figure", str(photo)], ["organism", "ground", "--out", str(notes)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "emergence: error:" in err and ("not written by emergence" in err or "dangling" in err), argv
+    assert not calls  # refused before the evaluation ran
+    # a JSON object that is not this command's output (the GCG ground truth) is refused when the result is written
+    with pytest.raises(OutputDirError, match="not written by emergence"):
+        write_result_json(truth, {"AP50": 0.1, "mIoU": 0.2})
+    with pytest.raises(OutputDirError, match="not written by emergence"):
+        save_figure(__import__("matplotlib.pyplot").pyplot.figure(), photo)
+    assert {p: p.read_bytes() for p in (truth, notes, photo)} == kept
+    # the toolkit's own outputs are replaced
+    ours = write_result_json(tmp_path / "metrics.json", {"AP50": 0.1, "mIoU": 0.2})
+    assert json.loads(write_result_json(ours, {"AP50": 0.3, "mIoU": 0.4}).read_text())["AP50"] == 0.3
+    figure = save_figure(__import__("matplotlib.pyplot").pyplot.figure(), tmp_path / "fig.png")
+    assert check_output_file(save_figure(__import__("matplotlib.pyplot").pyplot.figure(), figure)) == figure

@@ -324,7 +324,20 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _check_output_files(args: argparse.Namespace) -> None:
+    """Refuse ``--out`` / ``--figure`` FILE paths that would replace a file the toolkit did not write, before any
+    work (folder outputs are claimed by their commands)."""
+    from .files import check_output_file
+
+    for name in ("out", "figure"):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and value:
+            check_output_file(value)
+
+
 def _cmd_organism(args: argparse.Namespace) -> int:
+    if args.organism_command != "gcg-set":  # gcg-set's --out is a folder
+        _check_output_files(args)
     if args.organism_command == "train":
         from .organism.train import main as train_main
 
@@ -410,19 +423,10 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                      layers=args.layers, normalise=args.normalise, method=args.map_method, heads=args.heads)
     report.save(out)
     if args.methods_figure:
-        import io
-
-        import matplotlib.pyplot as plt
-
         from .analysis.plotting import plot_methods
-        from .files import atomic_write_bytes
+        from .plotting import save_figure
 
-        fig = plot_methods(run)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
-        plt.close(fig)
-        atomic_write_bytes(out / "methods.png", buf.getvalue())
-        print(f"wrote {out / 'methods.png'}")
+        print(f"wrote {save_figure(plot_methods(run), out / 'methods.png', dpi=100)}")
     print(f"answer: {run.text}")
     print(report)
     cols = [c for c in ("text", "position", "category", "point_x", "point_y", "iou_chosen", "iou") if c in report.table]
@@ -469,6 +473,7 @@ def _cmd_gcg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
+    _check_output_files(args)
     truth = load_gcg(args.root, args.split, images=args.images)[: args.n]  # bad folders fail before the model loads
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     if args.prompt:
@@ -486,10 +491,9 @@ def _cmd_gcg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                    segmenter=args.segmenter, prompt=prompt)
     print(json.dumps(metrics, indent=1))
     if args.out:
-        from .files import atomic_write_json
+        from .files import write_result_json
 
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        print(f"wrote {atomic_write_json(Path(args.out), metrics)}")
+        print(f"wrote {write_result_json(args.out, metrics)}")
     return 0
 
 

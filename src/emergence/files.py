@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,12 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "check_output_dir",
+    "check_output_file",
     "claim_output_dir",
     "is_own_dir",
     "mark_output_dir",
     "remove_own_temporaries",
+    "write_result_json",
 ]
 
 TMP_SUFFIX = ".emergence-tmp"
@@ -113,6 +115,56 @@ def _json_keys(path: Path, *keys: str) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(doc, dict) and all(k in doc for k in keys)
+
+
+#: the PNG ``Software`` text of every figure the toolkit writes (:func:`emergence.plotting.save_figure`)
+SOFTWARE = "emergence"
+
+
+def _own_png(path: Path) -> bool:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.format == "PNG" and str(im.info.get("Software", "")).startswith(SOFTWARE)
+    except Exception:  # noqa: BLE001 - unreadable: not ours
+        return False
+
+
+def check_output_file(path: str | os.PathLike, keys: Sequence[str] | None = None) -> Path:
+    """Refuse an output file path that would replace a file this toolkit did not write; returns it as a Path.
+
+    A path may be new, or a file the toolkit wrote: a PNG whose ``Software`` text names emergence, or a JSON object
+    holding every one of ``keys`` (an earlier output of the same command). With ``keys=None`` (the check made before
+    the work, when the output's keys are not known yet) any JSON object passes, and the check with the keys is made
+    again when writing (:func:`write_result_json`).
+
+    Raises:
+        OutputDirError: the path is a folder, a dangling symbolic link, or a file the toolkit did not write.
+    """
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise OutputDirError(f"{path} is a dangling symbolic link; give a path to a new file, or remove the link")
+    if path.is_dir():
+        raise OutputDirError(f"{path} is a folder; give the path of a file to write")
+    if not path.exists():
+        return path
+    if path.suffix.lower() == ".png":
+        own = _own_png(path)
+    else:
+        own = _json_keys(path) if keys is None else bool(keys) and _json_keys(path, *keys)
+    if not own:
+        raise OutputDirError(f"{path} exists and was not written by emergence (as the output of this command); it "
+                             "is left untouched: choose a new path, or remove the file yourself")
+    return path
+
+
+def write_result_json(path: str | os.PathLike, obj: dict[str, Any]) -> Path:
+    """Write a command's JSON result atomically (parent folders created), never replacing a file the toolkit did
+    not write (:func:`check_output_file` with the result's keys)."""
+    path = check_output_file(path, list(obj))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_json(path, obj)
 
 
 def _legacy_output(path: Path, kind: str) -> bool:

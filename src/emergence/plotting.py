@@ -14,16 +14,24 @@ __all__ = ["plot_frame_profile", "plot_token_heatmaps", "overlay"]
 
 
 def save_figure(fig: Any, path: Any, dpi: int = 110) -> Any:
-    """Write a figure as PNG atomically and close it. Returns the path."""
+    """Write a figure as PNG atomically (parent folders created) and close it; the toolkit's only PNG writer. The
+    PNG's ``Software`` text names emergence, so a later run may replace it; any other existing file is refused
+    (:func:`emergence.files.check_output_file`). Returns the path."""
     import io
+    from pathlib import Path
 
     import matplotlib.pyplot as plt
 
-    from .files import atomic_write_bytes
+    from . import __version__
+    from .files import SOFTWARE, atomic_write_bytes, check_output_file
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
+    try:
+        path = check_output_file(path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": f"{SOFTWARE} {__version__}"})
+    finally:
+        plt.close(fig)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     return atomic_write_bytes(path, buf.getvalue())
 
 

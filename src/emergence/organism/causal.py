@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write_json
 from .world import COLOURS, SHAPES, ShapesWorld
 
 __all__ = ["CausalEval", "evaluate_causal", "format_causal", "plot_causal", "save_causal"]
@@ -244,8 +243,10 @@ def format_causal(result: CausalEval) -> str:
 
 
 def save_causal(result: CausalEval, path: str | os.PathLike) -> Path:
-    """Write the results as JSON (atomically)."""
-    return atomic_write_json(path, result.to_dict())
+    """Write the results as JSON (atomically; never over a file the toolkit did not write)."""
+    from ..files import write_result_json
+
+    return write_result_json(path, result.to_dict())
 
 
 def plot_causal(result: CausalEval, path: str | os.PathLike) -> Path:
@@ -267,8 +268,6 @@ def plot_causal(result: CausalEval, path: str | os.PathLike) -> Path:
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Causal checks on the organism: {result.n} scenes, k = {result.k}")
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    from ..plotting import save_figure
+
+    return save_figure(fig, path, dpi=110)

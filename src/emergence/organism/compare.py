@@ -261,31 +261,21 @@ def format_comparison(result: MapComparison) -> str:
 
 
 def save_comparison(result: MapComparison, path: str | os.PathLike) -> Path:
-    """Write the result as JSON (atomically)."""
-    from ..files import atomic_write_json
+    """Write the result as JSON (atomically; never over a file the toolkit did not write)."""
+    from ..files import write_result_json
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_json(path, result.to_dict())
+    return write_result_json(path, result.to_dict())
 
 
 def plot_methods(run: Any, methods: dict[str, tuple[str, Any]], path: str | os.PathLike, scene: Any = None,
                  words: int = 6) -> Path:
     """Write the methods figure (:func:`emergence.analysis.plotting.plot_methods`) of an organism caption, its
     columns the scene's colour, shape and part words."""
-    import io
-
-    import matplotlib.pyplot as plt
-
     from ..analysis.plotting import plot_methods as draw
-    from ..files import atomic_write_bytes
+    from ..plotting import save_figure
 
     named = None
     if scene is not None:
         named = [w for w, _m, c in scene.word_referents() if c in ("entity", "part", "appearance")]
     fig = draw(run, methods, words=named, max_words=words)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=60)  # small enough to keep in the repository
-    plt.close(fig)
-    return atomic_write_bytes(Path(path), buf.getvalue())
+    return save_figure(fig, path, dpi=60)  # small enough to keep in the repository

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_write_json
 from .world import CATEGORIES, ShapesWorld
 
 __all__ = ["OrganismEval", "WordPointing", "caption_words", "evaluate", "format_table", "word_pointing"]
@@ -151,7 +150,7 @@ def format_table(result: OrganismEval) -> str:
 
 
 def save(result: OrganismEval, path: str | os.PathLike) -> Path:
-    """Write the result as JSON (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_json(path, result.to_dict())
+    """Write the result as JSON (atomically; never over a file the toolkit did not write)."""
+    from ..files import write_result_json
+
+    return write_result_json(path, result.to_dict())

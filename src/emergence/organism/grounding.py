@@ -126,9 +126,7 @@ def format_grounding(result: GroundingEval) -> str:
 
 
 def save_grounding(result: GroundingEval, path: str | os.PathLike) -> Path:
-    """Write the result as JSON (atomically)."""
-    from ..files import atomic_write_json
+    """Write the result as JSON (atomically; never over a file the toolkit did not write)."""
+    from ..files import write_result_json
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_json(path, result.to_dict())
+    return write_result_json(path, result.to_dict())
