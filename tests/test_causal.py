@@ -14,6 +14,7 @@ from conftest import FAMILIES, N_NEW
 from emergence import Probe
 from emergence.capture import AttentionCapture
 from emergence.causal import ablate_heads, answer_effects, knockout
+from emergence.errors import CaptureError
 
 
 def _forward(model, inputs, **kw):
@@ -228,3 +229,23 @@ def test_captures_gradient_maps_and_knockouts_in_threads_on_two_models_equal_eac
             for mine, want in zip(parts, alone[name]):
                 assert torch.equal(mine, want), name
     assert dict(ALL_ATTENTION_FUNCTIONS._local_mapping) == before
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"keys": [-1, 3], "from_position": 5}, ValueError, "keys must be key positions >= 0"),
+    ({"keys": [2, 3], "from_position": -1}, ValueError, "from_position=-1"),
+    ({"keys": [2, 3], "from_position": 5, "heads": [(0, -1)]}, ValueError, "names head -1"),
+    ({"keys": [2, 3], "from_position": 5, "heads": [(0, 99)]}, ValueError, "names head 99"),
+    ({"keys": [2, 10_000], "from_position": 5}, CaptureError, "must lie inside the sequence"),
+    ({"keys": [2, 3], "from_position": 10_000}, CaptureError, "must lie inside the sequence"),
+    ({"keys": "all", "from_position": 0}, CaptureError, "blocks every key of some query"),
+])
+def test_knockouts_that_would_do_something_else_than_asked_are_refused(image, kwargs, error, message):
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    inputs = probe.prepare(image, "describe the image")
+    if kwargs["keys"] == "all":
+        kwargs = {**kwargs, "keys": list(range(inputs["input_ids"].shape[1]))}
+    with pytest.raises(error, match=message):
+        with knockout(probe, **kwargs):
+            _forward(model, inputs)

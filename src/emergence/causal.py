@@ -152,14 +152,23 @@ def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_posit
     threads at the same time (they all go through the capture's dispatcher).
 
     Raises:
-        CaptureError: the model's attention does not go through transformers' attention interface, or a layer uses
-            a sliding-window cache.
+        ValueError: a negative key position or ``from_position``, or a head outside ``0..heads-1``.
+        CaptureError: the model's attention does not go through transformers' attention interface, a layer uses
+            a sliding-window cache, a pass has blocked keys or queries beyond its sequence (the knockout would do
+            nothing there), or a query would have every key blocked.
     """
     model, modules = _modules(probe_or_model)
     if layers is not None and heads is not None:
         raise ValueError("pass layers or heads, not both")
+    if isinstance(from_position, bool) or not isinstance(from_position, int) or from_position < 0:
+        raise ValueError(f"from_position={from_position!r}: give the sequence position (>= 0) of the first query to "
+                         "block; negative positions are not counted from the end")
     per_layer: dict[int, list[int]] = {}
+    n_heads = _num_heads(modules[0], model) if modules else 0
     for layer, head in heads or ():
+        if not 0 <= int(head) < n_heads:
+            raise ValueError(f"heads: ({layer}, {head}) names head {head}, but the layers have heads 0..{n_heads - 1} "
+                             "(negative indices are not counted from the end)")
         per_layer.setdefault(int(layer), []).append(int(head))
     if layers is not None or heads is not None:
         wanted = {int(i) for i in layers} if layers is not None else set(per_layer)
@@ -171,6 +180,9 @@ def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_posit
         raise CaptureError("knockout edits the attention mask through transformers' attention interface, which these "
                            "attention modules never call")
     key_idx = torch.as_tensor(keys, dtype=torch.long).flatten()
+    if key_idx.numel() == 0 or int(key_idx.min()) < 0:
+        raise ValueError(f"keys must be key positions >= 0 (got {key_idx.tolist()[:8]}); negative positions are not "
+                         "counted from the end")
 
     def blocked(module, query, key, attention_mask, kwargs):
         if kwargs.get("sliding_window"):
@@ -188,6 +200,9 @@ def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch
     q_len, kv_len = query.shape[2], key.shape[2]
     device = query.device
     q_pos = kv_len - q_len + torch.arange(q_len, device=device)  # full caches: key index = sequence position
+    if q_len > 1 and (int(keys.max()) >= kv_len or start >= kv_len):  # a prompt's pass: everything must exist
+        raise CaptureError(f"knockout: key positions up to {int(keys.max())} and from_position={start} must lie "
+                           f"inside the sequence of {kv_len} positions; the knockout would block nothing there")
     block = torch.zeros(q_len, kv_len, dtype=torch.bool, device=device)
     keys = keys.to(device)
     block[(q_pos >= start).nonzero().flatten()[:, None], keys[keys < kv_len][None, :]] = True
@@ -198,6 +213,7 @@ def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch
     if mask is None:
         causal = torch.arange(kv_len, device=device)[None, :] <= q_pos[:, None]
         allowed = causal & ~block
+        _check_rows(allowed)
         return allowed[None] if allowed.ndim == 3 else allowed[None, None]
     if not (isinstance(mask, torch.Tensor) and mask.ndim == 4):
         raise CaptureError(f"knockout cannot edit an attention mask of type {type(mask).__name__}; use "
@@ -206,8 +222,20 @@ def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch
     if block.ndim == 3:
         mask = mask.expand(-1, block.shape[0], -1, -1)
     if mask.dtype == torch.bool:
-        return mask & ~block
-    return mask.masked_fill(block, torch.finfo(mask.dtype).min)
+        edited = mask & ~block
+        _check_rows(edited)
+        return edited
+    edited = mask.masked_fill(block, torch.finfo(mask.dtype).min)
+    _check_rows(edited > torch.finfo(mask.dtype).min / 2)
+    return edited
+
+
+def _check_rows(allowed: torch.Tensor) -> None:
+    """Refuse a knockout that leaves some query row with no key at all (its softmax would be uniform over keys it
+    must not see, or NaN)."""
+    if not bool(allowed.any(dim=-1).all()):
+        raise CaptureError("knockout blocks every key of some query (the blocked keys are all it may attend to); "
+                           "leave at least one key, e.g. the first token, unblocked")
 
 
 def run_inputs(probe: Any, run: Any) -> dict[str, Any]:
