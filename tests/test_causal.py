@@ -249,3 +249,21 @@ def test_knockouts_that_would_do_something_else_than_asked_are_refused(image, kw
     with pytest.raises(error, match=message):
         with knockout(probe, **kwargs):
             _forward(model, inputs)
+
+
+def test_a_knockout_of_the_answer_rows_during_generation_is_not_refused(image):
+    """from_position = the prompt's length blocks nothing in the prefill but every decoding step: accepted, and it
+    changes the attention of the answer's rows only."""
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    run = probe.generate(image, "describe the image", max_new_tokens=N_NEW, min_new_tokens=N_NEW,
+                         storage_dtype=torch.float32)
+    prompt_len = probe.prepare(image, "describe the image")["input_ids"].shape[1]
+    keys = run.layout.positions[:4]
+    with AttentionCapture(model, run.layout.positions, storage_dtype=torch.float32) as cap, \
+            knockout(probe, keys, prompt_len), torch.no_grad():
+        probe.adapter.generate(model, probe.adapter.model_inputs(probe.prepare(image, "describe the image"), model),
+                               max_new_tokens=N_NEW, min_new_tokens=N_NEW, do_sample=False)
+    knocked = cap.maps()
+    assert torch.equal(knocked[0], run.attention[0])  # the prefill's row (position P-1) is not blocked
+    assert knocked[1:, ..., :4].abs().max().item() == 0.0  # the answer's rows are

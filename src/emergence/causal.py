@@ -154,8 +154,8 @@ def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_posit
     Raises:
         ValueError: a negative key position or ``from_position``, or a head outside ``0..heads-1``.
         CaptureError: the model's attention does not go through transformers' attention interface, a layer uses
-            a sliding-window cache, a pass has blocked keys or queries beyond its sequence (the knockout would do
-            nothing there), or a query would have every key blocked.
+            a sliding-window cache, a query would have every key blocked, or (on leaving the block) some key or
+            ``from_position`` lay beyond every sequence the knockout saw, so it blocked nothing there.
     """
     model, modules = _modules(probe_or_model)
     if layers is not None and heads is not None:
@@ -184,13 +184,20 @@ def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_posit
         raise ValueError(f"keys must be key positions >= 0 (got {key_idx.tolist()[:8]}); negative positions are not "
                          "counted from the end")
 
+    longest = [0]  # the longest sequence a pass of the knockout saw
+
     def blocked(module, query, key, attention_mask, kwargs):
         if kwargs.get("sliding_window"):
             raise CaptureError("knockout does not support sliding-window attention layers")
+        longest[0] = max(longest[0], key.shape[2])
         return _blocked_mask(attention_mask, query, key, key_idx, from_position, per_layer.get(module.layer_idx))
 
     with attention_edit(model, modules, mask=blocked):
         yield
+    if longest[0] and (int(key_idx.max()) >= longest[0] or from_position >= longest[0]):
+        raise CaptureError(f"knockout: key positions up to {int(key_idx.max())} and from_position={from_position} "
+                           f"must lie inside the sequence (at most {longest[0]} positions were seen); it blocked "
+                           "nothing there, so the results inside it are not a knockout's")
 
 
 def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch.Tensor, start: int,
@@ -200,9 +207,6 @@ def _blocked_mask(mask: Any, query: torch.Tensor, key: torch.Tensor, keys: torch
     q_len, kv_len = query.shape[2], key.shape[2]
     device = query.device
     q_pos = kv_len - q_len + torch.arange(q_len, device=device)  # full caches: key index = sequence position
-    if q_len > 1 and (int(keys.max()) >= kv_len or start >= kv_len):  # a prompt's pass: everything must exist
-        raise CaptureError(f"knockout: key positions up to {int(keys.max())} and from_position={start} must lie "
-                           f"inside the sequence of {kv_len} positions; the knockout would block nothing there")
     block = torch.zeros(q_len, kv_len, dtype=torch.bool, device=device)
     keys = keys.to(device)
     block[(q_pos >= start).nonzero().flatten()[:, None], keys[keys < kv_len][None, :]] = True
