@@ -357,3 +357,24 @@ def test_compare_maps_agrees_with_the_organism_eval_on_plain_attention(tmp_path)
     assert (tmp_path / "m.png").stat().st_size > 10_000
     with pytest.raises(ValueError, match="calib_seed"):
         compare_maps(seed=5, n=1, calib_seed=5)
+
+
+def test_empty_selections_are_refused_not_averaged_to_zero(probe_and_run, image):
+    """`heads=[]` / `layers=[]` average nothing: refused by name everywhere (analyze, token maps, heatmaps, the
+    method maps), not turned into all-zero or NaN maps; likewise a localization-heads selection of no head."""
+    from emergence import analyze
+    from emergence.analysis.maps import MapOptions
+    from emergence.maps import localization_heads, method_maps
+
+    _probe, run = probe_and_run
+    gt = np.zeros((image.height, image.width), bool)
+    gt[5:20, 5:20] = True
+    for call in (lambda: analyze(run, gt, segmenter="classical", heads=[]),
+                 lambda: analyze(run, gt, segmenter="classical", layers=[]),
+                 lambda: run.token_map(0, heads=[]), lambda: run.heatmap(0, layers=[]),
+                 lambda: method_maps(run, "attention", MapOptions(heads=[])),
+                 lambda: method_maps(run, "gradient", MapOptions(layers=[]))):
+        with pytest.raises(ValueError, match=r"(heads|layers)=\[\] selects no"):
+            call()
+    with pytest.raises(ValueError, match="per_sample=0"):
+        localization_heads([run], per_sample=0)

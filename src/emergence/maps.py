@@ -460,6 +460,9 @@ def localization_heads(runs: Sequence[Any], top: int = 3, per_sample: int = 10, 
     """
     if not runs:
         raise ValueError("localization_heads needs at least one calibration run")
+    for name, value in (("top", top), ("per_sample", per_sample)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: give a positive number of heads")
     counts: np.ndarray | None = None
     for run in runs:
         if run.keep != "heads" or run.convention != "predicting":

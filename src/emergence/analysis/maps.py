@@ -66,8 +66,14 @@ def reduce_attention(attention: torch.Tensor, keep: str, captured: Sequence[int]
     (head indices used in every chosen layer, or ``(layer, head)`` pairs).
 
     Raises:
-        ValueError, IndexError: a choice the kept attention cannot give (the message says why).
+        ValueError, IndexError: a choice the kept attention cannot give (the message says why), or an empty one
+            (``layers=[]`` / ``heads=[]`` would average nothing).
     """
+    if layers is not None and len(layers) == 0:
+        raise ValueError(f"layers=[] selects no layer; pass None for all captured layers {list(captured)} or a "
+                         "non-empty list")
+    if heads is not None and len(heads) == 0:
+        raise ValueError("heads=[] selects no head; pass None for all heads, or head indices / (layer, head) pairs")
     a = attention.float()
     if heads is not None and len(heads) and isinstance(heads[0], (tuple, list)):
         if keep != "heads":
