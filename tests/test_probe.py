@@ -210,3 +210,58 @@ def test_a_capture_session_around_your_own_generate_equals_probe_generate(image)
         model.generate(**twice.inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
     with pytest.raises(CaptureError, match="generate exactly once"):
         twice.run(out)
+
+
+def test_a_capture_session_refuses_generations_it_cannot_vouch_for(image):
+    """Beam search (a batch of beams), another image's pixels, and ids from another generation of the same length
+    are refused by the session; a generate output object is accepted, float ids are refused by name."""
+    from emergence.errors import CaptureError
+
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    kw = dict(max_new_tokens=4, min_new_tokens=4)
+    beams = probe.capture(image, prompt="describe the image")
+    with beams:
+        out = model.generate(**beams.inputs, num_beams=3, do_sample=False, **kw)
+    with pytest.raises(CaptureError, match="batches of .*num_beams=1"):
+        beams.run(out)
+    other = noise_image(seed=7)
+    session = probe.capture(image, prompt="describe the image")
+    foreign = probe.prepare(other, "describe the image")
+    with session:
+        out = model.generate(**probe.adapter.model_inputs(foreign, model), do_sample=False, **kw)
+    with pytest.raises(CaptureError, match="pixel values differ from the session.s"):
+        session.run(out)
+    # the same number of steps, but the ids of another generation (sampled with another seed)
+    session = probe.capture(image, prompt="describe the image")
+    with session:
+        out = model.generate(**session.inputs, do_sample=False, return_dict_in_generate=True, **kw)
+    assert session.run(out).token_ids.tolist() == out.sequences[0, -4:].tolist()  # an output object is accepted
+    session = probe.capture(image, prompt="describe the image")
+    with session:
+        model.generate(**session.inputs, do_sample=False, **kw)
+    torch.manual_seed(3)
+    alien = model.generate(**session.inputs, do_sample=True, top_k=0, temperature=5.0, **kw)
+    assert alien[0, -4:-1].tolist() != out.sequences[0, -4:-1].tolist()
+    with pytest.raises(CaptureError, match="not the ones generated inside the session"):
+        session.run(alien)
+    with pytest.raises(CaptureError, match="must be token ids"):
+        session.run(out.sequences.float())
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_a_capture_session_accepts_its_own_generation_in_every_family(family, image):
+    """The session's checks (batch, pixels at the vision tower, fed ids) refuse nothing that is the session's own:
+    a plain generate with ``session.inputs`` gives the same run as ``probe.generate`` in every family."""
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    try:
+        reference = probe.generate(image, "describe the image", max_new_tokens=3, min_new_tokens=3)
+    except Exception as exc:  # noqa: BLE001 - families the probe refuses are tested elsewhere
+        pytest.skip(f"{family}: {type(exc).__name__}")
+    session = probe.capture(image, prompt="describe the image")
+    with session:
+        out = probe.adapter.generate(model, session.inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
+    run = session.run(out)
+    assert run.token_ids.tolist() == reference.token_ids.tolist()
+    assert torch.equal(run.attention, reference.attention)

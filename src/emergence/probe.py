@@ -528,6 +528,9 @@ class CaptureSession:
         self.prompt, self._pils, self._videos = prompt, pils, videos
         self._done = False
         self._scope = contextlib.ExitStack()
+        self._batches: list[int] = []  # the batch size of every forward pass inside the session
+        self._fed: list[torch.Tensor] = []  # the ids fed to each pass after the first (the generated tokens)
+        self._foreign: str | None = None  # why the first pass's inputs are not the session's, if they are not
 
     def __enter__(self) -> CaptureSession:
         if self._done:
@@ -535,8 +538,48 @@ class CaptureSession:
         with contextlib.ExitStack() as scope:
             scope.enter_context(self.capture)
             scope.enter_context(self.probe.upstream_fixes())
+            handle = self.probe.model.register_forward_pre_hook(self._watch, with_kwargs=True)
+            scope.callback(handle.remove)
+            tower = _vision_tower(self.probe.model)
+            if tower is not None:
+                scope.callback(tower.register_forward_pre_hook(self._watch_pixels, with_kwargs=True).remove)
             self._scope = scope.pop_all()
         return self
+
+    def _watch_pixels(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Pre-hook on the vision tower: its first input inside the session must be one of the session's own pixel
+        tensors (generate may encode the image before the model's first forward). Conservative: only a tensor of the
+        same size with other values is called foreign (processors may reshape pixels before the tower)."""
+        if getattr(self, "_pixels_seen", False):
+            return
+        self._pixels_seen = True
+        given = kwargs.get("pixel_values", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+        if not isinstance(given, torch.Tensor):
+            return
+        own = [v for k, v in self.inputs.items() if isinstance(v, torch.Tensor) and k.startswith("pixel_values")]
+        same_size = [v for v in own if v.numel() == given.numel()]
+        if same_size and not any(torch.equal(given.flatten(), v.to(given.device, given.dtype).flatten())
+                                 for v in same_size):
+            self._foreign = "its pixel values differ from the session's (another image?)"
+
+    def _watch(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Pre-hook on the model for the session's lifetime: what each forward pass inside was given."""
+        ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+        shaped = next((v for v in (ids, kwargs.get("inputs_embeds")) if isinstance(v, torch.Tensor)), None)
+        self._batches.append(int(shaped.shape[0]) if shaped is not None else 1)
+        if len(self._batches) > 1:
+            if isinstance(ids, torch.Tensor):
+                self._fed.append(ids[0].detach().cpu())
+            return
+        if isinstance(ids, torch.Tensor) and ids.shape[0] == 1:
+            own = self.inputs["input_ids"][0].to(ids.device)
+            if ids.shape[1] != own.shape[0] or not torch.equal(ids[0], own):
+                self._foreign = "its prompt ids differ from the session's"
+        for name in (*self.probe.adapter.pixel_inputs, "pixel_values_videos"):
+            given, own = kwargs.get(name), self.inputs.get(name)
+            if isinstance(given, torch.Tensor) and isinstance(own, torch.Tensor) and given.numel() == own.numel():
+                if not torch.equal(given.flatten(), own.to(given.device, given.dtype).flatten()):
+                    self._foreign = "its pixel values differ from the session's (another image?)"
 
     def __exit__(self, *exc_info: object) -> None:
         self._done = True
@@ -552,20 +595,48 @@ class CaptureSession:
         if not self._done:
             raise CaptureError("leave the `with session:` block before asking for the run")
         input_ids = self.inputs["input_ids"]
+        if hasattr(sequences, "sequences"):  # generate(..., return_dict_in_generate=True) returned an output object
+            sequences = sequences.sequences
         sequences = torch.as_tensor(sequences)
+        if sequences.is_floating_point() or sequences.is_complex() or sequences.dtype == torch.bool:
+            raise CaptureError(f"sequences must be token ids (an integer tensor [1, P + T]), got dtype "
+                               f"{sequences.dtype}: pass what generate returned")
         sequences = sequences[None] if sequences.ndim == 1 else sequences
         prompt_len = input_ids.shape[1]
         if sequences.shape[0] != 1 or not torch.equal(sequences[0, :prompt_len].cpu(), input_ids[0].cpu()):
             raise CaptureError("sequences do not start with the session's prompt ids: pass what the generation "
                                "inside the session returned (batch of one, prompt included)")
         new_ids = sequences[0, prompt_len:].cpu()
+        if any(b != 1 for b in self._batches):
+            raise CaptureError(f"the generation inside the session ran batches of {sorted(set(self._batches))}: a "
+                               "session records one sequence; generate with num_beams=1, num_return_sequences=1 and "
+                               "one prompt (beam search mixes the beams' rows)")
+        if self._foreign:
+            raise CaptureError(f"the generation inside the session was not given the session's inputs ({self._foreign}"
+                               "): generate with session.inputs")
         attention = self.capture.maps()
         if attention.shape[0] != len(new_ids):
             raise CaptureError(f"recorded {attention.shape[0]} steps for {len(new_ids)} new tokens: generate exactly "
                                "once inside the session, with these inputs")
+        if self._fed:
+            fed = torch.cat(self._fed)
+            if not torch.equal(fed, new_ids[: len(fed)].to(fed.dtype)):
+                raise CaptureError("the ids given to run() are not the ones generated inside the session (the tokens "
+                                   "fed back during the generation differ): pass what that generation returned")
         kwargs = {"max_new_tokens": len(new_ids)}
         return self.probe._make_run(new_ids, attention, self.layout, self.capture, "predicting", self.prompt,
                                     input_ids, self._pils, self._videos, kwargs)
+
+
+#: the attribute names of vision encoders in transformers' image-text-to-text classes
+_TOWER_NAMES = ("vision_tower", "visual", "vision_model", "vision_encoder")
+
+
+def _vision_tower(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The model's vision encoder (the shallowest submodule with one of :data:`_TOWER_NAMES`), or None."""
+    found = [(name.count("."), module) for name, module in model.named_modules()
+             if name.rsplit(".", 1)[-1] in _TOWER_NAMES]
+    return min(found, key=lambda x: x[0])[1] if found else None
 
 
 def _load_frames(video: Any) -> list[Image.Image]:
