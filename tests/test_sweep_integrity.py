@@ -240,3 +240,24 @@ def test_resuming_a_sweep_an_older_version_started_warns_that_bits_may_differ(re
     (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.warns(UserWarning, match="recorded no thread count or environment"):
         run_sweep(_config(out), progress=False)
+
+
+def test_a_sweep_in_which_every_item_fails_exits_non_zero_and_says_so(tmp_path, capsys):
+    from emergence.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("RGB", (48, 40), (30, 120, 200)).save(data / "ok.png")
+    rows = [{"id": f"s{i}", "image": "ok.png", "mask": "missing.png", "expression": "the sky"} for i in range(2)]
+    (data / "set.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    argv = ["sweep", "--dataset", "jsonl", "--root", str(data / "set.jsonl"), "--store", "none",
+            "--max-new-tokens", "4"]
+    assert main([*argv, "--out", str(tmp_path / "all_failed")]) == 1
+    err = capsys.readouterr().err
+    assert "every one of the 2 items failed, nothing succeeded" in err and "missing.png" in err
+    # one good item is a success with its failures counted
+    Image.fromarray(np.full((40, 48), 255, np.uint8)).save(data / "ok_mask.png")
+    rows.append({"id": "good", "image": "ok.png", "mask": "ok_mask.png", "expression": "the sky"})
+    (data / "set.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    assert main([*argv, "--out", str(tmp_path / "some_failed")]) == 0
+    assert "2 of them failed (error rows)" in capsys.readouterr().out

@@ -460,7 +460,14 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     )
     store = run_sweep(config, backend=args.backend, workers=args.workers, allow_env_change=args.allow_env_change)
     samples = store.table("samples")
-    print(f"{len(samples)} items in {store.out}/ (samples/, units/, maps/, manifest.json); "
+    failed = int(samples["error"].notna().sum()) if "error" in samples else 0
+    if len(samples) and failed == len(samples):
+        first = samples["error"].dropna().iloc[0]
+        print(f"emergence: error: every one of the {len(samples)} items failed, nothing succeeded (first: {first}); "
+              f"the error rows are in {store.out}/samples/", file=sys.stderr)
+        return 1
+    print(f"{len(samples)} items in {store.out}/ (samples/, units/, maps/, manifest.json)"
+          f"{f', {failed} of them failed (error rows)' if failed else ''}; "
           f"`emergence report {store.out}` draws the figures")
     return 0
 
