@@ -201,3 +201,22 @@ def test_stand_ins_build_what_the_real_video_processors_build():
     assert theirs["pixel_values_videos"].shape == ours["pixel_values_videos"].shape
     diff = (theirs["pixel_values_videos"].float() - ours["pixel_values_videos"].float()).abs().mean().item()
     assert diff < 0.05
+
+
+def test_video_inputs_that_would_be_misread_are_refused_by_name():
+    """One [H, W, 3] frame as video= (it would be read as H frames of W x 3 pixels), a list of videos, and frames=[]
+    are refused before any generation; methods given as one string is that method, not its letters."""
+    model, processor = FAMILIES["qwen2_vl"]()
+    probe = Probe(model, processor)
+    frames = _frames(4)
+    one = np.asarray(frames[0])
+    with pytest.raises(ValueError, match=r"shape \(\d+, \d+, 3\).*one frame \[H, W, 3\] is an image"):
+        probe.generate(video=one, prompt="describe", max_new_tokens=1)
+    with pytest.raises(ValueError, match="ONE video"):
+        probe.generate(video=[frames, frames], prompt="describe", max_new_tokens=1)
+    with pytest.raises(ValueError, match=r"frames=\[\] keeps no frame"):
+        probe.generate(video=frames, prompt="describe", max_new_tokens=1, frames=[])
+    stacked = np.stack([np.asarray(f) for f in frames])  # [F, H, W, 3] is a video
+    assert probe.generate(video=stacked, prompt="describe", max_new_tokens=1).layout.num_tokens > 0
+    run = probe.generate(frames[0], "describe", max_new_tokens=2, min_new_tokens=2, methods="tam")
+    assert "tam_logits" in run.extras

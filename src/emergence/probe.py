@@ -252,6 +252,8 @@ class Probe:
             raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
         from . import maps as map_methods
 
+        if isinstance(methods, str):  # one method named as a string, not its letters
+            methods = [methods]
         methods = [m for m in dict.fromkeys(methods) if map_methods.get_method(m).name != "attention"]
         if "gradient" in methods and convention != "predicting":
             raise ValueError("methods=['gradient'] follows the predicting convention; generate with it")
@@ -646,9 +648,16 @@ def _load_frames(video: Any) -> list[Image.Image]:
     if isinstance(video, (str, os.PathLike)):
         raise ValueError(f"video={str(video)!r}: pass the decoded frames (a list of images or a [F, H, W, 3] "
                          "array); emergence does not decode video files")
-    frames = list(video) if not isinstance(video, np.ndarray) else [video[i] for i in range(video.shape[0])]
+    shape = getattr(video, "shape", None)
+    if shape is not None and len(shape) != 4:
+        raise ValueError(f"video= takes a [F, H, W, 3] array or a list of frames; got an array of shape "
+                         f"{tuple(shape)} (one frame [H, W, 3] is an image: pass image=..., or video=[frame])")
+    frames = list(video) if shape is None else [video[i] for i in range(shape[0])]
     if not frames:
         raise ValueError("video holds no frame")
+    if any(isinstance(f, (list, tuple)) for f in frames):
+        raise ValueError("video= takes ONE video (a list of frames); got a list of lists: one video per prompt is "
+                         "supported")
     pils = [load_image(f) for f in frames]
     sizes = {(p.height, p.width) for p in pils}
     if len(sizes) != 1:

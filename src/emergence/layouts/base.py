@@ -244,6 +244,8 @@ class VisualLayout:
             ValueError: the layout holds no video, or a frame is not in it.
         """
         wanted = {int(f) for f in frames}
+        if not wanted:
+            raise ValueError("frames=[] keeps no frame; pass None for every frame, or the frame indices to keep")
         videos = [p for p in self.parts if p.frames is not None]
         if not videos:
             raise ValueError("frames=... selects video frames; this prompt holds no video")
