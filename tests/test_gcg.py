@@ -19,6 +19,7 @@ from emergence.analysis.gcg import (
 )
 from emergence.datasets import DatasetError
 from emergence.datasets.masks import encode_rle
+from PIL import Image
 
 
 def box(h, w, y0, y1, x0, x1):
@@ -45,6 +46,9 @@ def write_set(root, masks_per_image, labels_per_image, split="val"):
 def test_the_loader_pairs_phrases_and_masks_and_names_what_is_wrong(tmp_path):
     a, b = box(10, 10, 0, 4, 0, 4), box(10, 10, 5, 10, 5, 10)
     write_set(tmp_path, [[a, b], [b]], [["a red ball", "the table"], ["a cat"]])
+    (tmp_path / "imgs").mkdir()
+    for name in ("1.jpg", "2.jpg"):  # the loader checks that every image is on disk
+        Image.new("RGB", (10, 10)).save(tmp_path / "imgs" / name)
     data = load_gcg(tmp_path, "val", images=tmp_path / "imgs")
     assert [im.image_id for im in data] == [1, 2] and data[0].phrases == ["a red ball", "the table"]
     assert np.array_equal(data[0].masks[1], b) and data[1].masks.shape == (1, 10, 10)
@@ -156,3 +160,40 @@ def test_phrase_masks_from_the_pipeline_score_on_organism_scenes(tmp_path):
     written = json.loads(out.read_text())
     for key in ("mask_ap50", "miou", "recall"):
         assert written[key] == pytest.approx(metrics[key], abs=0, rel=0)
+
+
+def _edit_set(root, kind, change):
+    path = root / f"val_gcg_coco_{kind}_gt.json"
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("kind, change, message", [
+    ("caption", lambda d: d["images"].append(dict(d["images"][0])), "image id 1 has more than one image entry"),
+    ("caption", lambda d: d["annotations"].append(dict(d["annotations"][0])), "more than one caption annotation"),
+    ("caption", lambda d: d["annotations"][0].update(labels="abcdef"), "'labels' must be a list of phrase strings"),
+    ("mask", lambda d: d["images"][0].pop("height"), "needs positive integer height and width"),
+    ("mask", lambda d: d["images"][0].update(width=-3), "needs positive integer height and width"),
+    ("mask", lambda d: d["annotations"][0].pop("image_id"), "has no image_id"),
+    ("mask", lambda d: d["annotations"][0].update(segmentation=None), "image 1 has an unreadable segmentation"),
+    ("mask", lambda d: d["annotations"][0].update(segmentation="garbage"), "image 1 has an unreadable segmentation"),
+    ("mask", lambda d: d["annotations"][0]["segmentation"].pop("size"), "image 1 has an unreadable segmentation"),
+    ("mask", lambda d: d["annotations"][0].update(segmentation=encode_rle(np.ones((20, 20), bool))),
+     "is 20x20, but the image is 10x10"),
+    ("mask", lambda d: d.clear(), "'images' must be a list of objects"),
+    ("caption", lambda d: d.update(images=[], annotations=[]), "lists no image: the val split is empty"),
+])
+def test_broken_gcg_sets_are_refused_at_load_naming_the_file_and_image(tmp_path, kind, change, message):
+    a, b = box(10, 10, 0, 4, 0, 4), box(10, 10, 5, 10, 5, 10)
+    write_set(tmp_path, [[a, b], [b]], [["a red ball", "the table"], ["a cat"]])
+    _edit_set(tmp_path, kind, change)
+    with pytest.raises(DatasetError, match=message):
+        load_gcg(tmp_path, "val")
+
+
+def test_an_image_missing_on_disk_is_refused_at_load(tmp_path):
+    write_set(tmp_path, [[box(10, 10, 0, 4, 0, 4)]], [["a red ball"]])
+    (tmp_path / "imgs").mkdir()
+    with pytest.raises(DatasetError, match=r"GCG image 1: .*1\.jpg does not exist"):
+        load_gcg(tmp_path, "val", images=tmp_path / "imgs")

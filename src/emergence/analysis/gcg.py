@@ -96,26 +96,73 @@ def load_gcg(root: str | os.PathLike, split: str = "val", images: str | os.PathL
             docs[kind] = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise DatasetError(f"{path} is not readable JSON: {exc}") from exc
-    sizes = {im["id"]: (int(im["height"]), int(im["width"])) for im in docs["mask"].get("images", [])}
+    def records(kind: str, key: str) -> list[dict[str, Any]]:
+        doc = docs[kind]
+        rows = doc.get(key) if isinstance(doc, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+            raise DatasetError(f"{files[kind]}: '{key}' must be a list of objects (a COCO-format file)")
+        for r in rows:
+            if "id" not in r and key == "images" or "image_id" not in r and key == "annotations":
+                raise DatasetError(f"{files[kind]}: an entry of '{key}' has no {'id' if key == 'images' else 'image_id'}")
+        return rows
+
+    def once(kind: str, ids: list[Any], what: str) -> None:
+        seen: set[Any] = set()
+        for i in ids:
+            if i in seen:
+                raise DatasetError(f"{files[kind]}: image id {i!r} has more than one {what}; each must be listed once")
+            seen.add(i)
+
+    mask_images, caption_images = records("mask", "images"), records("caption", "images")
+    once("mask", [im["id"] for im in mask_images], "image entry")
+    once("caption", [im["id"] for im in caption_images], "image entry")
+    sizes: dict[Any, tuple[int, int]] = {}
+    for im in mask_images:
+        h, w = im.get("height"), im.get("width")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (h, w)):
+            raise DatasetError(f"{files['mask']}: image {im['id']!r} needs positive integer height and width "
+                               f"(got {h!r} x {w!r})")
+        sizes[im["id"]] = (h, w)
     masks: dict[Any, list[np.ndarray]] = {}
-    for ann in docs["mask"].get("annotations", []):
-        h, w = sizes.get(ann["image_id"], (None, None))
-        masks.setdefault(ann["image_id"], []).append(decode_segmentation(ann["segmentation"], h, w))
-    captions = {ann["image_id"]: ann for ann in docs["caption"].get("annotations", [])}
+    for ann in records("mask", "annotations"):
+        image_id = ann["image_id"]
+        if image_id not in sizes:
+            raise DatasetError(f"{files['mask']}: a mask of image {image_id!r}, which its 'images' do not list")
+        h, w = sizes[image_id]
+        try:
+            mask = decode_segmentation(ann.get("segmentation"), h, w)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is this file's fault, named with the image
+            raise DatasetError(f"{files['mask']}: image {image_id!r} has an unreadable segmentation "
+                               f"({type(exc).__name__}: {exc})") from exc
+        if mask.shape != (h, w):
+            raise DatasetError(f"{files['mask']}: a mask of image {image_id!r} is {mask.shape[0]}x{mask.shape[1]}, "
+                               f"but the image is {h}x{w}")
+        masks.setdefault(image_id, []).append(mask)
+    caption_anns = records("caption", "annotations")
+    once("caption", [a["image_id"] for a in caption_anns], "caption annotation")
+    captions = {ann["image_id"]: ann for ann in caption_anns}
+    if not caption_images:
+        raise DatasetError(f"{files['caption']} lists no image: the {split} split is empty")
     out = []
-    for im in docs["caption"].get("images", []):
+    for im in caption_images:
         ann = captions.get(im["id"])
         if ann is None:
             raise DatasetError(f"{files['caption']}: image {im['id']} has no caption annotation")
-        phrases = [str(p) for p in ann.get("labels", [])]
+        labels = ann.get("labels", [])
+        if not isinstance(labels, list) or not all(isinstance(p, str) for p in labels):
+            raise DatasetError(f"{files['caption']}: image {im['id']!r}: 'labels' must be a list of phrase strings "
+                               f"(got {type(labels).__name__})")
+        phrases = list(labels)
         found = masks.get(im["id"], [])
         if len(found) != len(phrases):
             raise DatasetError(f"GCG image {im['id']}: {len(phrases)} phrases in {files['caption'].name} but "
                                f"{len(found)} masks in {files['mask'].name}; they must pair up in order")
-        h, w = sizes.get(im["id"], (int(im.get("height", 0)), int(im.get("width", 0))))
+        h, w = sizes.get(im["id"], (int(im.get("height", 0) or 0), int(im.get("width", 0) or 0)))
         stack = np.stack(found).astype(bool) if found else np.zeros((0, h, w), bool)
-        out.append(GcgImage(im["id"], str(im.get("file_name", "")), str(ann.get("caption", "")), phrases, stack,
-                            Path(images) / str(im.get("file_name", "")) if images else None))
+        path = Path(images) / str(im.get("file_name", "")) if images else None
+        if path is not None and not path.is_file():
+            raise DatasetError(f"GCG image {im['id']!r}: {path} does not exist (--images folder)")
+        out.append(GcgImage(im["id"], str(im.get("file_name", "")), str(ann.get("caption", "")), phrases, stack, path))
     return out
 
 
