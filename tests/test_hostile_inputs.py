@@ -420,3 +420,24 @@ def test_file_outputs_never_replace_a_file_the_toolkit_did_not_write(tmp_path, c
     assert json.loads(write_result_json(ours, {"AP50": 0.3, "mIoU": 0.4}).read_text())["AP50"] == 0.3
     figure = save_figure(__import__("matplotlib.pyplot").pyplot.figure(), tmp_path / "fig.png")
     assert check_output_file(save_figure(__import__("matplotlib.pyplot").pyplot.figure(), figure)) == figure
+
+
+def test_analyze_refuses_heads_and_layers_the_model_lacks_before_generating(tmp_path, capsys, monkeypatch):
+    from emergence import Probe
+
+    Image.new("RGB", (64, 64), (40, 40, 40)).save(tmp_path / "img.png")
+    generated = []
+    monkeypatch.setattr(Probe, "generate", lambda *a, **k: generated.append(1))
+    probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
+    n_heads, n_layers = probe.model.config.text_config.num_attention_heads, probe.num_layers
+    for flag, value, message in (("--heads", f"0:{n_heads}", f"heads 0..{n_heads - 1} per layer"),
+                                 ("--heads", f"{n_layers}:0", "is not a captured layer"),
+                                 ("--layers", f"{n_layers}", "captured layers are")):
+        rc = main(["analyze", "--model", str(ORGANISM_DIR), "--image", str(tmp_path / "img.png"), "--prompt",
+                   "describe the image", "--segmenter", "classical", flag, value, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert rc == 2 and message in err, (flag, value, err)
+    assert not generated
+    with pytest.raises(ValueError, match="negative indices are not counted"):
+        probe.check_selection(heads=[(0, -1)])
+    probe.check_selection(layers=[0], heads=[(0, n_heads - 1)])  # valid selections pass

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .capture.engine import AttentionCapture, attention_edit, calls_attention_interface, lm_config
+from .capture.engine import AttentionCapture, attention_edit, calls_attention_interface, num_attention_heads
 from .errors import CaptureError, UnsupportedModelError
 
 __all__ = ["ablate_heads", "answer_effects", "answer_log_probs", "free_answer", "head_means", "knockout",
@@ -132,12 +132,7 @@ def head_means(probe: Any, runs: Sequence[Any]) -> dict[int, torch.Tensor]:
     return {layer: total / counts for layer, total in sums.items()}
 
 
-def _num_heads(module: nn.Module, model: nn.Module) -> int:
-    for name in ("num_heads", "num_attention_heads"):
-        value = getattr(module, name, None) or getattr(getattr(module, "config", None), name, None)
-        if isinstance(value, int):
-            return value
-    return int(lm_config(model).num_attention_heads)
+_num_heads = num_attention_heads  # the name used by this module's callers
 
 
 @contextlib.contextmanager

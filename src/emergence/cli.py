@@ -415,6 +415,7 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     prompt = spec.format_prompt(args.prompt) if spec else args.prompt
     max_new = args.max_new_tokens or (spec.max_new_tokens if spec else 64)
+    probe.check_selection(args.layers, args.heads)  # before generating
     methods = [args.map_method]
     if args.methods_figure:
         methods = ["relative"] if probe.adapter.cross_attention else ["relative", "tam", "gradient"]

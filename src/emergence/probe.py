@@ -144,6 +144,34 @@ class Probe:
         ``probe.model`` (nothing stays registered after the block)."""
         return self.adapter.upstream_fixes(self.model)
 
+    def check_selection(self, layers: Sequence[int] | None = None,
+                        heads: Sequence[tuple[int, int]] | Sequence[int] | None = None) -> None:
+        """Refuse, before any generation, layers or heads this model's captured attention does not have.
+
+        Raises:
+            ValueError: a layer that is not a captured language-model layer, a head outside ``0..H-1`` (negative
+                indices are not counted from the end), or an empty selection.
+        """
+        from .capture.engine import num_attention_heads
+
+        valid = [m.layer_idx for m in self.attention_modules]
+        if layers is not None:
+            bad = [i for i in layers if i not in valid]
+            if bad or not len(layers):
+                raise ValueError(f"layers={list(layers)}: this model's captured layers are {valid[0]}..{valid[-1]}")
+        if heads is None:
+            return
+        if not len(heads):
+            raise ValueError("heads=[] selects no head; pass None for every head")
+        n = num_attention_heads(self.attention_modules[0], self.model)
+        for head in heads:
+            layer, index = head if isinstance(head, (tuple, list)) else (None, head)
+            if layer is not None and layer not in valid:
+                raise ValueError(f"head {tuple(head)}: layer {layer} is not a captured layer ({valid[0]}..{valid[-1]})")
+            if not 0 <= int(index) < n:
+                raise ValueError(f"head {head if layer is None else tuple(head)}: this model has heads 0..{n - 1} per "
+                                 "layer (negative indices are not counted from the end)")
+
     @property
     def num_layers(self) -> int:
         """Number of language-model layers."""
@@ -643,8 +671,6 @@ def _vision_tower(model: torch.nn.Module) -> torch.nn.Module | None:
 
 def _load_frames(video: Any) -> list[Image.Image]:
     """A video's frames as PIL images of one size (from a list of frames or a ``[F, H, W, 3]`` array)."""
-    import numpy as np
-
     if isinstance(video, (str, os.PathLike)):
         raise ValueError(f"video={str(video)!r}: pass the decoded frames (a list of images or a [F, H, W, 3] "
                          "array); emergence does not decode video files")

@@ -45,7 +45,8 @@ from torch import nn
 from ..errors import CaptureError, UnsupportedModelError
 
 __all__ = ["AttentionCapture", "KeepMode", "Mechanism", "attention_edit", "calls_attention_interface", "eager_mask",
-           "find_cache", "language_model_attention_modules", "lm_config", "model_eager_function", "row_attention_probs"]
+           "find_cache", "language_model_attention_modules", "lm_config", "model_eager_function",
+           "num_attention_heads", "row_attention_probs"]
 
 KeepMode = Literal["heads", "layers", "mean"]
 _KEEP_MODES = ("heads", "layers", "mean")
@@ -77,6 +78,15 @@ def find_cache(kwargs: dict[str, Any]) -> Any:
         if isinstance(value, Cache):
             return value
     return next((value for value in kwargs.values() if isinstance(value, Cache)), None)
+
+
+def num_attention_heads(module: nn.Module, model: nn.Module) -> int:
+    """The number of query heads of one attention module (its own attribute or config, else the language model's)."""
+    for name in ("num_heads", "num_attention_heads"):
+        value = getattr(module, name, None) or getattr(getattr(module, "config", None), name, None)
+        if isinstance(value, int):
+            return value
+    return int(lm_config(model).num_attention_heads)
 
 
 def lm_config(model: nn.Module) -> Any:
