@@ -261,3 +261,36 @@ def test_a_sweep_in_which_every_item_fails_exits_non_zero_and_says_so(tmp_path, 
     (data / "set.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     assert main([*argv, "--out", str(tmp_path / "some_failed")]) == 0
     assert "2 of them failed (error rows)" in capsys.readouterr().out
+
+
+def test_absent_and_unannotated_samples_stay_out_of_every_grounding_statistic(tmp_path):
+    """Two of four samples have no object (an empty ground truth): the analyzer would call any small mask a
+    success on them. The report's emergence histogram, emerged share, mIoU and head grid cover the two scored samples
+    only, and the left-out ones are counted apart."""
+    from emergence.sweep.report import grounding_rows, miou_table, plot_emergence_positions, unscored_counts
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("RGB", (48, 40), (30, 120, 200)).save(data / "ok.png")
+    mask = np.zeros((40, 48), np.uint8)
+    mask[8:30, 10:40] = 255
+    Image.fromarray(mask).save(data / "ok_mask.png")
+    rows = [{"id": "a", "image": "ok.png", "mask": "ok_mask.png", "expression": "the sky"},
+            {"id": "b", "image": "ok.png", "mask": "ok_mask.png", "expression": "the blue sky"},
+            {"id": "gone1", "image": "ok.png", "expression": "the cat", "absent": True},
+            {"id": "gone2", "image": "ok.png", "expression": "the dog", "absent": True}]
+    (data / "set.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "out"
+    run_sweep(SweepConfig(out=str(out), dataset="jsonl", root=str(data / "set.jsonl"), max_new_tokens=8),
+              progress=False)
+    samples, _, _ = load_sweep(out)
+    scored = grounding_rows(samples)
+    assert sorted(scored["sample"]) == ["a", "b"]
+    assert unscored_counts(samples) == {"absent": 2, "unannotated": 0}
+    table = miou_table(samples)
+    assert table["samples"].sum() == 2
+    assert table["oracle mIoU"].iloc[0] == pytest.approx(scored["oracle_iou"].mean())
+    _, ax = plot_emergence_positions(samples)
+    assert ax.get_title().endswith(f"({int(scored['emerged'].sum())}/2 samples emerge)")
+    text = make_report(out).read_text()
+    assert "2 samples whose object is absent, 0 whose annotation is empty" in text

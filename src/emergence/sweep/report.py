@@ -18,16 +18,34 @@ import numpy as np
 from ..analysis.concepts import CATEGORIES
 from ..analysis.metrics import BIN_LABELS
 
-__all__ = ["make_report", "sweep_status", "grounding_rows", "miou_table", "template_table", "plot_emergence_positions",
+__all__ = ["make_report", "sweep_status", "grounding_rows", "unscored_counts", "UNSCORED", "miou_table", "template_table", "plot_emergence_positions",
            "plot_categories", "plot_head_grid", "plot_templates", "head_grid"]
 
 
-def grounding_rows(samples: Any) -> Any:
-    """Grounding rows without errors."""
+#: grounding samples with no ground truth to score: the object is absent, or its annotation is empty
+UNSCORED = ("absent", "unannotated")
+
+
+def grounding_rows(samples: Any, scored: bool = True) -> Any:
+    """Grounding rows without errors; with ``scored`` (the default) also without the samples that have no ground
+    truth to score (:data:`UNSCORED`: an absent object, an empty annotation). With an all-zero ground truth the
+    analyzer would call the first small mask a success, so those samples never enter an emergence histogram, an
+    emerged share or an mIoU mean; the report counts them apart (:func:`unscored_counts`)."""
     if samples.empty or "task" not in samples:
         return samples
     g = samples[samples["task"] == "grounding"]
-    return g[g["error"].isna()] if "error" in g else g
+    g = g[g["error"].isna()] if "error" in g else g
+    if scored:
+        for column in UNSCORED:
+            if column in g:
+                g = g[~g[column].fillna(False).astype(bool)]
+    return g
+
+
+def unscored_counts(samples: Any) -> dict[str, int]:
+    """How many error-free grounding rows are left out of the statistics, per reason of :data:`UNSCORED`."""
+    g = grounding_rows(samples, scored=False)
+    return {c: int(g[c].fillna(False).astype(bool).sum()) if c in g else 0 for c in UNSCORED}
 
 
 def miou_table(samples: Any, tau: float = 0.5) -> Any:
@@ -157,7 +175,7 @@ def make_report(out: str | os.PathLike) -> Path:
     figures = {
         "emergence_position.png": plot_emergence_positions(samples),
         "categories.png": plot_categories(samples),
-        "head_grid.png": plot_head_grid(head_grid(store.tensors(key_suffix="/head_mass"))),
+        "head_grid.png": plot_head_grid(head_grid(_scored_tensors(store.tensors(key_suffix="/head_mass"), samples))),
         "templates.png": plot_templates(samples),
     }
     for name, (fig, _) in figures.items():
@@ -170,6 +188,10 @@ def make_report(out: str | os.PathLike) -> Path:
              ]
     status = sweep_status(store, manifest, samples)
     lines += status["notes"]
+    unscored = unscored_counts(samples)
+    if any(unscored.values()):
+        lines += [f"> Left out of every grounding statistic below (no ground truth to score): {unscored['absent']} "
+                  f"samples whose object is absent, {unscored['unannotated']} whose annotation is empty.", ""]
     lines += ["## Grounding (mIoU)", "", _md_table(miou_table(samples, tau)), ""]
     if len(g) and "emerged" in g:
         bins = np.bincount(g.loc[g["emerged"].astype(bool), "emergence_bin"].astype(int), minlength=10)[:10]
@@ -205,6 +227,12 @@ def make_report(out: str | os.PathLike) -> Path:
         lines.append("")
     path = atomic_write_text(folder / "report.md", "\n".join(lines))
     return path
+
+
+def _scored_tensors(tensors: dict[str, Any], samples: Any) -> dict[str, Any]:
+    """The per-item tensors (keys ``<item key>/...``) of the scored grounding rows only."""
+    keys = set(grounding_rows(samples)["key"]) if "key" in samples else set()
+    return {k: v for k, v in tensors.items() if k.rsplit("/", 1)[0] in keys}
 
 
 def sweep_status(store: Any, manifest: dict[str, Any], samples: Any) -> dict[str, Any]:
