@@ -106,6 +106,20 @@ def test_refusals_name_the_case(image):
     probe = Probe(model, processor)
     with pytest.raises(UnsupportedModelError, match="convention='self'"):
         probe.generate(image, "describe", max_new_tokens=2, convention="self")
+    # features that need one forward over prompt + answer are refused before generating, naming themselves
+    generated = []
+    handle = model.register_forward_pre_hook(lambda *a: generated.append(1))
+    try:
+        with pytest.raises(UnsupportedModelError, match="gradient maps and the teacher-forced effects"):
+            probe.generate(image, "describe", max_new_tokens=2, methods=["gradient"])
+    finally:
+        handle.remove()
+    assert not generated
+    run = probe.generate(image, "describe", max_new_tokens=2)
+    from emergence.causal import answer_log_probs
+
+    with pytest.raises(UnsupportedModelError, match="answer_log_probs"):
+        answer_log_probs(probe, run)
     with pytest.raises(ValueError, match="one <image> placeholder"):
         probe.generate(image, "compare <image> and this", max_new_tokens=2)
 

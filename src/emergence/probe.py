@@ -285,6 +285,11 @@ class Probe:
         methods = [m for m in dict.fromkeys(methods) if map_methods.get_method(m).name != "attention"]
         if "gradient" in methods and convention != "predicting":
             raise ValueError("methods=['gradient'] follows the predicting convention; generate with it")
+        if ("gradient" in methods or convention == "self") and not self.adapter.teacher_forced:
+            self.adapter.extend_inputs({}, torch.zeros(1, 0, dtype=torch.long))  # the family's own reason, if it has one
+            raise UnsupportedModelError(f"{self.adapter.family or type(self.model).__name__}: one forward over the "
+                                        "prompt and the answer is not supported, which convention='self' and gradient "
+                                        "maps need; generate with convention='predicting' and another map method")
         if "tam" in methods and self.adapter.cross_attention:
             raise UnsupportedModelError("token activation maps read the visual tokens' final hidden states, which a "
                                         "cross-attention model (Mllama) never computes: its image stays outside the "

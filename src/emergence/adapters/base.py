@@ -111,6 +111,9 @@ class Adapter:
     #: hooks on the attention modules, for modules that compute attention by hand; see emergence.capture) or
     #: ``"auto"`` (``"hooks"`` when a captured module's forward never calls the attention interface)
     mechanism: ClassVar[str] = "interface"
+    #: whether one forward over prompt + answer (:meth:`extend_inputs`) reproduces the generation's positions; it
+    #: serves convention="self", gradient maps and the causal helpers' teacher-forced effects
+    teacher_forced: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ support
     def refusal(self, model: Any) -> str | None:

@@ -124,6 +124,14 @@ def _mean_colour(image_processor: Any) -> tuple[int, ...]:
     return tuple(int(x * 255) for x in image_processor.image_mean)
 
 
+#: why one forward over prompt + answer is refused for this family, whichever feature asked for it
+TEACHER_FORCED_REFUSAL = (
+    "one forward over the prompt and the answer is not supported for the original LLaVA codebase (the spliced image "
+    "features shift the answer's positions): convention='self', gradient maps and the teacher-forced effects of "
+    "emergence.causal (answer_log_probs, answer_effects, head_means) need it; generate with convention='predicting' "
+    "and use the other map methods")
+
+
 class OriginalLlavaAdapter(Adapter):
     family = "LLaVA original codebase (haotian-liu/LLaVA, DiffLMM, attend-and-segment)"
     architectures = ("LlavaLlamaForCausalLM",)
@@ -218,9 +226,10 @@ class OriginalLlavaAdapter(Adapter):
             return out
         return torch.cat([prompt.to(out.device), out], dim=1)
 
+    teacher_forced = False
+
     def extend_inputs(self, inputs: Mapping[str, Any], sequences: torch.Tensor) -> dict[str, Any]:
-        raise UnsupportedModelError("convention='self' is not supported for the original LLaVA codebase (the spliced "
-                                    "image features shift the answer's positions); use convention='predicting'")
+        raise UnsupportedModelError(TEACHER_FORCED_REFUSAL)
 
 
 register_adapter(OriginalLlavaAdapter())
