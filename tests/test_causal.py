@@ -267,3 +267,11 @@ def test_a_knockout_of_the_answer_rows_during_generation_is_not_refused(image):
     knocked = cap.maps()
     assert torch.equal(knocked[0], run.attention[0])  # the prefill's row (position P-1) is not blocked
     assert knocked[1:, ..., :4].abs().max().item() == 0.0  # the answer's rows are
+
+
+def test_mean_ablation_with_means_of_the_wrong_size_is_refused_before_the_forward(image):
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    with pytest.raises(ValueError, match=r"means\[1\] has shape \(7,\).*head_means"):
+        with ablate_heads(probe, [(1, 0)], mode="mean", means={1: torch.zeros(7)}):
+            pass

@@ -26,6 +26,8 @@ def test_learned_query_tokens_are_captured_but_never_drawn():
         run.heatmap(0)
     with pytest.raises(LayoutError, match="cannot be drawn or segmented"):
         analyze(run, segmenter="classical")
+    with pytest.raises(UnsupportedModelError, match="visual tokens are not spatial"):  # before any generation
+        probe.generate(image, "describe the image", max_new_tokens=3, methods=["tam"])
 
 
 def test_the_generic_layout_refuses_tiling_processors_and_several_views():

@@ -88,6 +88,11 @@ def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]], mode: st
             cols = torch.cat([torch.arange(h * dim, (h + 1) * dim) for h in hs])
 
             fill = None if mode == "zero" else means[layer]  # type: ignore[index]
+            width = _num_heads(module, model) * dim
+            if fill is not None and tuple(fill.shape) != (width,):
+                raise ValueError(f"means[{layer}] has shape {tuple(fill.shape)}, but layer {layer}'s heads feed "
+                                 f"[{width}] values to o_proj: compute the means with head_means(probe, runs) on "
+                                 "this model")
 
             def replace(_m: nn.Module, args: tuple[Any, ...], cols: torch.Tensor = cols,
                         fill: torch.Tensor | None = fill) -> tuple[Any, ...]:

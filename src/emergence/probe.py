@@ -294,6 +294,10 @@ class Probe:
             raise UnsupportedModelError("token activation maps read the visual tokens' final hidden states, which a "
                                         "cross-attention model (Mllama) never computes: its image stays outside the "
                                         "decoder's sequence")
+        if "tam" in methods and self.adapter.support != "exact":
+            raise UnsupportedModelError(f"token activation maps place each visual token's logits in the image; "
+                                        f"{self.adapter.family or type(self.model).__name__}'s visual tokens are not "
+                                        f"spatial (support: {self.adapter.support}), so there is no map to draw")
         if "relative" in methods and prompt is None:
             raise ValueError("methods=['relative'] re-runs the image with a generic prompt: pass the image and "
                              "prompt, not only inputs")
