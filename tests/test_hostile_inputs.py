@@ -441,3 +441,20 @@ def test_analyze_refuses_heads_and_layers_the_model_lacks_before_generating(tmp_
     with pytest.raises(ValueError, match="negative indices are not counted"):
         probe.check_selection(heads=[(0, -1)])
     probe.check_selection(layers=[0], heads=[(0, n_heads - 1)])  # valid selections pass
+
+
+def test_a_second_process_writing_the_same_run_folder_is_refused(tmp_path, capsys):
+    """`emergence run` / `analyze` hold the output folder's lock from the check to the save (as sweeps do): a
+    second writer is refused at once instead of both reporting success while one result survives."""
+    from emergence.files import output_lock
+
+    Image.new("RGB", (64, 64), (40, 40, 40)).save(tmp_path / "img.png")
+    out = tmp_path / "shared"
+    with output_lock(out):  # the other process, mid-generation
+        for cmd in (["run", "--model", str(ORGANISM_DIR)], ["analyze", "--segmenter", "classical"]):
+            rc = main([*cmd, "--image", str(tmp_path / "img.png"), "--prompt", "describe the image",
+                       "--out", str(out)])
+            assert rc == 2 and "another emergence process is writing" in capsys.readouterr().err
+    assert main(["run", "--model", str(ORGANISM_DIR), "--image", str(tmp_path / "img.png"), "--prompt",
+                 "describe the image", "--max-new-tokens", "3", "--out", str(out)]) == 0  # free again
+    assert (out / "run.json").is_file()

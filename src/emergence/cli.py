@@ -299,13 +299,21 @@ def _save_figure(run, path: Path) -> None:
 
 
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .files import atomic_write_text, check_output_dir
-    from .analysis import run_summary
-    from .specs import resolve_probe
+    from .files import check_output_dir, output_lock
 
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
     check_output_dir(args.out, "run")  # refuse before the model is loaded
+    with output_lock(args.out):  # one writer per folder, from here to the save
+        return _run_locked(args)
+
+
+def _run_locked(args: argparse.Namespace) -> int:
+    from .analysis import run_summary
+    from .files import atomic_write_text, check_output_dir
+    from .specs import resolve_probe
+
+    check_output_dir(args.out, "run")  # again under the lock: what another process left may have changed it
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     run = probe.generate(
         args.image,
@@ -402,16 +410,23 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     matplotlib.use("Agg")
 
-    from .analysis import analyze
-    from .files import check_output_dir
+    from .files import check_output_dir, output_lock
     from .images import load_image, load_mask
-    from .specs import resolve_probe
 
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
     out = check_output_dir(args.out, "analysis")  # before any model loads
     image = load_image(args.image)  # bad inputs fail before the model loads
     gt = load_mask(args.gt_mask, (image.height, image.width)) if args.gt_mask else None
+    with output_lock(out):  # one writer per folder, from here to the save
+        check_output_dir(out, "analysis")  # again under the lock
+        return _analyze_locked(args, out, image, gt)
+
+
+def _analyze_locked(args: argparse.Namespace, out: Path, image: object, gt: object) -> int:
+    from .analysis import analyze
+    from .specs import resolve_probe
+
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     prompt = spec.format_prompt(args.prompt) if spec else args.prompt
     max_new = args.max_new_tokens or (spec.max_new_tokens if spec else 64)

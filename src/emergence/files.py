@@ -12,10 +12,11 @@ Rules every writer of the toolkit follows:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "claim_output_dir",
     "is_own_dir",
     "mark_output_dir",
+    "output_lock",
     "remove_own_temporaries",
     "write_result_json",
 ]
@@ -229,6 +231,33 @@ def mark_output_dir(path: str | os.PathLike, kind: str) -> None:
         from . import __version__
 
         atomic_write_json(path / MARKER, {"kind": kind, "emergence": __version__})
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold ``path``'s lock file (``flock``, created with the folder if needed) while inside, so two processes
+    never write one output folder at once (a sweep's store takes the same lock).
+
+    Raises:
+        OutputDirError: another process holds the lock.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield path
+        return
+    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputDirError(f"another emergence process is writing {str(path)!r}; wait for it to finish, or "
+                                 "use another --out") from None
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def claim_output_dir(path: str | os.PathLike, kind: str) -> Path:
