@@ -167,7 +167,8 @@ class Probe:
         for head in heads:
             layer, index = head if isinstance(head, (tuple, list)) else (None, head)
             if layer is not None and layer not in valid:
-                raise ValueError(f"head {tuple(head)}: layer {layer} is not a captured layer ({valid[0]}..{valid[-1]})")
+                raise ValueError(f"head {tuple(head)}: layer {layer} is not a captured layer "
+                                 f"({valid[0]}..{valid[-1]})")
             if not 0 <= int(index) < n:
                 raise ValueError(f"head {head if layer is None else tuple(head)}: this model has heads 0..{n - 1} per "
                                  "layer (negative indices are not counted from the end)")
@@ -286,7 +287,8 @@ class Probe:
         if "gradient" in methods and convention != "predicting":
             raise ValueError("methods=['gradient'] follows the predicting convention; generate with it")
         if ("gradient" in methods or convention == "self") and not self.adapter.teacher_forced:
-            self.adapter.extend_inputs({}, torch.zeros(1, 0, dtype=torch.long))  # the family's own reason, if it has one
+            # the family's own reason, if its extend_inputs has one; else the general refusal below
+            self.adapter.extend_inputs({}, torch.zeros(1, 0, dtype=torch.long))
             raise UnsupportedModelError(f"{self.adapter.family or type(self.model).__name__}: one forward over the "
                                         "prompt and the answer is not supported, which convention='self' and gradient "
                                         "maps need; generate with convention='predicting' and another map method")
@@ -570,6 +572,7 @@ class CaptureSession:
         self._batches: list[int] = []  # the batch size of every forward pass inside the session
         self._fed: list[torch.Tensor] = []  # the ids fed to each pass after the first (the generated tokens)
         self._foreign: str | None = None  # why the first pass's inputs are not the session's, if they are not
+        self._pixels_seen = False  # whether the vision tower has been called inside the session
 
     def __enter__(self) -> CaptureSession:
         if self._done:
@@ -589,7 +592,7 @@ class CaptureSession:
         """Pre-hook on the vision tower: its first input inside the session must be one of the session's own pixel
         tensors (generate may encode the image before the model's first forward). Conservative: only a tensor of the
         same size with other values is called foreign (processors may reshape pixels before the tower)."""
-        if getattr(self, "_pixels_seen", False):
+        if self._pixels_seen:
             return
         self._pixels_seen = True
         given = kwargs.get("pixel_values", args[0] if args and isinstance(args[0], torch.Tensor) else None)

@@ -101,9 +101,9 @@ def load_gcg(root: str | os.PathLike, split: str = "val", images: str | os.PathL
         rows = doc.get(key) if isinstance(doc, dict) else None
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise DatasetError(f"{files[kind]}: '{key}' must be a list of objects (a COCO-format file)")
-        for r in rows:
-            if "id" not in r and key == "images" or "image_id" not in r and key == "annotations":
-                raise DatasetError(f"{files[kind]}: an entry of '{key}' has no {'id' if key == 'images' else 'image_id'}")
+        needed = "id" if key == "images" else "image_id"
+        if any(needed not in r for r in rows):
+            raise DatasetError(f"{files[kind]}: an entry of '{key}' has no {needed}")
         return rows
 
     def once(kind: str, ids: list[Any], what: str) -> None:

@@ -18,7 +18,8 @@ import numpy as np
 from ..analysis.concepts import CATEGORIES
 from ..analysis.metrics import BIN_LABELS
 
-__all__ = ["make_report", "sweep_status", "grounding_rows", "unscored_counts", "UNSCORED", "miou_table", "template_table", "plot_emergence_positions",
+__all__ = ["make_report", "sweep_status", "grounding_rows", "unscored_counts", "UNSCORED", "miou_table",
+           "template_table", "plot_emergence_positions",
            "plot_categories", "plot_head_grid", "plot_templates", "head_grid"]
 
 
