@@ -68,7 +68,7 @@ def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]], mode: st
         module = by_layer.get(int(layer))
         if module is None:
             raise ValueError(f"layer {layer} is not a captured language-model layer ({sorted(by_layer)})")
-        n_heads = _num_heads(module, model)
+        n_heads = num_attention_heads(module, model)
         if not 0 <= int(head) < n_heads:
             raise ValueError(f"head {head} of layer {layer} does not exist (0..{n_heads - 1})")
         chosen.setdefault(int(layer), []).append(int(head))
@@ -84,11 +84,12 @@ def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]], mode: st
             if not isinstance(proj, nn.Module):
                 raise UnsupportedModelError(f"{type(module).__name__} has no o_proj: its heads cannot be ablated one "
                                             "by one here")
-            dim = proj.in_features // _num_heads(module, model) if hasattr(proj, "in_features") else module.head_dim
+            n_heads = num_attention_heads(module, model)
+            dim = proj.in_features // n_heads if hasattr(proj, "in_features") else module.head_dim
             cols = torch.cat([torch.arange(h * dim, (h + 1) * dim) for h in hs])
 
             fill = None if mode == "zero" else means[layer]  # type: ignore[index]
-            width = _num_heads(module, model) * dim
+            width = n_heads * dim
             if fill is not None and tuple(fill.shape) != (width,):
                 raise ValueError(f"means[{layer}] has shape {tuple(fill.shape)}, but layer {layer}'s heads feed "
                                  f"[{width}] values to o_proj: compute the means with head_means(probe, runs) on "
@@ -137,9 +138,6 @@ def head_means(probe: Any, runs: Sequence[Any]) -> dict[int, torch.Tensor]:
     return {layer: total / counts for layer, total in sums.items()}
 
 
-_num_heads = num_attention_heads  # the name used by this module's callers
-
-
 @contextlib.contextmanager
 def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_position: int,
              layers: Sequence[int] | None = None, heads: Sequence[tuple[int, int]] | None = None) -> Iterator[None]:
@@ -164,7 +162,7 @@ def knockout(probe_or_model: Any, keys: Sequence[int] | torch.Tensor, from_posit
         raise ValueError(f"from_position={from_position!r}: give the sequence position (>= 0) of the first query to "
                          "block; negative positions are not counted from the end")
     per_layer: dict[int, list[int]] = {}
-    n_heads = _num_heads(modules[0], model) if modules else 0
+    n_heads = num_attention_heads(modules[0], model) if modules else 0
     for layer, head in heads or ():
         if not 0 <= int(head) < n_heads:
             raise ValueError(f"heads: ({layer}, {head}) names head {head}, but the layers have heads 0..{n_heads - 1} "

@@ -399,9 +399,9 @@ def gradient_attention(probe: Any, run: Any, inputs: dict[str, Any] | None = Non
 
 
 def _heads(modules: Sequence[Any], model: Any) -> int:
-    from .causal import _num_heads
+    from .capture.engine import num_attention_heads
 
-    return _num_heads(modules[0], model)
+    return num_attention_heads(modules[0], model)
 
 
 # ---------------------------------------------------------------------------------------------------- heads
