@@ -246,6 +246,10 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
+        import warnings
+
+        warnings.warn(f"no file locking on this platform: do not run two emergence commands into {str(path)!r}",
+                      stacklevel=3)
         yield path
         return
     fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)

@@ -21,18 +21,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
 from ..errors import EmergenceError
 from ..files import (
-    LOCK,
+    OutputDirError,
     atomic_write_bytes,
     atomic_write_json,
     check_output_dir,
     is_own_dir,
     mark_output_dir,
+    output_lock,
     remove_own_temporaries,
 )
 
@@ -78,7 +78,7 @@ class SweepStore:
     def __init__(self, out: str | os.PathLike, writable: bool = False) -> None:
         self.out = Path(out)
         self.writable = writable
-        self._lock_fd: int | None = None
+        self._lock_held: Any = None  # the held output_lock (writers only)
         if writable:
             check_output_dir(self.out, "sweep")
             self._lock()  # marker, sub-folders and clean-up only under the lock
@@ -89,25 +89,19 @@ class SweepStore:
 
     # ------------------------------------------------------------------ lock
     def _lock(self) -> None:
+        lock = output_lock(self.out)  # the one flock of output folders (emergence.files)
         try:
-            import fcntl
-        except ImportError:  # pragma: no cover - not POSIX
-            warnings.warn("no file locking on this platform: do not run two sweeps into one folder", stacklevel=3)
-            return
-        fd = os.open(self.out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+            lock.__enter__()
+        except OutputDirError:
             raise SweepError(f"another process is writing the sweep in {str(self.out)!r}; wait for it to finish, or "
                              "use another --out") from None
-        self._lock_fd = fd
+        self._lock_held = lock
 
     def close(self) -> None:
         """Release the writer's lock (also on garbage collection)."""
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases the flock
-            self._lock_fd = None
+        lock, self._lock_held = self._lock_held, None
+        if lock is not None:
+            lock.__exit__(None, None, None)  # closes the descriptor, which releases the flock
 
     def __del__(self) -> None:
         self.close()
