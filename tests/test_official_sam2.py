@@ -68,3 +68,113 @@ def test_a_local_checkpoint_loads_through_the_package_and_batches_equal_single_c
 def test_a_missing_checkpoint_file_is_named(tiny_official):
     with pytest.raises(EmergenceError, match="does not exist"):
         OfficialSam2Segmenter.from_config("configs/sam2.1/sam2.1_hiera_t.yaml", checkpoint="/nowhere/x.pt")
+
+
+# ---------------------------------------------------------------------------------------------- the same weights
+from emergence.analysis.sam2_weights import OFFICIAL_HIERA, official_size, sam2_model_from_official  # noqa: E402
+from emergence.analysis.segmenters import Sam2Segmenter  # noqa: E402
+
+
+def test_official_sizes_are_read_from_the_file_name_and_bad_files_are_named(tmp_path):
+    assert official_size("/w/sam2.1_hiera_base_plus.pt") == "base_plus"
+    assert official_size("sam2_hiera_tiny.pt") == "tiny"
+    with pytest.raises(ValueError, match="pass size="):
+        official_size("mysam.pt")
+    with pytest.raises(EmergenceError, match="does not exist"):
+        sam2_model_from_official(tmp_path / "sam2.1_hiera_tiny.pt")
+    bad = tmp_path / "sam2.1_hiera_small.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(EmergenceError, match="cannot read SAM2 checkpoint"):
+        build_segmenter(f"sam2:{bad}")
+
+
+def test_the_size_table_restates_the_package_configs():
+    pytest.importorskip("sam2", reason="the official sam2 package (extra emergence[sam2], needs torchvision) is absent")
+    from hydra import compose
+
+    defaults = {"window_pos_embed_bkg_spatial_size": (14, 14), "window_spec": (8, 4, 14, 7)}  # Hiera's own
+    short = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
+    for version in ("sam2", "sam2.1"):
+        for size, table in OFFICIAL_HIERA.items():
+            cfg = compose(config_name=f"configs/{version}/{version}_hiera_{short[size]}.yaml")
+            trunk = cfg.model.image_encoder.trunk
+            read = {key: trunk.get(key, defaults.get(key)) for key in table}
+            if "stages" not in trunk:  # base_plus keeps Hiera's defaults
+                read.update(stages=(2, 3, 16, 3), global_att_blocks=(12, 16, 20))
+            read = {k: tuple(v) if not isinstance(v, int) else v for k, v in read.items()}
+            assert read == table, (version, size)
+            assert list(cfg.model.image_encoder.neck.backbone_channel_list) == [
+                table["embed_dim"] * 2**i for i in (3, 2, 1, 0)]
+
+
+@pytest.fixture(scope="module")
+def perturbed_checkpoint(tmp_path_factory):
+    """A random official tiny SAM2.1 whose every tensor is shifted by noise (so that no zero- or one-initialised
+    tensor could be mapped to the wrong place unnoticed), saved in the official format and name."""
+    pytest.importorskip("sam2", reason="the official sam2 package (extra emergence[sam2], needs torchvision) is absent")
+    torch.manual_seed(3)
+    seg = OfficialSam2Segmenter.from_config("configs/sam2.1/sam2.1_hiera_t.yaml", checkpoint="random")
+    with torch.no_grad():
+        for p in seg.predictor.model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = tmp_path_factory.mktemp("sam2w") / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": seg.predictor.model.state_dict()}, path)
+    return path
+
+
+def _prompts():
+    points = np.array([[[20, 30], [60, 50]], [[130, 80], [10, 5]], [[70, 10], [71, 11]]], np.float32)
+    labels = np.array([[1, 0], [1, 1], [1, 0]], np.int64)
+    boxes = np.array([[5, 5, 60, 70], [50, 20, 139, 89], [0, 0, 139, 89]], np.float32)
+    return points, labels, boxes
+
+
+def test_the_transformers_path_on_official_weights_gives_the_official_masks_bit_for_bit(perturbed_checkpoint):
+    official = build_segmenter(f"sam2-official:{perturbed_checkpoint}")
+    ours = build_segmenter(f"sam2:{perturbed_checkpoint}")
+    assert isinstance(ours, Sam2Segmenter) and ours.preprocessing == "official"
+    image = (np.random.RandomState(5).rand(90, 140, 3) * 255).astype(np.uint8)
+    official.set_image(image)
+    ours.set_image(image)
+    points, labels, boxes = _prompts()
+    for kwargs in ({"points": points[:, :1], "labels": labels[:, :1]}, {"points": points, "labels": labels},
+                   {"points": None, "labels": None, "boxes": boxes}, {"points": points, "labels": labels,
+                                                                      "boxes": boxes}):
+        for multimask in (True, False):
+            m_off, s_off = official.predict(multimask=multimask, **kwargs)
+            m_ours, s_ours = ours.predict(multimask=multimask, **kwargs)
+            assert m_off.shape == m_ours.shape
+            assert np.array_equal(m_off, m_ours), (list(kwargs), multimask)
+            # scores: float32 rounding of a different summation order, once there are several points (measured
+            # up to 1.2e-7); the masks above are equal bit for bit
+            assert np.abs(s_off - s_ours).max() <= 1e-6, (list(kwargs), multimask)
+            assert 0.01 < m_ours.mean() < 0.99  # the masks are not trivially empty or full
+
+
+def test_the_processor_preprocessing_differs_only_by_its_8_bit_rounding(perturbed_checkpoint):
+    """The measured difference of ``preprocessing="processor"`` (the default for transformers folders): the pixel
+    inputs differ by at most half an 8-bit step, a handful of mask pixels flip near the decision boundary."""
+    official = build_segmenter(f"sam2-official:{perturbed_checkpoint}")
+    ours = Sam2Segmenter(sam2_model_from_official(perturbed_checkpoint), preprocessing="processor")
+    image = (np.random.RandomState(5).rand(90, 140, 3) * 255).astype(np.uint8)
+    exact = ours.preprocess(image)
+    ours.preprocessing = "official"
+    gap = (ours.preprocess(image) - exact).abs() * torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert 0 < gap.max().item() <= 0.5 / 255 + 1e-6
+    ours.preprocessing = "processor"
+    official.set_image(image)
+    ours.set_image(image)
+    points, labels, _ = _prompts()
+    m_off, _ = official.predict(points, labels)
+    m_ours, _ = ours.predict(points, labels)
+    flipped = float((m_off != m_ours).mean())
+    assert flipped < 0.01, flipped
+
+
+def test_a_checkpoint_of_another_size_is_refused_with_the_tensors_named(perturbed_checkpoint, tmp_path):
+    wrong = tmp_path / "sam2.1_hiera_small.pt"
+    wrong.write_bytes(perturbed_checkpoint.read_bytes())
+    with pytest.raises(EmergenceError, match=r"does not fit the 'small' Sam2Model: missing \[.*is size='small' right"):
+        build_segmenter(f"sam2:{wrong}")
+    with pytest.raises(ValueError, match="preprocessing='pil'"):
+        Sam2Segmenter(sam2_model_from_official(perturbed_checkpoint), preprocessing="pil")

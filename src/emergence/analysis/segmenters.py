@@ -11,6 +11,9 @@ Three implementations:
     square input (bilinear, antialiased, rounded to 8-bit as the image processor does), ImageNet normalisation, point
     and box coordinates scaled per axis, low-resolution logits upsampled bilinearly to the original size and
     thresholded at 0. ``tests/test_analysis.py`` checks it against ``Sam2Processor`` where torchvision exists.
+    An official checkpoint file loads on this path too (``"sam2:/path/sam2.1_hiera_large.pt"``, converted by
+    :mod:`.sam2_weights`); with ``preprocessing="official"`` (the default for such a file) its masks equal the
+    official predictor's bit for bit (``tests/test_official_sam2.py``).
 ``OfficialSam2Segmenter`` (``"sam2-official"``)
     the official ``sam2`` package's ``SAM2ImagePredictor`` (extra ``emergence[sam2]``, which needs torchvision), built
     from the package's own model config and a local checkpoint (``"sam2-official:/path/sam2.1_hiera_large.pt"``: the
@@ -239,12 +242,21 @@ class Sam2Segmenter:
         model: a ``transformers.Sam2Model`` (eval mode is set).
         batch_size: prompts per decoder call.
         mask_threshold: logit threshold of the upsampled masks (0, as ``Sam2Processor.post_process_masks``).
+        preprocessing: ``"processor"`` resizes as ``Sam2Processor`` does (the resized image rounded to 8 bits);
+            ``"official"`` as the official package's ``SAM2Transforms`` (scaled to [0, 1], then resized, no
+            rounding). On the same weights, ``"official"`` gives the official predictor's masks bit for bit.
     """
 
-    def __init__(self, model: Any, batch_size: int = 64, mask_threshold: float = 0.0) -> None:
+    PREPROCESSING = ("processor", "official")
+
+    def __init__(self, model: Any, batch_size: int = 64, mask_threshold: float = 0.0,
+                 preprocessing: str = "processor") -> None:
+        if preprocessing not in self.PREPROCESSING:
+            raise ValueError(f"preprocessing={preprocessing!r}: use one of {self.PREPROCESSING}")
         self.model = model.eval()
         self.batch_size = int(batch_size)
         self.mask_threshold = float(mask_threshold)
+        self.preprocessing = preprocessing
         size = model.config.prompt_encoder_config.image_size
         self.input_size = int(size[0] if isinstance(size, (list, tuple)) else size)
         self.embedding_calls = 0
@@ -255,9 +267,22 @@ class Sam2Segmenter:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = DEFAULT_SAM2, device: str | None = None,
                         dtype: Any = None, **kwargs: Any) -> Sam2Segmenter:
-        """Load ``Sam2Model`` from a hub id or a local folder (offline: a local folder, or a cached hub id)."""
+        """Load ``Sam2Model`` from a hub id or a local folder (offline: a local folder, or a cached hub id), or an
+        official checkpoint file (``sam2.1_hiera_large.pt``; converted by
+        :func:`~emergence.analysis.sam2_weights.sam2_model_from_official`, with ``preprocessing="official"`` unless
+        given, so that it segments exactly as ``"sam2-official"`` on the same file)."""
         from transformers import Sam2Model
 
+        if str(name_or_path).endswith(".pt"):
+            from .sam2_weights import sam2_model_from_official
+
+            model = sam2_model_from_official(name_or_path)
+            if dtype is not None:
+                model = model.to(dtype)
+            if device is not None:
+                model = model.to(device)
+            kwargs.setdefault("preprocessing", "official")
+            return cls(model, **kwargs)
         try:
             model = Sam2Model.from_pretrained(name_or_path, dtype=dtype)
         except OSError as exc:
@@ -282,8 +307,11 @@ class Sam2Segmenter:
         rgb = np.array(load_image(image))  # a writable copy
         x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float()
         s = self.input_size
-        x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-        x = x.round().clamp(0, 255) / 255.0
+        if self.preprocessing == "official":
+            x = F.interpolate(x / 255.0, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        else:
+            x = F.interpolate(x, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            x = x.round().clamp(0, 255) / 255.0
         mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         dtype = next(self.model.parameters()).dtype
