@@ -178,3 +178,29 @@ def test_a_checkpoint_of_another_size_is_refused_with_the_tensors_named(perturbe
         build_segmenter(f"sam2:{wrong}")
     with pytest.raises(ValueError, match="preprocessing='pil'"):
         Sam2Segmenter(sam2_model_from_official(perturbed_checkpoint), preprocessing="pil")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size, short", [("small", "s"), ("base_plus", "b+"), ("large", "l")])
+def test_every_official_size_converts_to_the_same_masks(size, short, tmp_path):
+    """The larger sizes (different heads, windows, global blocks and position-embedding backgrounds) on both paths.
+    Opt in: ``make test-slow`` in the full lane."""
+    pytest.importorskip("sam2", reason="the official sam2 package (extra emergence[sam2], needs torchvision) is absent")
+    torch.manual_seed(4)
+    seg = OfficialSam2Segmenter.from_config(f"configs/sam2.1/sam2.1_hiera_{short}.yaml", checkpoint="random")
+    with torch.no_grad():
+        for p in seg.predictor.model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    path = tmp_path / f"sam2.1_hiera_{size}.pt"
+    torch.save({"model": seg.predictor.model.state_dict()}, path)
+    del seg
+    official, ours = build_segmenter(f"sam2-official:{path}"), build_segmenter(f"sam2:{path}")
+    image = (np.random.RandomState(6).rand(70, 50, 3) * 255).astype(np.uint8)
+    official.set_image(image)
+    ours.set_image(image)
+    points, labels, _ = _prompts()
+    points = points * np.float32([50 / 140, 70 / 90])
+    m_off, s_off = official.predict(points, labels)
+    m_ours, s_ours = ours.predict(points, labels)
+    assert np.array_equal(m_off, m_ours)
+    assert np.abs(s_off - s_ours).max() <= 1e-6
