@@ -197,3 +197,13 @@ def test_an_image_missing_on_disk_is_refused_at_load(tmp_path):
     (tmp_path / "imgs").mkdir()
     with pytest.raises(DatasetError, match=r"GCG image 1: .*1\.jpg does not exist"):
         load_gcg(tmp_path, "val", images=tmp_path / "imgs")
+
+
+def test_metrics_that_would_all_be_nan_are_refused():
+    """An empty split, or a split without a single ground-truth phrase: every metric undefined (was: NaN written as
+    non-standard JSON)."""
+    with pytest.raises(ValueError, match="empty split"):
+        evaluate_gcg([], {})
+    empty = GcgImage(2, "2.jpg", "nothing", [], np.zeros((0, 10, 10), bool))
+    with pytest.raises(ValueError, match="none of the 1 GCG ground-truth images has a phrase"):
+        evaluate_gcg([empty], {2: GcgPrediction("a cat", ["a cat"], box(10, 10, 5, 9, 5, 9)[None])})

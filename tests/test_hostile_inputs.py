@@ -188,6 +188,10 @@ def test_an_unwritable_output_folder_is_one_line(capsys):
     (["--tau", "1.5"], r"must lie in \(0, 1\]"),
     (["--layers", "a,b"], "comma-separated integers"),
     (["--layers", ","], "non-negative layer indices"),
+    (["--heads", "-1:0"], r"non-negative layer:head pairs .*got '-1:0'"),  # was argparse's "expected one argument"
+    (["--heads", "0:-2"], r"non-negative layer:head pairs .*got '0:-2'"),
+    (["--layers", "-3,1"], r"non-negative layer indices .*got '-3,1'"),
+    (["--heads", "3"], r"layer:head pairs such as 14:3,15:7; got '3'"),
     (["--segmenter", "magic"], "unknown segmenter 'magic'"),
 ])
 def test_bad_analyze_arguments_are_usage_errors(tmp_path, capsys, args, message):
@@ -458,3 +462,13 @@ def test_a_second_process_writing_the_same_run_folder_is_refused(tmp_path, capsy
     assert main(["run", "--model", str(ORGANISM_DIR), "--image", str(tmp_path / "img.png"), "--prompt",
                  "describe the image", "--max-new-tokens", "3", "--out", str(out)]) == 0  # free again
     assert (out / "run.json").is_file()
+
+
+def test_a_dangling_symlink_output_folder_is_named(tmp_path, capsys):
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "missing-target")
+    rc = main(["demo", "--out", str(link)])
+    err = capsys.readouterr().err
+    # was: "cannot create ...: File exists"
+    assert rc == 2 and "is a dangling symbolic link" in err and "missing-target" in err
+    assert link.is_symlink() and not (tmp_path / "missing-target").exists()  # nothing created behind the user's back

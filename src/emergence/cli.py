@@ -26,8 +26,11 @@ def _heads(text: str) -> list[tuple[int, int]]:
         pairs = [tuple(int(v) for v in item.split(":")) for item in text.split(",") if item.strip()]
     except ValueError:
         pairs = []
-    if not pairs or any(len(p) != 2 or min(p) < 0 for p in pairs):
+    if not pairs or any(len(p) != 2 for p in pairs):
         raise argparse.ArgumentTypeError(f"takes layer:head pairs such as 14:3,15:7; got {text!r}")
+    if any(min(p) < 0 for p in pairs):
+        raise argparse.ArgumentTypeError(f"takes non-negative layer:head pairs such as 14:3 (negative indices are not "
+                                         f"counted from the end); got {text!r}")
     return [(p[0], p[1]) for p in pairs]
 
 
@@ -224,9 +227,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _attach_negative_values(argv: Sequence[str]) -> list[str]:
+    """``--heads -1:0`` -> ``--heads=-1:0``: argparse reads a value that starts with ``-`` (and is not a plain
+    number) as the next option and says only "expected one argument"; attached, it reaches the option's own check,
+    which names the value."""
+    out: list[str] = []
+    items = list(argv)
+    i = 0
+    while i < len(items):
+        item = items[i]
+        if (item.startswith("--") and "=" not in item and i + 1 < len(items)
+                and len(items[i + 1]) > 1 and items[i + 1][0] == "-" and items[i + 1][1].isdigit()):
+            out.append(f"{item}={items[i + 1]}")
+            i += 2
+            continue
+        out.append(item)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_negative_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 0

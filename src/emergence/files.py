@@ -191,9 +191,13 @@ def check_output_dir(path: str | os.PathLike, kind: str) -> Path:
     ``kind``, or an output of ``kind`` that an older emergence wrote without a marker. Writes no file.
 
     Raises:
-        OutputDirError: ``path`` is a file, holds files this toolkit did not write, or belongs to another kind.
+        OutputDirError: ``path`` is a file or a dangling link, holds files this toolkit did not write, or belongs to
+            another kind.
     """
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise OutputDirError(f"{str(path)!r} is a dangling symbolic link (to {os.readlink(path)!r}); create its "
+                             "target folder, remove the link, or choose another output folder")
     if path.exists() and not path.is_dir():
         raise OutputDirError(f"{str(path)!r} is a file, not a folder; choose another output folder")
     if not path.is_dir():

@@ -261,8 +261,14 @@ def evaluate_gcg(ground_truth: Sequence[GcgImage], predictions: Mapping[Any, Gcg
     """Mask AP50, mIoU and mask recall of ``predictions`` (by ``image_id``) against ``ground_truth``.
 
     Raises:
-        ValueError: an image has no prediction, or a prediction's phrases and masks do not pair up.
+        ValueError: no ground-truth image or no ground-truth phrase at all (every metric would be NaN), an image has
+            no prediction, or a prediction's phrases and masks do not pair up.
     """
+    if not ground_truth:
+        raise ValueError("no GCG ground-truth image to evaluate: the metrics of an empty split are undefined")
+    if not any(len(im.phrases) for im in ground_truth):
+        raise ValueError(f"none of the {len(ground_truth)} GCG ground-truth images has a phrase with a mask: mask AP50 "
+                         "and recall are undefined (check the split's 'labels')")
     missing = [im.image_id for im in ground_truth if im.image_id not in predictions]
     if missing:
         raise ValueError(f"no prediction for GCG images {missing[:5]}{'...' if len(missing) > 5 else ''}")
@@ -294,8 +300,8 @@ def evaluate_gcg(ground_truth: Sequence[GcgImage], predictions: Mapping[Any, Gcg
                                 and sims[g, p] >= similarity_threshold)
         hits += len(accepted)
         positives += len(im.phrases)
-    return {"mask_ap50": mask_ap50(preds, gts, scores), "miou": float(np.mean(mious)) if mious else float("nan"),
-            "recall": hits / positives if positives else float("nan"), "images": float(len(ground_truth))}
+    return {"mask_ap50": mask_ap50(preds, gts, scores), "miou": float(np.mean(mious)),
+            "recall": hits / positives, "images": float(len(ground_truth))}
 
 
 # ---------------------------------------------------------------------------------------------------- predictions
