@@ -182,3 +182,20 @@ def test_several_images_where_the_family_cannot_place_them_are_refused_before_pr
     inputs = probe.prepare_media(images, [], "describe")
     with pytest.raises(LayoutError, match="3 images were given, but the pixel inputs hold 2 views"):
         probe.layout(inputs, _media(images + images[:1]))
+
+
+SHAPE_GRIDS = ["glm4v", "llava_pixtral", "mistral3", "qwen2_5_omni", "qwen2_5_vl", "qwen2_vl", "qwen3_5", "qwen3_vl"]
+
+
+@pytest.mark.parametrize("family", SHAPE_GRIDS)
+def test_images_given_in_another_order_than_the_inputs_are_refused(family):
+    """``generate([B, A], inputs=prepare_media([A, B]))``: where the token grid follows each image's shape (Qwen's
+    ``image_grid_thw``, Pixtral's ``image_sizes``), a landscape grid over a portrait image is refused (was: A's grid
+    drawn over B). Families that resize every image to one square grid cannot tell (docs/hostile_inputs.md)."""
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    images = _images()
+    inputs = probe.prepare_media(images, [], "describe")
+    assert len(probe.layout(inputs, _media(images)).parts) == 2  # the right order is placed
+    with pytest.raises(LayoutError, match=r"grid for image 0 is \d+x\d+ tokens, which no resize of that 130x90"):
+        probe.generate(images[::-1], inputs=inputs, max_new_tokens=1)

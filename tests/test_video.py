@@ -201,6 +201,30 @@ def test_stand_ins_build_what_the_real_video_processors_build():
     assert theirs["pixel_values_videos"].shape == ours["pixel_values_videos"].shape
     diff = (theirs["pixel_values_videos"].float() - ours["pixel_values_videos"].float()).abs().mean().item()
     assert diff < 0.05
+    # the real processor fills the last temporal patch of an odd frame count with the last frame, in the packing
+    # [patches, C, tps, p*p] that the frame-count check reads (adapters.qwen.check_padded_frames)
+    t, gh, gw = theirs["video_grid_thw"][0].tolist()
+    last = theirs["pixel_values_videos"][(t - 1) * gh * gw:].reshape(gh * gw, 3, 2, -1)
+    assert torch.equal(last[:, :, 0], last[:, :, 1])
+    four = real_qwen(videos=[frames[:4]], return_tensors="pt")
+    t = int(four["video_grid_thw"][0, 0])
+    last = four["pixel_values_videos"][(t - 1) * gh * gw:].reshape(gh * gw, 3, 2, -1)
+    assert not torch.equal(last[:, :, 0], last[:, :, 1])
+
+
+@pytest.mark.parametrize("family", [f for f in VIDEO if f.startswith("qwen")])
+def test_inputs_made_from_more_frames_than_given_are_refused(family):
+    """A video input made from 4 frames, given with 3: the same temporal-patch count, but the last patch holds two
+    different frames where 3 frames would repeat the third (was: accepted; the last part claimed a frame that was
+    not given)."""
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    frames = _frames(4)
+    inputs = probe.prepare_media([], [frames], "describe")
+    with pytest.raises(LayoutError, match="video 0 was given 3 frames.*made from more frames"):
+        probe.generate(video=frames[:3], inputs=inputs, max_new_tokens=1)
+    three = probe.prepare_media([], [frames[:3]], "describe")  # the processor's own 3-frame inputs pass
+    assert probe.layout(three, [Medium("video", (FH, FW), 3)]).num_tokens > 0
 
 
 def test_video_inputs_that_would_be_misread_are_refused_by_name():

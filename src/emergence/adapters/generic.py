@@ -17,13 +17,30 @@ from ..layouts.geometry import Canvas, simple_canvas
 from .base import Adapter, find_adapter, how_to_register, set_generic_adapter
 
 __all__ = ["CrossAttentionAdapter", "EncoderDecoderAdapter", "GenericAdapter", "LearnedQueryAdapter",
-           "NotYetAdapter", "RefusedAdapter", "QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "contiguous_layout", "grid_view"]
+           "NotYetAdapter", "RefusedAdapter", "QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "check_grid_fits", "contiguous_layout",
+           "grid_view"]
 
 #: image-processor options under which one prompt's image becomes several views (tiles, crops, a thumbnail)
 TILING_OPTIONS = ("do_image_splitting", "crop_to_patches", "do_pan_and_scan", "image_grid_pinpoints",
                   "use_thumbnail", "do_tiling")
 #: config fields of models whose visual tokens are learned queries or latents, not patches
 QUERY_TOKEN_FIELDS = ("qformer_config", "num_query_tokens", "perceiver_config", "latent_query_num")
+
+
+def check_grid_fits(ctx: LayoutContext, rows: int, cols: int, h: int, w: int, what: str) -> None:
+    """Refuse a ``rows x cols`` token grid that no aspect-keeping resize of an ``h x w`` image could give.
+
+    An aspect-keeping resize (Qwen's ``smart_resize``, Pixtral's) scales both sides by one factor ``b`` and rounds
+    each to whole cells, so ``|rows - b*h/f| <= 1`` and ``|cols - b*w/f| <= 1`` for some ``b`` (``f`` = the cell
+    side in pixels): the intervals
+    ``[(rows-1)/h, (rows+1)/h]`` and ``[(cols-1)/w, (cols+1)/w]`` overlap. They do not when the processed inputs
+    belong to another image (e.g. images given in another order than the inputs were made from); images of nearly
+    the same shape cannot be told apart this way."""
+    if (rows + 1) / h < (cols - 1) / w or (cols + 1) / w < (rows - 1) / h:
+        raise LayoutError(f"{ctx.model_class}: the inputs' grid for {what} is {rows}x{cols} tokens, which no "
+                          f"resize of that {h}x{w} (height x width) image gives: the processed inputs were made from "
+                          "another image. Pass the images in the order the inputs were made from (or let the probe "
+                          "process them: omit inputs=)")
 
 
 def grid_view(name: str, rows: int, cols: int, start: int, box, kind="global") -> View:

@@ -12,7 +12,7 @@ from ..layouts.base import View, VisualLayout
 from ..layouts.context import LayoutContext
 from ..layouts.geometry import Canvas, size_dict
 from .base import Adapter, register_adapter, split_counts
-from .generic import contiguous_layout, grid_view, provable_grid, single_view_count
+from .generic import check_grid_fits, contiguous_layout, grid_view, provable_grid, single_view_count
 
 __all__ = ["LlavaAdapter", "LlavaNextAdapter", "OneGridAdapter", "llava_next_layout", "pixtral_layout",
            "split_by_views"]
@@ -62,6 +62,7 @@ def pixtral_layout(ctx: LayoutContext) -> VisualLayout:
         raise LayoutError(f"{ctx.model_class}: {len(positions)} image tokens, but image_sizes {resized_h}x{resized_w} "
                           f"in cells of {cell} px give {rows}x{cols}")
     h, w = ctx.image_size
+    check_grid_fits(ctx, rows, cols, h, w, f"image {ctx.item}")
     view = grid_view("image", rows, cols, 0, (0.0, 0.0, float(w), float(h)))
     return VisualLayout(positions, ctx.image_size, [view], family="pixtral",
                         meta={"grid": [rows, cols], "resized_hw": [resized_h, resized_w]})

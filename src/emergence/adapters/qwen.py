@@ -3,6 +3,8 @@ family, GLM-4V, Gemma 4)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -10,7 +12,7 @@ from ..errors import LayoutError
 from ..layouts.base import VisualLayout
 from ..layouts.context import LayoutContext
 from .base import Adapter, register_adapter, split_counts
-from .generic import check_contiguous, grid_view
+from .generic import check_contiguous, check_grid_fits, grid_view
 
 __all__ = ["Gemma4Adapter", "Glm4vAdapter", "Qwen25OmniAdapter", "Qwen2VLAdapter", "qwen2_vl_layout",
            "qwen2_vl_video_layouts", "split_by_grid"]
@@ -35,11 +37,34 @@ def qwen2_vl_layout(ctx: LayoutContext) -> VisualLayout:
     if t != 1:
         raise LayoutError(f"temporal patches t={t}: video inputs are not supported by this layout")
     h, w = ctx.image_size
+    check_grid_fits(ctx, rows, cols, h, w, f"image {ctx.item}")
     view = grid_view("image", rows, cols, 0, (0.0, 0.0, float(w), float(h)))
     patch = int(getattr(ctx.vision_config, "patch_size", 14))
     meta = {"grid": [rows, cols], "canvas_hw": [gh * patch, gw * patch]}
     return VisualLayout(positions, ctx.image_size, [view], family="qwen2_vl", meta=meta)
 
+
+
+def check_padded_frames(ctx: LayoutContext, pixels: Any, grid: tuple[int, int, int], tps: int, frames: int,
+                        item: int) -> None:
+    """When ``frames`` does not fill the last temporal patch, the processor repeats the last frame there: the
+    patch's later temporal slices equal its last real one. If they differ, the inputs were made from more frames
+    than were given (the layout would place the last part over frames that are not there)."""
+    real = frames % tps
+    if real == 0 or pixels is None or not hasattr(pixels, "shape"):
+        return
+    t, gh, gw = grid
+    vc = ctx.vision_config
+    channels = int(getattr(vc, "in_channels", None) or getattr(vc, "in_chans", None) or 3)
+    x = torch.as_tensor(pixels).detach().cpu()
+    if x.ndim != 2 or x.shape[0] != t * gh * gw or x.shape[1] % (channels * tps):
+        return  # not the flattened-patch packing this check reads
+    last = x[(t - 1) * gh * gw:].reshape(gh * gw, channels, tps, -1)  # [patches, C, tps, p*p]
+    for k in range(real, tps):
+        if not torch.equal(last[:, :, k], last[:, :, real - 1]):
+            raise LayoutError(f"{ctx.model_class}: video {item} was given {frames} frames, but its inputs' last "
+                              f"temporal patch holds {tps} different frames: the inputs were made from more frames. "
+                              "Pass every frame the processor read")
 
 
 def split_by_grid(ctx: LayoutContext, count: int, grid_name: str, positions: np.ndarray, pixel_name: str
@@ -114,6 +139,8 @@ def qwen2_vl_video_layouts(ctx: LayoutContext, items: list[int]) -> list[VisualL
                               "the sampled frames)")
         rows, cols = gh // merge, gw // merge
         h, w = ctx.media[item].size
+        check_grid_fits(ctx, rows, cols, h, w, f"video {item}")
+        check_padded_frames(ctx, inputs.get("pixel_values_videos"), (t, gh, gw), tps, frames, item)
         for g, chunk in enumerate(split_counts(pos, [rows * cols] * t, ctx.model_class)):
             view = grid_view("frames", rows, cols, 0, (0.0, 0.0, float(w), float(h)))
             parts.append(VisualLayout(chunk, (h, w), [view], family="qwen2_vl_video", item=item,
