@@ -164,6 +164,58 @@ def test_from_pretrained_local_folder_round_trip(llava, tmp_path):
     assert b.meta["model"] == str(tmp_path / "m")
 
 
+@pytest.fixture(scope="module")
+def onevision_folder(tmp_path_factory):
+    """A LLaVA-OneVision folder as transformers saves it: processor_config.json names its video processor
+    (``LlavaOnevisionVideoProcessor``, which needs torchvision)."""
+    import json
+
+    from emergence.testing import tiny_llava_onevision
+
+    model, processor = tiny_llava_onevision()
+    folder = tmp_path_factory.mktemp("onevision")
+    model.save_pretrained(folder)
+    # what processor.save_pretrained writes (it cannot run without the torchvision video processor): the tokenizer's
+    # files, the chat template, and processor_config.json with the image and video processors nested
+    processor.tokenizer.save_pretrained(folder)
+    (folder / "chat_template.jinja").write_text(processor.chat_template)
+    stand_in, processor.video_processor = processor.video_processor, None
+    doc = processor.to_dict()
+    processor.video_processor = stand_in
+    doc.pop("chat_template", None)
+    doc["video_processor"] = {"video_processor_type": "LlavaOnevisionVideoProcessor", "do_resize": True,
+                              "size": {"height": 32, "width": 32}, "resample": 3, "do_rescale": True,
+                              "rescale_factor": 1 / 255, "do_normalize": True, "do_convert_rgb": True,
+                              "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                              "image_std": [0.26862954, 0.26130258, 0.27577711], "do_sample_frames": False}
+    (folder / "processor_config.json").write_text(json.dumps(doc))
+    return folder, model, processor
+
+
+def test_a_folder_whose_video_processor_needs_torchvision_still_probes_images(onevision_folder):
+    """Without torchvision, AutoProcessor cannot load such a folder at all (ImportError, even for images): the
+    probe loads the same processor class without its video processor; images give the run the in-memory processor
+    gives; a video is refused naming torchvision. With torchvision the real video processor loads."""
+    import importlib.util
+
+    from emergence.errors import MissingDependencyError
+
+    folder, model, processor = onevision_folder
+    loaded = Probe.from_pretrained(folder, dtype="float32")
+    img = noise_image(90, 60)
+    a = Probe(model, processor).generate(img, "describe", max_new_tokens=3)
+    b = loaded.generate(img, "describe", max_new_tokens=3)
+    assert a.token_ids.tolist() == b.token_ids.tolist() and torch.equal(a.attention, b.attention)
+    frames = [noise_image(40, 30, seed=k) for k in range(2)]
+    if importlib.util.find_spec("torchvision") is None:
+        assert type(loaded.processor).__name__ == "LlavaOnevisionProcessor" and loaded.processor.video_processor is None
+        with pytest.raises(MissingDependencyError, match=r"no video processor.*need torchvision.*emergence\[vision\]"):
+            loaded.generate(video=frames, prompt="describe", max_new_tokens=1)
+    else:
+        assert type(loaded.processor.video_processor).__name__ == "LlavaOnevisionVideoProcessor"
+        assert loaded.generate(video=frames, prompt="describe", max_new_tokens=1).layout.num_tokens > 0
+
+
 def test_from_pretrained_text_only_folder(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -244,3 +244,17 @@ def test_video_inputs_that_would_be_misread_are_refused_by_name():
     assert probe.generate(video=stacked, prompt="describe", max_new_tokens=1).layout.num_tokens > 0
     run = probe.generate(frames[0], "describe", max_new_tokens=2, min_new_tokens=2, methods="tam")
     assert "tam_logits" in run.extras
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava_next_video", "llava_onevision"])
+def test_video_inputs_given_with_image_say_to_pass_video(family):
+    """(was: "per-frame maps of videos are not supported yet", or for a list of frames "several images per prompt
+    are not supported")."""
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    frames = _frames(4)
+    inputs = probe.prepare_media([], [frames], "describe")
+    for image in (frames[0], frames):
+        with pytest.raises(ValueError, match=r"pass its frames as video=frames, not image="):
+            probe.generate(image, inputs=inputs, max_new_tokens=1)
+    assert probe.generate(video=frames, inputs=inputs, max_new_tokens=1).layout.num_tokens > 0

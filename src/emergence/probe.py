@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -97,7 +98,9 @@ class Probe:
             device: where to put the model; default CPU (or ``model_kwargs['device_map']``).
             attn_implementation: backend used for generation (``"sdpa"``, ``"eager"``, ``"flash_attention_2"``).
         """
-        from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoConfig, AutoModelForImageTextToText
+
+        from .processing import load_processor
 
         if isinstance(dtype, str):
             if not isinstance(getattr(torch, dtype, None), torch.dtype):
@@ -128,7 +131,7 @@ class Probe:
         if device is not None:
             model = model.to(device)
         try:
-            processor = AutoProcessor.from_pretrained(path_or_id)
+            processor = load_processor(path_or_id)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"could not load the processor of {where!r}: {_first_line(exc)}") from exc
         probe = cls(model.eval(), processor)
@@ -197,13 +200,25 @@ class Probe:
         then videos, then the text, in the chat template when the processor has one)."""
         if self.processor is None:
             raise ValueError("this Probe has no processor: pass already-processed inputs=... to generate()")
+        if videos and getattr(self.processor, "video_processor", False) is None:
+            missing = importlib.util.find_spec("torchvision") is None
+            raise MissingDependencyError(
+                f"the processor of {type(self.model).__name__} has no video processor"
+                + (": transformers' video processors need torchvision (pip install 'emergence[vision]')"
+                   if missing else "; load one that has (AutoProcessor.from_pretrained)")
+                + ", or pass inputs=... processed elsewhere")
         text = self.adapter.build_media_prompt(self.processor, prompt, len(images), len(videos))
         try:
             return self.adapter.process_media(self.processor, list(images), [list(v) for v in videos], text)
-        except ImportError as exc:
-            raise MissingDependencyError(f"the processor of {type(self.model).__name__} could not process the video: "
-                                         f"{_first_line(exc)}. Video processors need torchvision (pip install "
-                                         "torchvision), or pass inputs=... processed elsewhere.") from exc
+        except (ImportError, NameError) as exc:
+            # NameError: transformers' torchvision-backed processors name torchvision's modules (``tvF``...) that
+            # were never imported when it is absent
+            if isinstance(exc, NameError) and importlib.util.find_spec("torchvision") is not None:
+                raise
+            raise MissingDependencyError(f"the processor of {type(self.model).__name__} could not process the "
+                                         f"{'video' if videos else 'images'}: {_first_line(exc)}. Its video and fast "
+                                         "image processors need torchvision (pip install 'emergence[vision]'), or "
+                                         "pass inputs=... processed elsewhere.") from exc
 
     def _media_layout(self, inputs: Mapping[str, Any], pils: list[Image.Image], videos: list[list[Image.Image]]
                       ) -> VisualLayout:
@@ -424,6 +439,8 @@ class Probe:
                 "probe.generate needs an image: pass image=... (a file path, PIL image or array, or a list of them) "
                 "or video=frames with a prompt, or already-processed inputs=... together with the original image(s)"
             )
+        if inputs is not None and not videos:
+            self.adapter.check_inputs(inputs)  # video inputs given with image=: say so before counting images
         self._check_media_support(len(pils), len(videos))
         if inputs is None:
             if prompt is None:
@@ -432,8 +449,6 @@ class Probe:
                 inputs = self.prepare(pils[0], prompt)
             else:
                 inputs = self.prepare_media(pils, videos, prompt)
-        elif not videos:
-            self.adapter.check_inputs(inputs)
         input_ids = inputs["input_ids"]
         if input_ids.ndim != 2 or input_ids.shape[0] != 1:
             raise ValueError(f"one sample at a time: input_ids must be [1, S], got {tuple(input_ids.shape)}")

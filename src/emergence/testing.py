@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from .capture import find_cache
+from .processing import without_video_processor
 from .wordlevel import word_level_tokenizer
 
 __all__ = [
@@ -236,7 +237,7 @@ def tiny_llava_next(
         return model, LlavaNextProcessor(**kwargs)
     from transformers import LlavaNextVideoProcessor
 
-    processor = _without_video_processor(LlavaNextVideoProcessor)(video_processor=None, **kwargs)
+    processor = without_video_processor(LlavaNextVideoProcessor)(video_processor=None, **kwargs)
     processor.video_processor = FrameVideoProcessor(tile)
     return model, processor
 
@@ -275,20 +276,6 @@ class FrameVideoProcessor:
         return BatchFeature({"pixel_values_videos": torch.stack(stacks)})
 
 
-def _without_video_processor(processor_cls: type) -> type:
-    """``processor_cls`` accepting ``video_processor=None``: its video processor needs torchvision, and transformers
-    cannot even check the argument's class without it. Images go through the real processor code unchanged."""
-
-    class ImagesOnly(processor_cls):  # type: ignore[misc, valid-type]
-        def check_argument_for_proper_class(self, name: str, arg: Any) -> Any:
-            if name == "video_processor" and arg is None:
-                return None
-            return super().check_argument_for_proper_class(name, arg)
-
-    ImagesOnly.__name__ = processor_cls.__name__
-    return ImagesOnly
-
-
 def tiny_llava_onevision(
     seed: int = 0, tile: int = 32, patch: int = 8, local_vision: bool = False, attn_implementation: str = "sdpa",
     max_patches: int = 9,
@@ -318,7 +305,7 @@ def tiny_llava_onevision(
     model = _init(LlavaOnevisionForConditionalGeneration(config), seed)
     model.set_attn_implementation(attn_implementation)
     ip = LlavaOnevisionImageProcessorPil(size={"height": tile, "width": tile}, image_grid_pinpoints=pinpoints)
-    processor = _without_video_processor(LlavaOnevisionProcessor)(
+    processor = without_video_processor(LlavaOnevisionProcessor)(
         image_processor=ip, tokenizer=tokenizer, video_processor=None, num_image_tokens=(tile // patch) ** 2,
         vision_feature_select_strategy="full", vision_aspect_ratio=aspect, chat_template=LLAVA_TEMPLATE,
         video_token="<video>",
@@ -354,7 +341,7 @@ def tiny_internvl(
     model.set_attn_implementation(attn_implementation)
     ip = GotOcr2ImageProcessorPil(size={"height": tile, "width": tile}, crop_to_patches=crop_to_patches,
                                   min_patches=1, max_patches=max_patches)
-    processor = _without_video_processor(InternVLProcessor)(
+    processor = without_video_processor(InternVLProcessor)(
         image_processor=ip, tokenizer=tokenizer, video_processor=None, image_seq_length=per_tile,
         chat_template=LLAVA_TEMPLATE,
     )
@@ -409,7 +396,7 @@ def tiny_video_llava(
     model = _init(VideoLlavaForConditionalGeneration(config), seed)
     model.set_attn_implementation(attn_implementation)
     ip = VideoLlavaImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
-    processor = _without_video_processor(VideoLlavaProcessor)(
+    processor = without_video_processor(VideoLlavaProcessor)(
         image_processor=ip, video_processor=None, tokenizer=tokenizer, patch_size=patch,
         vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE, num_additional_image_tokens=1,
     )
@@ -638,7 +625,7 @@ def tiny_gemma4(seed: int = 0, patch: int = 4, pool: int = 2, max_soft_tokens: i
     model = _init(Gemma4ForConditionalGeneration(config), seed)
     model.set_attn_implementation(attn_implementation)
     ip = Gemma4ImageProcessorPil(patch_size=patch, pooling_kernel_size=pool, max_soft_tokens=max_soft_tokens)
-    processor = _without_video_processor(Gemma4Processor)(
+    processor = without_video_processor(Gemma4Processor)(
         feature_extractor=Gemma4AudioFeatureExtractor(), image_processor=ip, tokenizer=tokenizer, video_processor=None,
         chat_template=LLAVA_TEMPLATE, image_seq_length=max_soft_tokens,
     )

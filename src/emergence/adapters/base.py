@@ -236,12 +236,16 @@ class Adapter:
         return processor(**kwargs)
 
     def check_inputs(self, inputs: Mapping[str, Any]) -> None:
-        """Raise ``ValueError`` when processed inputs carry no image (naming video inputs, which are not probed
-        yet, when those are what they carry)."""
+        """Raise ``ValueError`` when processed inputs carry no image (naming video inputs when those are what they
+        carry: pass them with ``video=``, or, for a family without video support, probe a frame as an image)."""
         if not any(inputs.get(name) is not None for name in self.pixel_inputs):
             if inputs.get("pixel_values_videos") is not None:
-                raise ValueError("the inputs hold a video (pixel_values_videos) and no image: per-frame maps of "
-                                 "videos are not supported yet; probe one image (or one frame as an image)")
+                if self.video:
+                    raise ValueError("the inputs hold a video (pixel_values_videos) and no image: pass its frames as "
+                                     "video=frames, not image= (probe.generate(video=frames, inputs=inputs))")
+                raise ValueError(f"the inputs hold a video (pixel_values_videos) and no image: per-frame maps of "
+                                 f"videos are not supported for {self.family or 'this family'} yet; probe one frame "
+                                 "as an image")
             names = " or ".join(self.pixel_inputs)
             raise ValueError(f"inputs hold no {names}: the prompt has no image. Process the prompt with an image "
                              f"(processor(images=..., text=...)).")
