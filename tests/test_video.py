@@ -19,7 +19,7 @@ from conftest import FAMILIES, N_NEW, assert_capture_equals_eager, box_gap, lm_i
 from PIL import Image
 
 from emergence import Probe, ProbeRun, analyze
-from emergence.errors import LayoutError, UnsupportedModelError
+from emergence.errors import CaptureError, LayoutError, UnsupportedModelError
 from emergence.layouts import Medium
 
 FW, FH = 120, 80  # frame size
@@ -258,3 +258,21 @@ def test_video_inputs_given_with_image_say_to_pass_video(family):
         with pytest.raises(ValueError, match=r"pass its frames as video=frames, not image="):
             probe.generate(image, inputs=inputs, max_new_tokens=1)
     assert probe.generate(video=frames, inputs=inputs, max_new_tokens=1).layout.num_tokens > 0
+
+
+@pytest.mark.parametrize("family, field", [("qwen2_vl", "video_token_id"), ("llava_onevision", "video_token_id"),
+                                           ("qwen2_vl", "image_token_id")])
+def test_an_answer_holding_a_media_placeholder_is_refused_before_the_teacher_forced_forward(family, field):
+    """The model writes its own video / image token (forced here with a sequence bias): the one forward over prompt
+    + answer of convention='self' and of gradient maps would read it as one more video (was: transformers' "Video
+    features and video tokens do not match"); the predicting convention records the answer as generated."""
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    token = getattr(model.config, field)
+    bias = {"sequence_bias": {(token,): 80.0}}
+    frames = _frames(4)
+    for kwargs in ({"convention": "self"}, {"methods": ["gradient"]}):
+        with pytest.raises(CaptureError, match=rf"placeholder token \(id {token}\) at answer position.*suppress_tokens"):
+            probe.generate(video=frames, prompt="describe", max_new_tokens=2, **kwargs, **bias)
+    run = probe.generate(video=frames, prompt="describe", max_new_tokens=2, **bias)
+    assert run.token_ids.tolist() == [token, token] and run.attention.shape[0] == 2

@@ -260,7 +260,7 @@ def _teacher_forced(probe: Any, run: Any, inputs: dict[str, Any] | None = None
     inputs = run_inputs(probe, run) if inputs is None else inputs
     prompt_len = inputs["input_ids"].shape[1]
     sequences = torch.cat([inputs["input_ids"], run.token_ids[None].to(inputs["input_ids"].device)], dim=1)
-    return probe.adapter.extend_inputs(inputs, sequences), torch.arange(prompt_len - 1, sequences.shape[1] - 1)
+    return probe.teacher_forced_inputs(inputs, sequences), torch.arange(prompt_len - 1, sequences.shape[1] - 1)
 
 
 def _picked_log_probs(logits: torch.Tensor, rows: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:

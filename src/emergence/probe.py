@@ -495,13 +495,40 @@ class Probe:
         with torch.no_grad(), self.upstream_fixes():
             sequences = self.adapter.generate(self.model, model_inputs, **generate_kwargs)
         new_ids = sequences[0, prompt_len:].cpu()
-        full = self.adapter.extend_inputs(model_inputs, sequences)
+        full = self.teacher_forced_inputs(model_inputs, sequences)
         positions = torch.arange(prompt_len, sequences.shape[1])
         with AttentionCapture(self.model, layout.positions, query_positions=positions, modules=self.attention_modules,
                               cross_attention=self.adapter.cross_attention, **capture) as cap, torch.no_grad(), \
                 self.upstream_fixes():
             self.model(**full, use_cache=False)
         return new_ids, cap.maps(), cap
+
+    #: config fields that name a placeholder token the processor expands into media features
+    _MEDIA_TOKEN_FIELDS = ("image_token_id", "image_token_index", "video_token_id", "video_token_index",
+                           "audio_token_id", "audio_token_index")
+
+    def teacher_forced_inputs(self, inputs: Mapping[str, Any], sequences: torch.Tensor) -> dict[str, Any]:
+        """Inputs for one forward over prompt + answer (``sequences`` ``[1, P + T]``, the ``P`` prompt ids first),
+        as the adapter extends them.
+
+        Raises:
+            CaptureError: the answer holds a media placeholder token (the model's image / video / audio token): the
+                forward would read it as one more image or video, whose features do not exist.
+        """
+        prompt_len = inputs["input_ids"].shape[1]
+        answer = sequences[0, prompt_len:].detach().cpu()
+        config = self.model.config
+        for field in self._MEDIA_TOKEN_FIELDS:
+            token = getattr(config, field, None)
+            if isinstance(token, int) and token >= 0 and bool((answer == token).any()):
+                where = torch.nonzero(answer == token).flatten().tolist()
+                raise CaptureError(
+                    f"the answer holds the model's {field.split('_')[0]} placeholder token (id {token}) at answer "
+                    f"position(s) {where[:5]}: one forward over prompt + answer (convention='self', gradient maps, "
+                    "answer log-probabilities, knockout effects) would read it as one more "
+                    f"{field.split('_')[0]} that has no features. Use convention='predicting' without "
+                    f"methods=['gradient'], or keep the model from writing it (generate(..., suppress_tokens=[{token}]))")
+        return self.adapter.extend_inputs(inputs, sequences)
 
     def _mechanism(self, mechanism: str | None) -> str:
         """The capture mechanism: as asked, else the adapter's; ``"auto"`` = ``"hooks"`` when a captured module's
