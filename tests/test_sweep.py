@@ -123,6 +123,21 @@ def test_vqa_option_parsing_and_mmvp_pair_accuracy():
     assert acc["question"] == pytest.approx(6 / 8) and acc["pair"] == pytest.approx(2 / 4)
     assert paired_analysis(rows) == {"both_succeed": 1, "grounding_only_failure": 1, "vqa_only_failure": 0,
                                      "both_fail": 2}
+    # PixFoundation's rule (eval_accandiou.py): the automatic mask, IoU > 0.5 strictly; an empty annotation counts
+    # when the automatic mask covers under half the image; an MLLM judge's pick before the score-based one
+    nan = float("nan")
+    pix = [{"pair": 1, "vqa_correct": True, "oracle_iou": 0.9, "auto_score_iou": 0.5, "auto_mllm_iou": nan},
+           {"pair": 1, "vqa_correct": True, "oracle_iou": 0.9, "auto_score_iou": 0.9, "auto_mllm_iou": nan},
+           {"pair": 2, "vqa_correct": True, "oracle_iou": 0.1, "auto_score_iou": 0.1, "auto_mllm_iou": 0.7},
+           {"pair": 2, "vqa_correct": True, "oracle_iou": 1.0, "absent": True, "auto_area": 0.3,
+            "auto_score_iou": 1.0, "auto_mllm_iou": nan},
+           {"pair": 3, "vqa_correct": False, "oracle_iou": 1.0, "absent": True, "auto_area": 0.6,
+            "auto_score_iou": 1.0, "auto_mllm_iou": nan},
+           {"pair": 3, "vqa_correct": True, "oracle_iou": 0.9, "auto_score_iou": 0.9, "auto_mllm_iou": nan}]
+    assert paired_analysis(pix, 0.5) == {"both_succeed": 1, "grounding_only_failure": 1, "vqa_only_failure": 1,
+                                         "both_fail": 0}
+    assert paired_analysis(pix, 0.5, "pixfoundation") == {"both_succeed": 1, "grounding_only_failure": 1,
+                                                          "vqa_only_failure": 0, "both_fail": 1}
 
 
 def test_vqa_sweep_and_report_on_a_vqa_only_run(tmp_path):

@@ -294,3 +294,75 @@ def test_absent_and_unannotated_samples_stay_out_of_every_grounding_statistic(tm
     assert ax.get_title().endswith(f"({int(scored['emerged'].sum())}/2 samples emerge)")
     text = make_report(out).read_text()
     assert "2 samples whose object is absent, 0 whose annotation is empty" in text
+
+
+def test_a_sweep_records_its_protocol_and_a_report_never_relabels_it(reference, tmp_path):
+    from emergence.errors import EmergenceError
+
+    samples, _, manifest = load_sweep(reference)
+    assert set(samples.loc[samples["task"] == "grounding", "protocol"]) == {"emergence"}
+    assert "protocol" not in manifest["options"]  # the default: sweeps from before protocols still resume
+    copy = tmp_path / "copy"
+    shutil.copytree(reference, copy)
+    with pytest.raises(EmergenceError, match="made under protocol 'emergence', not 'pixfoundation'"):
+        make_report(copy, protocol="pixfoundation")
+    text = make_report(copy, protocol="emergence").read_text()
+    assert "Protocol: **emergence**" in text and "Ties:" in text
+    assert samples["best_ties"].dropna().min() >= 1
+    # a resume under the other protocol is refused (the options differ), before any model loads
+    with pytest.raises(EmergenceError, match="protocol|spaCy|spacy"):
+        run_sweep(_config(copy, threads=1, protocol="pixfoundation"), progress=False)
+
+
+def test_a_pixfoundation_sweep_without_a_noun_chunk_parser_is_refused_up_front(tmp_path):
+    from emergence.analysis.grouping import english_pipeline
+    from emergence.errors import EmergenceError
+
+    try:
+        english_pipeline()
+    except EmergenceError:
+        pass
+    else:
+        pytest.skip("a spaCy English pipeline is installed here")
+    with pytest.raises(EmergenceError, match="spaCy|spacy"):
+        run_sweep(_config(tmp_path / "pix", protocol="pixfoundation"), progress=False)
+    assert not (tmp_path / "pix").exists()  # refused before the folder was made
+
+
+def test_the_paired_analysis_judges_a_pair_on_both_images_when_one_object_is_absent(tmp_path):
+    """An absent object's grounding row is left out of the grounding statistics, but not out of its pair: the pair
+    counts only when both images' grounding succeed (was: the absent image was dropped and the pair judged on the
+    other image alone)."""
+    from emergence.sweep.report import grounding_rows
+
+    data = tmp_path / "data"
+    data.mkdir()
+    picture = np.full((40, 48, 3), 255, np.uint8)
+    picture[8:30, 10:40] = (30, 120, 200)  # a blue block on white: its mask is found wherever the map peaks in it
+    Image.fromarray(picture).save(data / "block.png")
+    Image.new("RGB", (48, 40), (30, 120, 200)).save(data / "plain.png")  # every mask covers the whole image
+    mask = np.zeros((40, 48), np.uint8)
+    mask[8:30, 10:40] = 255
+    Image.fromarray(mask).save(data / "block_mask.png")
+    q = {"question": "is it blue?", "options": ["yes", "no"], "answer": "yes"}
+    rows = [{"id": "a", "image": "block.png", "mask": "block_mask.png", "expression": "the block", "pair": 1, **q},
+            {"id": "gone", "image": "plain.png", "expression": "the cat", "absent": True, "pair": 1, **q}]
+    (data / "set.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = tmp_path / "out"
+    run_sweep(SweepConfig(out=str(out), dataset="jsonl", root=str(data / "set.jsonl"), max_new_tokens=8,
+                          tasks=("grounding", "vqa")), progress=False)
+    samples, _, _ = load_sweep(out)
+    every = grounding_rows(samples, scored=False).set_index("sample")
+    text = make_report(out).read_text()
+    line = next(t for t in text.splitlines() if t.startswith("| ") and "both_succeed" not in t and "---" not in t
+                and text.index(t) > text.index("Paired analysis"))
+    counts = [int(x) for x in line.strip("| ").split(" | ")]
+    assert sum(counts) == 1  # one pair, judged once
+    assert every.loc["gone", "oracle_iou"] == 0.0  # the absent object's masks all cover over half the image
+    assert every.loc["a", "oracle_iou"] >= 0.5  # judged on "a" alone, the pair would count as grounded
+    grounded = every.loc["a", "oracle_iou"] >= 0.5 and every.loc["gone", "oracle_iou"] >= 0.5
+    vqa = samples[samples["task"] == "vqa"]["vqa_correct"].all()
+    expected = ("both_succeed" if grounded and vqa else "grounding_only_failure" if vqa
+                else "vqa_only_failure" if grounded else "both_fail")
+    header = text.splitlines()[text.splitlines().index(line) - 2]
+    assert [h.strip() for h in header.strip("| ").split("|")][counts.index(1)] == expected

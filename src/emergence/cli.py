@@ -122,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--gt-mask", default=None, help="ground-truth mask image (nonzero = object), at the image's size")
     an.add_argument("--segmenter", type=_segmenter, default="sam2",
                     help="sam2 | sam2:<hub id or folder> | sam2-official[:<id>] | classical (default sam2)")
-    an.add_argument("--units", choices=["tokens", "words", "phrases"], default="words")
+    an.add_argument("--units", choices=["tokens", "words", "phrases"], default=None,
+                    help="default: the protocol's (words; pixfoundation: phrases)")
+    an.add_argument("--protocol", choices=["emergence", "pixfoundation"], default="emergence",
+                    help="emergence (default): the first unit with IoU >= tau; pixfoundation: PixFoundation's when unit (noun chunks, highest IoU, last of ties). docs/protocols.md")
     an.add_argument("--tau", type=_tau, default=0.5, help="IoU threshold of emergence (default 0.5)")
     an.add_argument("--layers", type=_layers, default=None, help="comma-separated layers to average (default all)")
     an.add_argument("--map-method", choices=_MAP_METHODS, default="attention",
@@ -155,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--tasks", default="grounding", help="grounding, vqa or grounding,vqa")
     sw.add_argument("--vqa-templates", default="plain")
     sw.add_argument("--segmenter", type=_segmenter, default="classical", help="classical (default) | sam2[:<id or folder>] | sam2-official")
-    sw.add_argument("--units", choices=["tokens", "words", "phrases"], default="words")
+    sw.add_argument("--units", choices=["tokens", "words", "phrases"], default=None,
+                    help="default: the protocol's (words; pixfoundation: phrases)")
+    sw.add_argument("--protocol", choices=["emergence", "pixfoundation"], default="emergence",
+                    help="emergence (default): the first unit with IoU >= tau; pixfoundation: PixFoundation's when unit (noun chunks, highest IoU, last of ties). docs/protocols.md")
     sw.add_argument("--tau", type=_tau, default=0.5)
     sw.add_argument("--max-new-tokens", type=_positive_int, default=64)
     sw.add_argument("--map-method", choices=_MAP_METHODS, default="attention",
@@ -193,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="figures and a Markdown summary of a sweep folder")
     rp.add_argument("out", help="the sweep's output folder")
+    rp.add_argument("--protocol", choices=["emergence", "pixfoundation"], default=None,
+                    help="refuse unless the sweep was made under this protocol (default: the sweep's own)")
 
     org = sub.add_parser("organism", help="the model organism: evaluate or train it")
     org_sub = org.add_subparsers(dest="organism_command", metavar="ACTION", required=True)
@@ -457,8 +465,9 @@ def _analyze_locked(args: argparse.Namespace, out: Path, image: object, gt: obje
     if args.methods_figure:
         methods = ["relative"] if probe.adapter.cross_attention else ["relative", "tam", "gradient"]
     run = probe.generate(image, prompt, max_new_tokens=max_new, methods=methods)
-    report = analyze(run, gt_mask=gt, segmenter=args.segmenter, units=args.units, tau=args.tau,
-                     layers=args.layers, normalise=args.normalise, method=args.map_method, heads=args.heads)
+    report = analyze(run, gt_mask=gt, segmenter=args.segmenter, units=args.units, protocol=args.protocol,
+                     tau=args.tau, layers=args.layers, normalise=args.normalise, method=args.map_method,
+                     heads=args.heads)
     report.save(out)
     if args.methods_figure:
         from .analysis.plotting import plot_methods
@@ -492,7 +501,8 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         probe=args.probe, model=args.model, local_model=args.local_model, device=args.device, dtype=args.dtype,
         templates=tuple(templates), vqa_templates=tuple(args.vqa_templates.split(",")),
         templates_dir=args.templates_dir, tasks=tuple(args.tasks.split(",")), limit=limit,
-        segmenter=args.segmenter, units=args.units, tau=args.tau, max_new_tokens=args.max_new_tokens,
+        segmenter=args.segmenter, units=args.units, protocol=args.protocol, tau=args.tau,
+        max_new_tokens=args.max_new_tokens,
         store=args.store, chunk_size=args.chunk_size, seed=args.seed, threads=args.threads,
         map_method=args.map_method, heads=None if args.heads is None else tuple(args.heads),
     )
@@ -550,7 +560,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .sweep.report import sweep_status
     from .sweep.store import SweepStore
 
-    path = make_report(args.out)
+    path = make_report(args.out, protocol=args.protocol)
     samples, _, manifest = load_sweep(args.out)
     status = sweep_status(SweepStore(args.out), manifest, samples)
     if not status["finished"]:

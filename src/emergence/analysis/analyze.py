@@ -7,9 +7,12 @@ Definitions (DESIGN.md, pipeline steps 3-8):
 * ``iou_k`` is mask k's IoU with the ground truth (union of instances; an empty ground truth means an absent object,
   :mod:`emergence.analysis.metrics`); ``iou_chosen`` is the IoU of the mask the segmenter scores highest;
   ``iou`` = max over the ``K`` masks (the oracle over multimask outputs);
-* the **best** unit has the highest ``iou`` (the oracle unit); the **emergence** unit is the first unit, in answer
-  order, with ``iou >= tau``; its position is character offset / answer length (PixFoundation) in 10% bins, and its
-  **emergence layer** is the first captured layer whose single-layer map gives ``iou >= tau`` for that unit;
+* under the default ``protocol="emergence"``, the **best** unit has the highest ``iou`` (the first of ties; the
+  oracle unit) and the **emergence** unit is the first unit, in answer order, with ``iou >= tau``; under
+  ``protocol="pixfoundation"`` both are PixFoundation's when unit: the phrase holding the highest-IoU mask over
+  phrases x masks, the last of ties, no threshold (:mod:`emergence.analysis.protocols`, ``docs/protocols.md``);
+  the position is character offset / answer length in 10% bins, and the **emergence layer** is the first captured
+  layer whose single-layer map gives ``iou >= tau`` for that unit (this project's addition in both protocols);
 * without ground truth, :attr:`EmergenceReport.automatic` holds the score-based choice (SAM score x map peakiness)
   and, when a judge MLLM is given, its choice (:mod:`emergence.analysis.select`).
 """
@@ -28,9 +31,10 @@ from ..errors import EmergenceError
 from ..images import MaskError, load_image, load_mask
 from .concepts import Judge, LexiconJudge
 from ..layouts.base import working_size
-from .grouping import Unit, UnitKind, units as make_units
+from .grouping import Unit, UnitKind, phrase_units, units as make_units
 from .maps import MapOptions, Normalise, peakiness
 from .metrics import BIN_LABELS, map_mass_inside, mask_ious, pointing_hit, position_bin
+from .protocols import Protocol, get_protocol, last_best, pixfoundation_bin
 from .prompts import PointPrompt, PromptOptions, make_prompt, scale_prompt
 from .segmenters import Segmenter, build_segmenter, segment_prompts
 
@@ -41,7 +45,7 @@ _UNSET = object()
 
 
 class EmptyGroundTruthWarning(UserWarning):
-    """The ground truth is all zero: the object is scored as ABSENT (PixFoundation's rule)."""
+    """The ground truth is all zero: the object is scored as ABSENT (by the protocol's rule)."""
 
 
 def ground_truth_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:
@@ -91,17 +95,42 @@ class EmergenceReport:
 
     # ------------------------------------------------------------------ headline numbers
     @property
+    def protocol(self) -> Protocol:
+        """The protocol the report was made under (reports saved before protocols existed: ``"emergence"``)."""
+        return get_protocol(self.options.get("protocol", "emergence"))
+
+    def _iou_columns(self) -> np.ndarray:
+        k = self.masks.shape[1] if self.masks.ndim == 4 else 1
+        return self.table[[f"iou_{j}" for j in range(k)]].to_numpy()
+
+    @property
     def best(self) -> Any:
-        """The oracle unit's row (highest IoU), or ``None`` without ground truth or units."""
+        """The oracle unit's row (highest IoU; the first of ties under ``"emergence"``, the last unit x mask pair
+        under ``"pixfoundation"``), or ``None`` without ground truth or units."""
         if self.gt is None or self.table.empty:
             return None
+        if self.protocol.ties == "last":
+            return self.table.loc[last_best(self._iou_columns())[0]]
         return self.table.loc[int(self.table["iou"].to_numpy().argmax())]
 
     @property
+    def best_ties(self) -> int:
+        """How many units share the best IoU (1 = no tie; 0 without ground truth or units). With the classical
+        segmenter, or small objects, several units often reach the same mask."""
+        if self.gt is None or self.table.empty:
+            return 0
+        values = self.table["iou"].to_numpy()
+        return int((values == values.max()).sum())
+
+    @property
     def emergence(self) -> Any:
-        """The first unit (answer order) with IoU >= tau, or ``None``."""
+        """``"emergence"`` protocol: the first unit (answer order) with IoU >= tau. ``"pixfoundation"``: the when
+        unit (:attr:`best`), none when the ground truth is empty (the reference skips absent objects). ``None``
+        when there is none."""
         if self.gt is None or self.table.empty:
             return None
+        if self.protocol.when == "best_last":
+            return self.best if self.gt.any() else None
         hits = np.nonzero(self.table["iou"].to_numpy() >= self.tau)[0]
         return self.table.loc[int(hits[0])] if len(hits) else None
 
@@ -120,6 +149,7 @@ class EmergenceReport:
         best, emerged, auto = self.best, self.emergence, self.automatic.get("score")
         out: dict[str, Any] = {
             "answer": self.run.text, "units": len(self.units), "unit_kind": self.unit_kind, "tau": self.tau,
+            "protocol": self.protocol.name, "best_ties": self.best_ties,
             "absent": bool(self.gt is not None and not self.gt.any()),
             "oracle_iou": float(best["iou"]) if best is not None else float("nan"),
             "best_text": best["text"] if best is not None else None,
@@ -138,6 +168,11 @@ class EmergenceReport:
         mllm = self.automatic.get("mllm")
         out["auto_mllm_iou"] = (float(self.table.loc[mllm, "iou_chosen"]) if mllm is not None and self.gt is not None
                                 else float("nan"))
+        pick = mllm if mllm is not None else auto
+        # the image share of the automatically chosen mask (the MLLM's pick when there is one): PixFoundation's
+        # paired analysis scores an absent object by it (correct under half the image)
+        out["auto_area"] = (float(self.masks[pick, int(self.table.loc[pick, "chosen"])].mean()) if pick is not None
+                            else float("nan"))
         return out
 
     def __repr__(self) -> str:
@@ -267,7 +302,10 @@ class AnalysisOptions:
     """How :func:`analyze` turns maps into masks and scores (everything but the inputs and the judges).
 
     Attributes:
-        units: ``"tokens"``, ``"words"`` or ``"phrases"``.
+        protocol: ``"emergence"`` (default) or ``"pixfoundation"`` (:mod:`emergence.analysis.protocols`): which
+            unit is the emergence unit, how ties and absent objects are scored.
+        units: ``"tokens"``, ``"words"`` or ``"phrases"``; ``None`` = the protocol's (``"words"`` for
+            ``"emergence"``; ``"pixfoundation"`` requires ``"phrases"``, spaCy noun chunks with no fallback).
         layers, heads: which attention to average (see :class:`MapOptions`); ``heads`` may be ``(layer, head)``
             pairs, e.g. from :func:`~emergence.analysis.top_heads`.
         tau: IoU threshold of emergence, in (0, 1].
@@ -284,7 +322,8 @@ class AnalysisOptions:
             full size. Images up to ``max_side`` are rendered at their own size.
     """
 
-    units: UnitKind = "words"
+    units: UnitKind | None = None
+    protocol: str = "emergence"
     layers: Sequence[int] | None = None
     heads: Sequence[int] | Sequence[tuple[int, int]] | None = None
     tau: float = 0.5
@@ -297,6 +336,16 @@ class AnalysisOptions:
     max_side: int | None = 1024
 
     def __post_init__(self) -> None:
+        protocol = get_protocol(self.protocol)
+        self.protocol = protocol.name
+        if protocol.units is not None:
+            if self.units not in (None, protocol.units):
+                raise ValueError(f"protocol={protocol.name!r} scores units={protocol.units!r} (noun chunks); "
+                                 f"units={self.units!r} belongs to another protocol: drop it, or use "
+                                 "protocol='emergence'")
+            self.units = protocol.units  # type: ignore[assignment]
+        elif self.units is None:
+            self.units = "words"
         if self.units not in ("tokens", "words", "phrases"):
             raise ValueError(f"units={self.units!r} is not one of 'tokens', 'words', 'phrases'")
         if isinstance(self.tau, bool) or not isinstance(self.tau, (int, float)) or not 0 < self.tau <= 1:
@@ -380,7 +429,11 @@ def analyze(
                              "analyze(run, gt_mask, image=k) or frame=f (gt_mask is that image's or frame's ground "
                              "truth)")
     image, size, gt = _check_inputs(run, image, gt_mask)
-    unit_list, kind_used = make_units(run, opts.units, nlp=nlp)
+    protocol = get_protocol(opts.protocol)
+    if protocol.units == "phrases":  # no fallback to words: the protocol is defined on noun chunks
+        unit_list, kind_used = phrase_units(run, nlp), "phrases"
+    else:
+        unit_list, kind_used = make_units(run, opts.units, nlp=nlp)
     work = working_size(size, opts.max_side)
     heat = _render_units(run, unit_list, opts, work)
     prompts = [scale_prompt(make_prompt(h, opts.prompt), work, size) for h in heat]
@@ -390,7 +443,7 @@ def analyze(
         masks, scores = segment_prompts(seg, prompts)
     else:
         masks, scores = np.zeros((0, 1, *size), bool), np.zeros((0, 1), np.float32)
-    table = _score_table(run, unit_list, prompts, heat, masks, scores, gt, work, judge or LexiconJudge())
+    table = _score_table(run, unit_list, prompts, heat, masks, scores, gt, work, judge or LexiconJudge(), protocol)
     report = EmergenceReport(
         run=run, image=image, units=unit_list, unit_kind=kind_used, table=table, heat=heat, masks=masks,
         scores=scores, prompts=prompts, gt=gt, tau=float(opts.tau), options=_options_record(opts, seg),
@@ -409,7 +462,11 @@ def _resolve_options(options: AnalysisOptions | None, values: dict[str, Any]) ->
     unknown = sorted(set(values) - known)
     if unknown:
         raise TypeError(f"analyze() got unknown keyword(s) {unknown}; options are {sorted(known)}")
-    return replace(options or AnalysisOptions(), **values) if values else (options or AnalysisOptions())
+    if options is None:
+        return AnalysisOptions(**values)
+    if "protocol" in values and "units" not in values and get_protocol(values["protocol"]).name != options.protocol:
+        values = {**values, "units": None}  # another protocol: its own units unless given
+    return replace(options, **values) if values else options
 
 
 def _check_inputs(run: Any, image: Any, gt_mask: Any) -> tuple[Any, tuple[int, int], np.ndarray | None]:
@@ -425,9 +482,10 @@ def _check_inputs(run: Any, image: Any, gt_mask: Any) -> tuple[Any, tuple[int, i
                              f"but the image given is {size[1]}x{size[0]}")
     gt = ground_truth_mask(gt_mask, size) if gt_mask is not None else None
     if gt is not None and not gt.any():
-        warnings.warn("the ground-truth mask is empty (all zero): the object is scored as ABSENT — a unit is correct "
-                      "when its mask covers less than half the image (PixFoundation's rule). If the object is in the "
-                      "image, the mask file did not load as intended (see emergence.images for the mask rules).",
+        warnings.warn("the ground-truth mask is empty (all zero): the object is scored as ABSENT — under "
+                      "protocol 'emergence' a unit is correct when its mask covers less than half the image, under "
+                      "'pixfoundation' only when its mask is empty (and there is no when unit). If the object is in "
+                      "the image, the mask file did not load as intended (see emergence.images for the mask rules).",
                       EmptyGroundTruthWarning, stacklevel=3)
     elif gt is not None and gt.mean() >= 0.9:
         warnings.warn(f"the ground-truth mask covers {100 * gt.mean():.0f}% of the image. If the object is the "
@@ -445,7 +503,7 @@ def _render_units(run: Any, unit_list: Sequence[Unit], opts: AnalysisOptions, wo
 
 def _score_table(run: Any, unit_list: Sequence[Unit], prompts: Sequence[PointPrompt], heat: np.ndarray,
                  masks: np.ndarray, scores: np.ndarray, gt: np.ndarray | None, work: tuple[int, int],
-                 judge: Judge) -> Any:
+                 judge: Judge, protocol: Protocol) -> Any:
     """One row per unit: position, category, prompt point, segmenter scores and choice, peakiness and, with ground
     truth, IoU per mask, of the chosen mask and the best, pointing hit and map mass inside."""
     import pandas as pd
@@ -456,9 +514,10 @@ def _score_table(run: Any, unit_list: Sequence[Unit], prompts: Sequence[PointPro
     rows = []
     for i, u in enumerate(unit_list):
         pos = u.start / text_len
+        bin_ = pixfoundation_bin(u.start, text_len) if protocol.name == "pixfoundation" else position_bin(pos)
         row: dict[str, Any] = {
             "text": u.text, "kind": u.kind, "token_start": u.tokens[0], "token_end": u.tokens[-1] + 1,
-            "char_start": u.start, "char_end": u.end, "position": pos, "position_bin": position_bin(pos),
+            "char_start": u.start, "char_end": u.end, "position": pos, "position_bin": bin_,
             "category": judge(u.text, run.text),
             "point_x": float(prompts[i].points[0, 0]), "point_y": float(prompts[i].points[0, 1]),
         }
@@ -468,7 +527,7 @@ def _score_table(run: Any, unit_list: Sequence[Unit], prompts: Sequence[PointPro
         rows.append(row)
     table = pd.DataFrame(rows)
     if gt is not None and unit_list:
-        ious = mask_ious(masks, gt)  # [U, K]
+        ious = mask_ious(masks, gt, absent=protocol.absent)  # [U, K]
         for k in range(n_k):
             table[f"iou_{k}"] = ious[:, k]
         table["iou_chosen"] = ious[np.arange(len(ious)), chosen]
@@ -480,7 +539,7 @@ def _score_table(run: Any, unit_list: Sequence[Unit], prompts: Sequence[PointPro
 
 def _options_record(opts: AnalysisOptions, seg: Any) -> dict[str, Any]:
     heads = None if opts.heads is None else [h if isinstance(h, int) else list(h) for h in opts.heads]
-    return {"units": opts.units, "layers": None if opts.layers is None else list(opts.layers), "heads": heads,
+    return {"protocol": opts.protocol, "units": opts.units, "layers": None if opts.layers is None else list(opts.layers), "heads": heads,
             "method": opts.method.name, "normalise": opts.map_options().normalise, "sink_z": opts.sink_z,
             "remove_corners": opts.remove_corners,
             "prompt": opts.prompt.__dict__, "segmenter": type(seg).__name__, "max_side": opts.max_side}
@@ -522,5 +581,5 @@ def _layer_ious(report: EmergenceReport, seg: Any, opts: AnalysisOptions, work: 
         layer_heat.append(_unit_maps(lm, [unit])[0])
     lh = run.layout.render(torch.stack(layer_heat), size=work).reshape(len(layer_list), *work)
     lmasks, _ = segment_prompts(seg, [scale_prompt(make_prompt(h, opts.prompt), work, size) for h in lh])
-    lious = mask_ious(lmasks, report.gt).max(1)
+    lious = mask_ious(lmasks, report.gt, absent=report.protocol.absent).max(1)
     return {int(layer): float(v) for layer, v in zip(layer_list, lious)}

@@ -13,7 +13,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["Unit", "UnitKind", "units", "token_units", "word_units", "phrase_units"]
+__all__ = ["Unit", "UnitKind", "units", "token_units", "word_units", "phrase_units", "english_pipeline"]
 
 UnitKind = Literal["tokens", "words", "phrases"]
 _WORD = re.compile(r"[^\W_]+(?:['’\-][^\W_]+)*")
@@ -63,6 +63,28 @@ def word_units(run: Any) -> list[Unit]:
     return _spans_to_units(run, [m.span() for m in _WORD.finditer(run.text)], "word")
 
 
+_PIPELINES: dict[str, Any] = {}
+
+
+def english_pipeline(name: str = "en_core_web_sm") -> Any:
+    """The spaCy English pipeline that noun chunks come from (loaded once per process).
+
+    Raises:
+        MissingDependencyError: spaCy is not installed.
+        EmergenceError: the pipeline is not installed.
+    """
+    from ..errors import EmergenceError, require
+
+    if name not in _PIPELINES:
+        spacy = require("spacy", "nlp", "units='phrases'")
+        try:
+            _PIPELINES[name] = spacy.load(name)
+        except OSError as exc:
+            raise EmergenceError(
+                f"units='phrases' needs a spaCy English pipeline: python -m spacy download {name}") from exc
+    return _PIPELINES[name]
+
+
 def phrase_units(run: Any, nlp: Any = None) -> list[Unit]:
     """Noun chunks of the answer (spaCy). ``nlp``: a loaded spaCy pipeline (default ``en_core_web_sm``).
 
@@ -70,17 +92,9 @@ def phrase_units(run: Any, nlp: Any = None) -> list[Unit]:
         MissingDependencyError: spaCy is not installed.
         EmergenceError: no English pipeline with a dependency parser is installed.
     """
-    from ..errors import EmergenceError, require
+    from ..errors import EmergenceError
 
-    if nlp is None:
-        spacy = require("spacy", "nlp", "units='phrases'")
-        try:
-            nlp = spacy.load("en_core_web_sm")
-        except OSError as exc:
-            raise EmergenceError(
-                "units='phrases' needs a spaCy English pipeline: python -m spacy download en_core_web_sm"
-            ) from exc
-    doc = nlp(run.text)
+    doc = (nlp or english_pipeline())(run.text)
     try:
         chunks = [(c.start_char, c.end_char) for c in doc.noun_chunks]
     except ValueError as exc:  # pipeline without a parser

@@ -1,7 +1,9 @@
 """Step 7: mask and map metrics.
 
-Absent objects (an empty ground truth) follow PixFoundation: a prediction is correct when its area is below half the
-image, and then scores IoU 1, else 0.
+Absent objects (an empty ground truth) score 1 or 0 by a rule (``absent=``): ``"under_half"`` (the ``emergence``
+protocol; the rule of PixFoundation's paired VQA / grounding analysis) counts a mask correct when it covers less than
+half the image; ``"empty_only"`` (the ``pixfoundation`` protocol; PixFoundation's ``compute_iou`` for mIoU) only when
+the mask is empty. See :mod:`emergence.analysis.protocols`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "ABSENT_RULES",
     "iou",
     "mask_ious",
     "miou",
@@ -31,23 +34,37 @@ def _check_pair(pred: np.ndarray, gt: np.ndarray) -> None:
         raise ValueError(f"mask of shape {pred.shape[-2:]} cannot be scored against a ground truth of {gt.shape[-2:]}")
 
 
-def iou(pred: np.ndarray, gt: np.ndarray) -> float:
-    """IoU of two ``[H, W]`` bool masks; an empty ``gt`` uses the absent-object rule (module docstring)."""
+ABSENT_RULES = ("under_half", "empty_only")
+
+
+def _absent_score(flat: np.ndarray, absent: str) -> np.ndarray:
+    """IoU of ``[N, P]`` masks against an empty ground truth under ``absent`` (:data:`ABSENT_RULES`)."""
+    if absent == "under_half":
+        return (flat.mean(1) < 0.5).astype(np.float64)
+    if absent == "empty_only":  # PixFoundation's compute_iou: both empty -> 1, else 0 / |mask| = 0
+        return (~flat.any(1)).astype(np.float64)
+    raise ValueError(f"absent={absent!r} is not one of {ABSENT_RULES}")
+
+
+def iou(pred: np.ndarray, gt: np.ndarray, absent: str = "under_half") -> float:
+    """IoU of two ``[H, W]`` bool masks; an empty ``gt`` uses the absent-object rule ``absent``
+    (``"under_half"``: module docstring; ``"empty_only"``: PixFoundation's, 1 only for an empty mask)."""
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
     _check_pair(pred, gt)
     if not gt.any():
-        return float(pred.mean() < 0.5)
+        return float(_absent_score(pred.reshape(1, -1), absent)[0])
     union = np.logical_or(pred, gt).sum()
     return float(np.logical_and(pred, gt).sum() / union)
 
 
-def mask_ious(masks: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """IoU of every mask in ``[..., H, W]`` against ``gt [H, W]`` -> ``[...]`` float64 (absent-object rule too)."""
+def mask_ious(masks: np.ndarray, gt: np.ndarray, absent: str = "under_half") -> np.ndarray:
+    """IoU of every mask in ``[..., H, W]`` against ``gt [H, W]`` -> ``[...]`` float64 (absent-object rule
+    ``absent`` too, as :func:`iou`)."""
     masks, gt = np.asarray(masks, bool), np.asarray(gt, bool)
     _check_pair(masks, gt)
     flat = masks.reshape(-1, gt.size)
     if not gt.any():
-        return (flat.mean(1) < 0.5).astype(np.float64).reshape(masks.shape[:-2])
+        return _absent_score(flat, absent).reshape(masks.shape[:-2])
     g = gt.reshape(-1)
     # one mask at a time: temporaries of one image, not of every mask (12 Mpx x 72 masks would copy 0.9 GB twice)
     inter = np.fromiter((np.count_nonzero(m & g) for m in flat), np.int64, len(flat))

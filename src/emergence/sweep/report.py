@@ -18,7 +18,7 @@ import numpy as np
 from ..analysis.concepts import CATEGORIES
 from ..analysis.metrics import BIN_LABELS
 
-__all__ = ["make_report", "sweep_status", "grounding_rows", "unscored_counts", "UNSCORED", "miou_table",
+__all__ = ["make_report", "sweep_protocol", "sweep_status", "grounding_rows", "unscored_counts", "UNSCORED", "miou_table",
            "template_table", "plot_emergence_positions",
            "plot_categories", "plot_head_grid", "plot_templates", "head_grid"]
 
@@ -49,17 +49,26 @@ def unscored_counts(samples: Any) -> dict[str, int]:
     return {c: int(g[c].fillna(False).astype(bool).sum()) if c in g else 0 for c in UNSCORED}
 
 
-def miou_table(samples: Any, tau: float = 0.5) -> Any:
-    """Per template: oracle / automatic / noun-baseline mIoU and oracle recall at ``tau``."""
+def miou_table(samples: Any, tau: float = 0.5, protocol: str = "emergence") -> Any:
+    """Per template: oracle / automatic / noun-baseline mIoU and oracle recall at ``tau`` over the scored samples.
+    Under ``protocol="pixfoundation"`` also the mIoU as PixFoundation's ``eval_nonpixLMM_iou.py --type oracle``
+    counts it: every sample whose annotation is empty (absent objects included) scores IoU 1, the reference's empty
+    prediction against an empty ground truth."""
     import pandas as pd
 
     g = grounding_rows(samples)
+    every = grounding_rows(samples, scored=False)
     rows = []
     for template, part in g.groupby("template", sort=False):
-        rows.append({"template": template, "samples": len(part), "oracle mIoU": part["oracle_iou"].mean(),
-                     "automatic mIoU": part["auto_score_iou"].mean(), "noun baseline mIoU": part["noun_iou"].mean(),
-                     f"recall@{tau}": (part["oracle_iou"] >= tau).mean(),
-                     "emerged": part["emerged"].mean()})
+        row = {"template": template, "samples": len(part), "oracle mIoU": part["oracle_iou"].mean(),
+               "automatic mIoU": part["auto_score_iou"].mean(), "noun baseline mIoU": part["noun_iou"].mean(),
+               f"recall@{tau}": (part["oracle_iou"] >= tau).mean(),
+               "emerged": part["emerged"].mean()}
+        if protocol == "pixfoundation":
+            unscored = len(every[every["template"] == template]) - len(part)
+            row["oracle mIoU, empty annotations as 1 (reference)"] = \
+                (part["oracle_iou"].sum() + unscored) / (len(part) + unscored)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -159,8 +168,32 @@ def _md_table(df: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_report(out: str | os.PathLike) -> Path:
-    """Write ``OUT/report/*.png`` and ``OUT/report/report.md``; returns the Markdown path."""
+def sweep_protocol(manifest: dict[str, Any], samples: Any, asked: str | None = None) -> str:
+    """The protocol a sweep's rows were made under (manifests before protocols were named: ``"emergence"``).
+
+    Raises:
+        EmergenceError: rows of several protocols, or ``asked`` is another protocol than the sweep's (a report
+            never mixes or relabels them).
+    """
+    from ..analysis.protocols import get_protocol
+    from ..errors import EmergenceError
+
+    made = manifest.get("options", {}).get("protocol", "emergence")
+    if "protocol" in samples:
+        found = sorted({str(p) for p in samples["protocol"].dropna().unique()})
+        if len(found) > 1 or (found and found[0] != made):
+            raise EmergenceError(f"the sweep's rows were made under protocols {found} (manifest: {made!r}); a report "
+                                 "never mixes protocols: report each sweep folder on its own")
+    if asked is not None and get_protocol(asked).name != made:
+        raise EmergenceError(f"this sweep was made under protocol {made!r}, not {asked!r}: its rows hold that "
+                             f"protocol's units and choices. Run a new sweep with --protocol {asked} into another "
+                             "--out")
+    return made
+
+
+def make_report(out: str | os.PathLike, protocol: str | None = None) -> Path:
+    """Write ``OUT/report/*.png`` and ``OUT/report/report.md``; returns the Markdown path. ``protocol``: refuse
+    unless the sweep was made under it (:func:`sweep_protocol`)."""
     import pandas as pd
 
     from ..files import atomic_write_text
@@ -169,6 +202,7 @@ def make_report(out: str | os.PathLike) -> Path:
     from .vqa import paired_analysis, pair_accuracy
 
     samples, _units, manifest = load_sweep(out)
+    made = sweep_protocol(manifest, samples, protocol)
     store = SweepStore(out)
     folder = Path(out) / "report"
     folder.mkdir(exist_ok=True)
@@ -186,6 +220,10 @@ def make_report(out: str | os.PathLike) -> Path:
              f"{manifest['items']} work items over {manifest['samples']} samples; tasks "
              f"{', '.join(manifest['options']['tasks'])}; segmenter {manifest['options']['segmenter']}; "
              f"tau {tau}. Versions: " + ", ".join(f"{k} {v}" for k, v in manifest["versions"].items()) + ".", "",
+             f"Protocol: **{made}** (docs/protocols.md): "
+             + ("the when unit is the noun chunk holding the highest-IoU mask, the last of ties, no threshold."
+                if made == "pixfoundation" else
+                f"the emergence unit is the first unit with IoU >= {tau}; the best unit is the first of ties."), "",
              ]
     status = sweep_status(store, manifest, samples)
     lines += status["notes"]
@@ -193,7 +231,12 @@ def make_report(out: str | os.PathLike) -> Path:
     if any(unscored.values()):
         lines += [f"> Left out of every grounding statistic below (no ground truth to score): {unscored['absent']} "
                   f"samples whose object is absent, {unscored['unannotated']} whose annotation is empty.", ""]
-    lines += ["## Grounding (mIoU)", "", _md_table(miou_table(samples, tau)), ""]
+    if len(g) and "best_ties" in g:
+        tied = int((g["best_ties"] >= 2).sum())
+        lines += [f"Ties: {tied} of {len(g)} scored samples have several units at the best IoU "
+                  f"({'the last' if made == 'pixfoundation' else 'the first'} is taken as the best unit; common "
+                  "with the classical segmenter, whose masks often coincide).", ""]
+    lines += ["## Grounding (mIoU)", "", _md_table(miou_table(samples, tau, made)), ""]
     if len(g) and "emerged" in g:
         bins = np.bincount(g.loc[g["emerged"].astype(bool), "emergence_bin"].astype(int), minlength=10)[:10]
         lines += ["## Where grounding emerges", "", "![emergence position](emergence_position.png)", "",
@@ -210,12 +253,19 @@ def make_report(out: str | os.PathLike) -> Path:
                  else " (the dataset has no question pairs: no pair accuracy)")
         lines += ["## VQA", "", f"question accuracy {acc['question']:.3f} ({acc['questions']} questions){pairs}", ""]
         merged = pd.DataFrame()
-        if len(g) and "oracle_iou" in g:
-            first = g[["sample", "oracle_iou"]].groupby("sample", as_index=False).first()
-            merged = v.drop(columns=[c for c in ("oracle_iou",) if c in v]).merge(first, on="sample", how="inner")
+        every = grounding_rows(samples, scored=False)  # a pair is judged on both images, absent ones included
+        columns = [c for c in ("sample", "oracle_iou", "auto_score_iou", "auto_mllm_iou", "auto_area", "absent",
+                               "unannotated") if c in every]
+        if len(every) and "oracle_iou" in every:
+            first = every[columns].groupby("sample", as_index=False).first()
+            merged = v.drop(columns=[c for c in columns if c in v and c != "sample"]).merge(first, on="sample",
+                                                                                         how="inner")
         if len(merged):
-            pa = paired_analysis(merged.to_dict("records"), tau)
-            lines += ["Paired analysis (per pair):", "", _md_table(pd.DataFrame([pa])), ""]
+            pa = paired_analysis(merged.to_dict("records"), tau, made)
+            rule = ("the automatically chosen mask, IoU > 0.5 (PixFoundation's eval_accandiou.py)"
+                    if made == "pixfoundation" else f"the oracle mask, IoU >= {tau}")
+            lines += [f"Paired analysis (per pair; grounding: {rule}; an empty annotation: the mask covers under "
+                      "half the image):", "", _md_table(pd.DataFrame([pa])), ""]
     errors = samples[samples["error"].notna()] if "error" in samples else samples.iloc[0:0]
     if len(errors):
         kinds = errors["error_type"].fillna("?").value_counts() if "error_type" in errors else None

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..analysis.grouping import english_pipeline
+from ..analysis.protocols import get_protocol
 from ..progress import ProgressLine
 from ..runtime import torch_threads
 
@@ -43,7 +45,9 @@ class SweepConfig:
         vqa_templates: VQA template names (used when ``"vqa"`` is in ``tasks``).
         tasks: ``("grounding",)``, ``("vqa",)`` or both.
         limit: only the first ``limit`` samples.
-        segmenter, units, tau, max_new_tokens: analyzer and generation options.
+        segmenter, units, tau, max_new_tokens: analyzer and generation options (``units=None``: the protocol's).
+        protocol: ``"emergence"`` or ``"pixfoundation"`` (:mod:`emergence.analysis.protocols`); recorded in the
+            manifest, so a resume or a report under another protocol is refused, never mixed.
         map_method: the analyzer's map method (:mod:`emergence.maps`); what it reads is recorded with each
             generation.
         heads: ``(layer, head)`` pairs the maps average (e.g. :func:`emergence.maps.localization_heads` of a
@@ -73,7 +77,8 @@ class SweepConfig:
     tasks: tuple[str, ...] = ("grounding",)
     limit: int | None = None
     segmenter: str = "classical"
-    units: str = "words"
+    units: str | None = None
+    protocol: str = "emergence"
     tau: float = 0.5
     max_new_tokens: int = 64
     store: str = "layers"
@@ -84,9 +89,15 @@ class SweepConfig:
     heads: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
+        from ..analysis.protocols import get_protocol
         from ..maps import get_method
 
         get_method(self.map_method)  # an unknown name fails here, before any model loads
+        protocol = get_protocol(self.protocol)
+        if protocol.units is not None and self.units not in (None, protocol.units):
+            raise ValueError(f"protocol={protocol.name!r} scores units={protocol.units!r}; units={self.units!r} "
+                             "belongs to another protocol")
+        self.units = self.units or protocol.units or "words"
         if self.heads is not None:
             self.heads = tuple((int(layer), int(head)) for layer, head in self.heads)
             if not self.heads:
@@ -116,6 +127,8 @@ class SweepConfig:
             d.pop(k)
         if d["map_method"] == "attention" and d["heads"] is None:  # the defaults: manifests written before these
             del d["map_method"], d["heads"]                        # options existed still resume
+        if d["protocol"] == "emergence":  # likewise: sweeps made before protocols were named are 'emergence' ones
+            del d["protocol"]
         return json.loads(json.dumps(d, default=str))
 
 
@@ -228,7 +241,8 @@ class Worker:
             with warnings.catch_warnings():  # an empty ground truth is flagged in the row ("absent")
                 warnings.simplefilter("ignore", EmptyGroundTruthWarning)
                 report = analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
-                                 tau=self.config.tau, judge=self.judge, method=self.config.map_method,
+                                 protocol=self.config.protocol, tau=self.config.tau, judge=self.judge,
+                                 method=self.config.map_method,
                                  heads=None if self.config.heads is None else list(self.config.heads))
         except Exception as exc:  # one bad sample must not stop the sweep: an error row names it and the cause
             row["error"] = f"sample {sample.id!r}: {type(exc).__name__}: {exc}"
@@ -379,6 +393,8 @@ def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, pro
         raise ValueError(f"backend={backend!r} is not one of 'local', 'ray'")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if get_protocol(config.protocol).units == "phrases":  # before any sample: every one would fail without it
+        english_pipeline()
     dataset = load_dataset_of(config)
     templates_of(config)
     items = work_items(config, len(dataset), [s.question is not None and bool(s.options) for s in dataset])

@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 __all__ = ["parse_option", "option_letter", "answer_letter", "pair_accuracy", "paired_analysis", "OptionJudge"]
 
 OptionJudge = Callable[[str, Sequence[str]], "str | None"]
@@ -75,16 +77,35 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def paired_analysis(rows: Sequence[dict[str, Any]], tau: float = 0.5) -> dict[str, int]:
-    """Per pair: grounding succeeds when every sample's oracle IoU >= ``tau``; VQA when every answer is correct.
-    Counts of ``both_succeed``, ``grounding_only_failure``, ``vqa_only_failure``, ``both_fail``."""
+def _grounded(row: dict[str, Any], tau: float, protocol: str) -> bool:
+    """Whether one sample's grounding succeeds in the paired analysis of ``protocol``."""
+    if protocol == "pixfoundation":  # eval_accandiou.py: the automatically selected mask, IoU > 0.5 (strict);
+        if row.get("absent") or row.get("unannotated"):  # an empty annotation: the mask covers under half
+            return float(row["auto_area"]) < 0.5
+        value = row.get("auto_mllm_iou")
+        if not _present(value) or not np.isfinite(float(value)):
+            value = row["auto_score_iou"]
+        return float(value) > 0.5
+    return float(row["oracle_iou"]) >= tau  # absent objects: the under-half rule is already in the IoU
+
+
+def paired_analysis(rows: Sequence[dict[str, Any]], tau: float = 0.5, protocol: str = "emergence"
+                    ) -> dict[str, int]:
+    """Per pair: grounding succeeds when every sample's grounding succeeds, VQA when every answer is correct.
+    Counts of ``both_succeed``, ``grounding_only_failure``, ``vqa_only_failure``, ``both_fail``.
+
+    A sample's grounding succeeds under ``"emergence"`` when its oracle IoU >= ``tau`` (an absent object: the
+    best mask covers under half the image); under ``"pixfoundation"`` (``eval_accandiou.py``) when the
+    automatically chosen mask (the MLLM judge's, else the score-based one; PixFoundation's is GPT-4o's) has IoU
+    > 0.5, or for an empty annotation covers under half the image. Rows must include absent and unannotated
+    samples: a pair is judged on both of its images."""
     pairs: dict[Any, list[dict]] = {}
     for r in rows:
         if _present(r.get("vqa_correct")) and _present(r.get("pair")):
             pairs.setdefault(r["pair"], []).append(r)
     out = {"both_succeed": 0, "grounding_only_failure": 0, "vqa_only_failure": 0, "both_fail": 0}
     for members in pairs.values():
-        g = all(float(m["oracle_iou"]) >= tau for m in members)
+        g = all(_grounded(m, tau, protocol) for m in members)
         v = all(bool(m["vqa_correct"]) for m in members)
         key = ("both_succeed" if g and v else "grounding_only_failure" if v else "vqa_only_failure" if g
                else "both_fail")
