@@ -127,8 +127,29 @@ def test_organism_ground_command_prints_the_emergence_tables(tmp_path, capsys):
     rc = main(["organism", "ground", "--seed", "5", "--n", "6", "--out", str(tmp_path / "g.json")])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "oracle mIoU" in text and "emergence position" in text and "concept category of the best word" in text
+    assert "oracle mIoU" in text and "emergence position" in text and "concept category of the best unit" in text
     data = json.loads((tmp_path / "g.json").read_text())
     assert len(data["rows"]) == 6
     assert data["oracle_miou"] == __import__("pytest").approx(sum(r["oracle_iou"] for r in data["rows"]) / 6)
     assert sum(data["best_categories"].values()) == 6
+
+
+def test_organism_ground_under_the_pixfoundation_protocol_scores_noun_chunks(tmp_path, capsys):
+    """The same scenes under both protocols: PixFoundation's when unit is a noun chunk of the world's grammar, the
+    highest-IoU one (last of ties); every scene has one (no threshold), and its IoU is the scene's oracle IoU."""
+    import json
+
+    from emergence.organism.reading import OrganismNounChunks
+
+    assert main(["organism", "ground", "--seed", "5", "--n", "6", "--protocol", "pixfoundation",
+                 "--out", str(tmp_path / "pix.json")]) == 0
+    text = capsys.readouterr().out
+    assert "protocol pixfoundation" in text and "when unit (PixFoundation" in text
+    pix = json.loads((tmp_path / "pix.json").read_text())
+    assert pix["protocol"] == "pixfoundation"
+    chunker = OrganismNounChunks()
+    for row in pix["rows"]:
+        assert row["unit_kind"] == "phrases" and row["protocol"] == "pixfoundation" and row["emerged"]
+        chunks = [c.text for c in chunker(row["answer"]).noun_chunks]
+        assert row["emergence_text"] in chunks and row["emergence_text"] == row["best_text"]
+    assert sum(pix["emergence_bins"].values()) == 6

@@ -215,6 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--n", type=_positive_int, default=200, help="number of scenes")
     gr.add_argument("--segmenter", type=_segmenter, default="classical", help="classical (default) | sam2[:<folder>] | sam2-official")
     gr.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
+    gr.add_argument("--protocol", choices=["emergence", "pixfoundation"], default="emergence",
+                    help="emergence (words, first with IoU >= 0.5) | pixfoundation (noun chunks by the world's "
+                         "grammar, PixFoundation's when unit)")
     gr.add_argument("--out", default=None, help="write the results as JSON here")
     ca = org_sub.add_parser("causal", help="causal checks: ablate top / random / bottom localization heads, knock "
                                            "out the visual tokens inside / outside the objects")
@@ -418,7 +421,7 @@ def _cmd_organism(args: argparse.Namespace) -> int:
         from .organism.grounding import evaluate_grounding, format_grounding, save_grounding
 
         grounding = evaluate_grounding(seed=args.seed, n=args.n, segmenter=args.segmenter, model=args.model,
-                                       progress=True)
+                                       progress=True, protocol=args.protocol)
         print(format_grounding(grounding))
         if args.out:
             print(f"wrote {save_grounding(grounding, args.out)}")

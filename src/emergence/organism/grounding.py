@@ -34,6 +34,7 @@ class GroundingEval:
     segmenter: str
     rows: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    protocol: str = "emergence"
 
     def metric(self, key: str) -> float:
         vals = [r[key] for r in self.rows if not np.isnan(r[key])]
@@ -52,6 +53,7 @@ class GroundingEval:
 
     def to_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "n": self.n, "segmenter": self.segmenter, "seconds": self.seconds,
+                "protocol": self.protocol, "tied_scenes": int(sum(r.get("best_ties", 1) >= 2 for r in self.rows)),
                 "oracle_miou": self.oracle_miou, "auto_score_miou": self.metric("auto_score_iou"),
                 "recall_at_0.5": float(np.mean([r["oracle_iou"] >= 0.5 for r in self.rows])) if self.rows else 0.0,
                 "emergence_bins": self.histogram("emergence_bin"),
@@ -61,13 +63,15 @@ class GroundingEval:
 
 def evaluate_grounding(seed: int, n: int, segmenter: str = "classical", model: str | os.PathLike | None = None,
                        max_new_tokens: int = 64, progress: bool = False,
-                       out: str | os.PathLike | None = None) -> GroundingEval:
+                       out: str | os.PathLike | None = None, protocol: str = "emergence") -> GroundingEval:
     """The analyzer on ``n`` scenes of ``ShapesWorld(seed)`` (module docstring), run as a sweep over
     :class:`~emergence.datasets.ShapesBench` with the ``describe`` template.
 
     Args:
         model: an organism folder (default: the shipped one).
         out: keep the sweep folder there (default: a temporary folder); a sweep folder resumes.
+        protocol: ``"emergence"`` (words, the first with IoU >= 0.5) or ``"pixfoundation"`` (noun chunks by the
+            world's grammar, :class:`~emergence.organism.reading.OrganismNounChunks`; PixFoundation's when unit).
     """
     import tempfile
 
@@ -76,21 +80,22 @@ def evaluate_grounding(seed: int, n: int, segmenter: str = "classical", model: s
     with tempfile.TemporaryDirectory() as tmp:
         config = SweepConfig(out=str(out or Path(tmp) / "sweep"), dataset="shapes",
                              dataset_kwargs={"n": n, "seed": seed}, model=None if model is None else str(model),
-                             segmenter=segmenter, max_new_tokens=max_new_tokens, store="none")
+                             segmenter=segmenter, max_new_tokens=max_new_tokens, store="none", protocol=protocol,
+                             noun_chunks="organism" if protocol == "pixfoundation" else "spacy")
         start = time.perf_counter()
         samples = run_sweep(config, progress=progress).table("samples")
         seconds = time.perf_counter() - start
     if samples["error"].notna().any():
         raise RuntimeError(f"organism grounding: {int(samples['error'].notna().sum())} scenes failed; first: "
                            f"{samples.loc[samples['error'].notna(), 'error'].iloc[0]}")
-    keep = ["answer", "units", "unit_kind", "tau", "absent", "oracle_iou", "best_text", "best_category",
+    keep = ["answer", "units", "unit_kind", "tau", "protocol", "best_ties", "absent", "oracle_iou", "best_text", "best_category",
             "best_position", "emerged", "emergence_text", "emergence_token", "emergence_position", "emergence_bin",
             "emergence_layer", "auto_score_text", "auto_score_iou", "auto_mllm_iou"]
     rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}  # plain Python values
             for rec in samples[keep].to_dict("records")]
     for row, r in zip(rows, samples.itertuples()):
         row.update({"scene": int(r.sample), "expression": r.expression, "target": r.meta_target})
-    return GroundingEval(seed=seed, n=n, segmenter=segmenter, rows=rows, seconds=seconds)
+    return GroundingEval(seed=seed, n=n, segmenter=segmenter, rows=rows, seconds=seconds, protocol=protocol)
 
 
 def format_grounding(result: GroundingEval) -> str:
@@ -99,14 +104,17 @@ def format_grounding(result: GroundingEval) -> str:
 
     d = result.to_dict()
     n = max(len(result.rows), 1)
+    when = ("when unit (PixFoundation: the noun chunk with the highest-IoU mask, last of ties)"
+            if result.protocol == "pixfoundation" else "emergence position (first word with IoU >= 0.5)")
     lines = [
         f"organism grounding: world seed {result.seed}, {len(result.rows)} scenes, segmenter {result.segmenter}, "
-        f"{result.seconds:.0f} s",
-        f"oracle mIoU (best word per scene): {d['oracle_miou']:.3f}",
+        f"protocol {result.protocol}, {result.seconds:.0f} s",
+        f"oracle mIoU (best unit per scene): {d['oracle_miou']:.3f}",
         f"automatic (SAM score x peakiness) mIoU: {d['auto_score_miou']:.3f}",
         f"recall (oracle IoU >= 0.5): {d['recall_at_0.5']:.3f}",
+        f"scenes with several units tied at the best IoU: {d['tied_scenes']}",
         "",
-        "emergence position (first word with IoU >= 0.5), share of scenes per 10% bin of the answer:",
+        f"{when}, scenes per 10% bin of the answer:",
     ]
     bins = d["emergence_bins"]
     for b, label in enumerate(BIN_LABELS):
@@ -114,7 +122,7 @@ def format_grounding(result: GroundingEval) -> str:
         lines.append(f"  {label:>8} {c:4d} {'#' * round(40 * c / n)}")
     lines.append(f"  {'never':>8} {n - sum(bins.values()):4d}")
     lines += ["", "emergence layer:"] + [f"  layer {k}: {v}" for k, v in d["emergence_layers"].items()]
-    lines += ["", "concept category of the best word:"]
+    lines += ["", "concept category of the best unit:"]
     for cat, c in sorted(d["best_categories"].items(), key=lambda kv: -kv[1]):
         lines.append(f"  {cat:<11} {c:4d} {'#' * round(40 * c / n)}")
     by_target: dict[str, list[float]] = {}

@@ -9,7 +9,7 @@ import numpy as np
 
 from .world import BACKGROUNDS, PARTS, SHAPES
 
-__all__ = ["gcg_records", "organism_judge", "scene_expression"]
+__all__ = ["OrganismNounChunks", "gcg_records", "organism_judge", "scene_expression"]
 
 
 def organism_judge() -> Any:
@@ -21,6 +21,41 @@ def organism_judge() -> Any:
     extra.update({b: "context" for b in BACKGROUNDS})
     extra["hollow"] = "state"
     return LexiconJudge(extra)
+
+
+class OrganismNounChunks:
+    """Noun chunks of the shapes world's language, by its grammar, for ``units="phrases"`` and
+    ``protocol="pixfoundation"`` where no spaCy English pipeline can be installed: a determiner (``a``, ``an``,
+    ``the``) and the words after it up to the next function word (``and``, ``with``, ``on``, ``at``, ``of``, ``in``,
+    ``or``, ``is``, another determiner, ``.``, ``?``). "at the top left a solid red square with a blue roof" ->
+    "the top left", "a solid red square", "a blue roof". Callable like a spaCy pipeline: ``nlp(text).noun_chunks``
+    (spans with ``start_char``, ``end_char``, ``text``)."""
+
+    STOP = frozenset({"and", "with", "on", "at", "of", "in", "or", "is", "a", "an", "the", ".", "?"})
+    meta = {"name": "organism_grammar"}
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        import re
+
+        words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+        out, i = [], 0
+        while i < len(words):
+            if text[slice(*words[i])] in ("a", "an", "the"):
+                j = i + 1
+                while j < len(words) and text[slice(*words[j])] not in self.STOP:
+                    j += 1
+                if j > i + 1:
+                    out.append((words[i][0], words[j - 1][1]))
+                i = j
+            else:
+                i += 1
+        return out
+
+    def __call__(self, text: str) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(noun_chunks=[SimpleNamespace(start_char=s, end_char=e, text=text[s:e])
+                                            for s, e in self.spans(text)])
 
 
 def scene_expression(scene: Any) -> Any:

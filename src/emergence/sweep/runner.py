@@ -48,6 +48,8 @@ class SweepConfig:
         segmenter, units, tau, max_new_tokens: analyzer and generation options (``units=None``: the protocol's).
         protocol: ``"emergence"`` or ``"pixfoundation"`` (:mod:`emergence.analysis.protocols`); recorded in the
             manifest, so a resume or a report under another protocol is refused, never mixed.
+        noun_chunks: where phrase units come from: ``"spacy"`` (``en_core_web_sm``) or ``"organism"`` (the shapes
+            world's grammar, :class:`emergence.organism.reading.OrganismNounChunks`).
         map_method: the analyzer's map method (:mod:`emergence.maps`); what it reads is recorded with each
             generation.
         heads: ``(layer, head)`` pairs the maps average (e.g. :func:`emergence.maps.localization_heads` of a
@@ -79,6 +81,7 @@ class SweepConfig:
     segmenter: str = "classical"
     units: str | None = None
     protocol: str = "emergence"
+    noun_chunks: str = "spacy"
     tau: float = 0.5
     max_new_tokens: int = 64
     store: str = "layers"
@@ -98,6 +101,8 @@ class SweepConfig:
             raise ValueError(f"protocol={protocol.name!r} scores units={protocol.units!r}; units={self.units!r} "
                              "belongs to another protocol")
         self.units = self.units or protocol.units or "words"
+        if self.noun_chunks not in ("spacy", "organism"):
+            raise ValueError(f"noun_chunks={self.noun_chunks!r} is not one of 'spacy', 'organism'")
         if self.heads is not None:
             self.heads = tuple((int(layer), int(head)) for layer, head in self.heads)
             if not self.heads:
@@ -129,6 +134,8 @@ class SweepConfig:
             del d["map_method"], d["heads"]                        # options existed still resume
         if d["protocol"] == "emergence":  # likewise: sweeps made before protocols were named are 'emergence' ones
             del d["protocol"]
+        if d["noun_chunks"] == "spacy":
+            del d["noun_chunks"]
         return json.loads(json.dumps(d, default=str))
 
 
@@ -192,6 +199,17 @@ class Worker:
         self.dataset = load_dataset_of(config)
         self.ground_t, self.vqa_t = templates_of(config)
         self.judge = getattr(self.dataset, "judge", None)  # a dataset may carry its own concept judge
+        self.nlp = None
+        if config.units == "phrases":
+            if config.noun_chunks == "organism":
+                from ..organism.reading import OrganismNounChunks
+
+                self.nlp = OrganismNounChunks()
+            else:
+                try:
+                    self.nlp = english_pipeline()  # loaded once, not per sample
+                except Exception:  # noqa: BLE001 - 'emergence' falls back to words per sample, with the reason
+                    self.nlp = None
 
     def _phrase(self, prompt: str) -> str:
         """The probe spec's prompt template around a filled template (none for the organism)."""
@@ -241,7 +259,7 @@ class Worker:
             with warnings.catch_warnings():  # an empty ground truth is flagged in the row ("absent")
                 warnings.simplefilter("ignore", EmptyGroundTruthWarning)
                 report = analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
-                                 protocol=self.config.protocol, tau=self.config.tau, judge=self.judge,
+                                 protocol=self.config.protocol, tau=self.config.tau, judge=self.judge, nlp=self.nlp,
                                  method=self.config.map_method,
                                  heads=None if self.config.heads is None else list(self.config.heads))
         except Exception as exc:  # one bad sample must not stop the sweep: an error row names it and the cause
@@ -393,8 +411,8 @@ def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, pro
         raise ValueError(f"backend={backend!r} is not one of 'local', 'ray'")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    if get_protocol(config.protocol).units == "phrases":  # before any sample: every one would fail without it
-        english_pipeline()
+    if config.units == "phrases" and config.noun_chunks == "spacy" and get_protocol(config.protocol).units:
+        english_pipeline()  # before any sample: without it every one would fail
     dataset = load_dataset_of(config)
     templates_of(config)
     items = work_items(config, len(dataset), [s.question is not None and bool(s.options) for s in dataset])
