@@ -1,0 +1,153 @@
+"""Golden outputs of the map methods' reference code, on the organism: relative attention and LocalizationHeads.
+
+Produces ``tests/golden/map_methods.npz`` (read by ``tests/test_map_method_goldens.py``). Nothing of the references
+is copied into this project: this script reads the reference files of local checkouts at the pinned revisions and
+executes their own definitions on inputs made here:
+
+* relative attention: ``rel_attention_llava`` of ``llava_methods.py`` (saccharomycetes/mllms_know at a64c5d5), with
+  its module constants set for the organism (64 image tokens on an 8 x 8 grid, the organism's image token id,
+  ``ATT_LAYER`` each of the organism's three layers). Two adaptations to transformers 5 and a float32 model, which
+  change no number: the processor is called with keywords (``text=``, ``images=``; the reference passes them
+  positionally in the order of older transformers), and the inputs stay float32 (the reference casts them to
+  bfloat16 for its bfloat16 checkpoint).
+* LocalizationHeads: the ``LocalizationHeadsFinder`` methods ``vis_attn_summation``, ``find_elbow_point``,
+  ``spatial_entropy`` and ``analyze_attention_file`` of ``localization_heads_finder.py`` (seilk/LocalizationHeads at
+  8ce33b0), fed the attention file its stage 1 writes (``{layer: [heads, 1, image tokens]}``: the prompt's last row).
+  Run as published and with its one named defect corrected: the published code keeps the heads whose FLAT INDEX
+  (``layer * H + head``) is at least the elbow head's index; the corrected run keeps the heads whose attention SUM
+  is at least the elbow head's sum (the paper's criterion). The correction is a two-line textual patch applied to
+  the reference source at run time (below).
+
+Inputs: ``ShapesWorld(43)`` scenes with the shipped organism (eager attention), prompt ``describe <expression>``
+(the organism's chat template), the generic prompt ``Write a general description of the image.``
+
+Command (from the repository root, with the references checked out at those revisions):
+
+    python tests/golden/make_map_methods.py --mllms-know /path/to/mllms_know --localization-heads /path/to/LocalizationHeads
+
+It needs torch, transformers, numpy and scipy; no GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REVISIONS = {"mllms_know": "a64c5d5a0ece793a2f7dc96e926d283a199033c1",
+             "LocalizationHeads": "8ce33b0b24ad85c7aa78fe86f2d8d8bf1ded676c"}
+SHA256 = {"llava_methods.py": "59ce940a4b0435fcf57fa8326893a24b660c1666294aa895706ed52171a0ca18",
+          "localization_heads_finder.py": "343e4c23fa80bc5a1792fd27359137912c01c03a93b91c6ac8f6327d3f0a8ba5"}
+GENERIC = "Write a general description of the image."
+SEED, SCENES = 43, 6
+#: the correction of LocalizationHeads' threshold: compare attention sums, not flat head indices
+CORRECTION = (("if head_idx >= threshold_idx:", "if sum_result >= summation_values[threshold_idx]:"),
+              ('"above_threshold": head_idx >= threshold_idx',
+               '"above_threshold": sum_result >= summation_values[threshold_idx]'))
+
+
+def read_checked(path: Path) -> str:
+    text = path.read_text(encoding="utf-8")
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if digest != SHA256[path.name]:
+        sys.exit(f"{path} is not the pinned revision (sha256 {digest}); check out {REVISIONS}")
+    return text
+
+
+def definitions(source: str, names: list[str], namespace: dict) -> None:
+    """Execute the reference's own top-level definitions (functions or classes) ``names`` into ``namespace``."""
+    tree = ast.parse(source)
+    picked = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name in names]
+    if sorted(n.name for n in picked) != sorted(names):
+        sys.exit(f"definitions {names} not all found")
+    exec(compile(ast.Module(body=picked, type_ignores=[]), "<reference>", "exec"), namespace)
+
+
+class KeywordProcessor:
+    """The organism's processor called as the reference calls a processor (``processor(prompt, image, ...)``)."""
+
+    def __init__(self, processor) -> None:
+        self.processor = processor
+
+    def __call__(self, text, images, **kwargs):
+        out = self.processor(text=text, images=images, **kwargs)
+        out.to = lambda device, dtype=None: out  # float32 stays float32 (the reference casts to its bf16 model's)
+        return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mllms-know", type=Path, required=True)
+    parser.add_argument("--localization-heads", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("map_methods.npz"))
+    args = parser.parse_args()
+
+    import torch
+    from scipy.ndimage import label
+
+    from emergence import Probe
+    from emergence.organism import ShapesWorld, load_organism
+
+    relative_src = read_checked(args.mllms_know / "llava_methods.py")
+    heads_src = read_checked(args.localization_heads / "localization_heads_finder.py")
+    corrected_src = heads_src
+    for old, new in CORRECTION:
+        if corrected_src.count(old) != 1:
+            sys.exit(f"the correction's anchor {old!r} is not in the reference once")
+        corrected_src = corrected_src.replace(old, new)
+
+    model, processor = load_organism()
+    model.set_attn_implementation("eager")
+    probe = Probe(model, processor)
+    image_id = model.config.image_token_id
+    layers = model.config.text_config.num_hidden_layers
+    world = ShapesWorld(SEED)
+    out: dict[str, np.ndarray] = {"revisions": np.asarray(str(REVISIONS))}
+    prompts = []
+    for index in range(SCENES):
+        scene = world.scene(index)
+        prompt = f"describe {scene.referring_expressions()[0].text}"
+        prompts.append(prompt)
+        # relative attention: the reference's function, once per layer
+        for layer in range(layers):
+            ns = {"torch": torch, "np": np, "NUM_IMG_TOKENS": 64, "NUM_PATCHES": 8, "IMAGE_TOKEN_INDEX": image_id,
+                  "ATT_LAYER": layer}
+            definitions(relative_src, ["rel_attention_llava"], ns)
+            with torch.no_grad():
+                rel = ns["rel_attention_llava"](scene.image, probe.build_prompt(prompt), probe.build_prompt(GENERIC),
+                                                model, KeywordProcessor(processor))
+            out[f"relative_{index}_{layer}"] = np.asarray(rel, np.float32)
+        # LocalizationHeads: the attention file of its stage 1, analysed by its stage 2
+        inputs = probe.prepare(scene.image, prompt)
+        with torch.no_grad():
+            attentions = model(**inputs, output_attentions=True).attentions
+        positions = (inputs["input_ids"][0] == image_id).nonzero().flatten()
+        data = {layer: attentions[layer][0, :, -1:, positions].float() for layer in range(layers)}  # [H, 1, V]
+        out[f"heads_attention_{index}"] = torch.stack([data[l][:, 0] for l in range(layers)]).numpy()
+        for variant, source in (("published", heads_src), ("corrected", corrected_src)):
+            ns = {"torch": torch, "np": np, "label": label, "pickle": pickle, "os": __import__("os"),
+                  "List": list, "Dict": dict}
+            definitions(source, ["LocalizationHeadsFinder"], ns)
+            finder = object.__new__(ns["LocalizationHeadsFinder"])  # its __init__ loads a model; stage 2 needs none
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "attention.pkl"
+                with open(path, "wb") as fh:
+                    pickle.dump(data, fh)
+                results = finder.analyze_attention_file(str(path))
+            out[f"heads_{variant}_{index}"] = np.asarray(
+                [(r["layer"], r["head"], r["spatial_entropy"], r["bottom_row_focus"], r["above_threshold"])
+                 for r in results], np.float64)  # sorted by spatial entropy, as the reference returns them
+        print(f"scene {index}: {prompt!r}")
+    out["prompts"] = np.asarray(prompts)
+    np.savez_compressed(args.out, **out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
