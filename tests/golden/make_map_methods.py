@@ -1,4 +1,4 @@
-"""Golden outputs of the map methods' reference code, on the organism: relative attention and LocalizationHeads.
+"""Golden outputs of the map methods' reference code, on the organism: relative attention, LocalizationHeads, TAM.
 
 Produces ``tests/golden/map_methods.npz`` (read by ``tests/test_map_method_goldens.py``). Nothing of the references
 is copied into this project: this script reads the reference files of local checkouts at the pinned revisions and
@@ -18,14 +18,27 @@ executes their own definitions on inputs made here:
   is at least the elbow head's sum (the paper's criterion). The correction is a two-line textual patch applied to
   the reference source at run time (below).
 
+* TAM: ``TAM`` of ``tam.py`` (xmed-lab/TAM at 7c7df1d) with its helpers (``id2idx``, ``least_squares``,
+  ``rank_guassian_filter``, ``multimodal_process``), called as its ``demo.py`` calls it: once per generation round
+  on the logits of the final hidden states (``lm_head(hidden_states[-1])``), ``eval_only``. Its special ids for the
+  organism's template (``USER : <image> x 64 <text> ASSISTANT :``): the image = every image token; the prompt text
+  = after the last image token up to ``ASSISTANT``; the answer = after ``ASSISTANT :``. Run as published and with
+  its two named defects corrected by textual patches (below): (1) round 0 explains the first answer token with the
+  class of the LAST PROMPT token (``tokens[logit_list[0].shape[1] - 1]``); corrected: the first answer token's own
+  class; (2) round 0 returns the map of the FIRST PROMPT token (``if t == 0: first_ori = img_map``), which the
+  reference's evaluation then scores as the first answer token's; corrected: the map of the first answer token.
+  A third variant, "aligned", also applies the project's one documented difference (the first prompt token's map
+  uses its own class; the reference gives it its row's argmax class), so that it computes what the project claims.
+
 Inputs: ``ShapesWorld(43)`` scenes with the shipped organism (eager attention), prompt ``describe <expression>``
 (the organism's chat template), the generic prompt ``Write a general description of the image.``
 
 Command (from the repository root, with the references checked out at those revisions):
 
-    python tests/golden/make_map_methods.py --mllms-know /path/to/mllms_know --localization-heads /path/to/LocalizationHeads
+    python tests/golden/make_map_methods.py --mllms-know /path/to/mllms_know \
+        --localization-heads /path/to/LocalizationHeads --tam /path/to/TAM
 
-It needs torch, transformers, numpy and scipy; no GPU.
+It needs torch, transformers, numpy, scipy and opencv; no GPU.
 """
 
 from __future__ import annotations
@@ -41,9 +54,25 @@ from pathlib import Path
 import numpy as np
 
 REVISIONS = {"mllms_know": "a64c5d5a0ece793a2f7dc96e926d283a199033c1",
-             "LocalizationHeads": "8ce33b0b24ad85c7aa78fe86f2d8d8bf1ded676c"}
+             "LocalizationHeads": "8ce33b0b24ad85c7aa78fe86f2d8d8bf1ded676c",
+             "TAM": "7c7df1d3df418bb9467ca68ff2f00ff1f26a6f4c"}
 SHA256 = {"llava_methods.py": "59ce940a4b0435fcf57fa8326893a24b660c1666294aa895706ed52171a0ca18",
-          "localization_heads_finder.py": "343e4c23fa80bc5a1792fd27359137912c01c03a93b91c6ac8f6327d3f0a8ba5"}
+          "localization_heads_finder.py": "343e4c23fa80bc5a1792fd27359137912c01c03a93b91c6ac8f6327d3f0a8ba5",
+          "tam.py": "18bc233edf416de0846b09f441a7bcf5496916f500da49014ceb3ec8c81f7067"}
+TAM_NEW_TOKENS = 12
+#: TAM's two defects, corrected (anchor, replacement)
+TAM_CORRECTIONS = (
+    ("            this_token_idx = logit_list[0].shape[1] - 1\n            cls_id = tokens[this_token_idx]",
+     "            this_token_idx = logit_list[0].shape[1] - 1\n            cls_id = tokens[this_token_idx + 1]"),
+    ("            if t == 0:\n                first_ori = img_map",
+     "            if t == len(prompt):\n                first_ori = img_map"),
+)
+#: the project's one documented difference from TAM (docs/map_methods.md), applied on top of the corrections for
+#: the "aligned" variant: the first prompt token's map uses its own class, as every other prompt token's does (the
+#: reference gives it the argmax class of its row, i.e. the model's guess of the NEXT token)
+TAM_ALIGNMENT = (("            cls_id = logit_list[0][0, prompt_idx[0] + 1].argmax(0)",
+                  "            cls_id = tokens[this_token_idx]"),)
+TAM_DEFINITIONS = ["rank_guassian_filter", "least_squares", "multimodal_process", "id2idx", "TAM"]
 GENERIC = "Write a general description of the image."
 SEED, SCENES = 43, 6
 #: the correction of LocalizationHeads' threshold: compare attention sums, not flat head indices
@@ -69,6 +98,14 @@ def definitions(source: str, names: list[str], namespace: dict) -> None:
     exec(compile(ast.Module(body=picked, type_ignores=[]), "<reference>", "exec"), namespace)
 
 
+def patched(source: str, corrections) -> str:
+    for old, new in corrections:
+        if source.count(old) != 1:
+            sys.exit(f"the correction's anchor {old!r} is not in the reference once")
+        source = source.replace(old, new)
+    return source
+
+
 class KeywordProcessor:
     """The organism's processor called as the reference calls a processor (``processor(prompt, image, ...)``)."""
 
@@ -85,22 +122,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mllms-know", type=Path, required=True)
     parser.add_argument("--localization-heads", type=Path, required=True)
+    parser.add_argument("--tam", type=Path, required=True)
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("map_methods.npz"))
     args = parser.parse_args()
 
     import torch
+    import cv2
     from scipy.ndimage import label
+    from scipy.optimize import minimize_scalar
 
     from emergence import Probe
     from emergence.organism import ShapesWorld, load_organism
 
     relative_src = read_checked(args.mllms_know / "llava_methods.py")
     heads_src = read_checked(args.localization_heads / "localization_heads_finder.py")
-    corrected_src = heads_src
-    for old, new in CORRECTION:
-        if corrected_src.count(old) != 1:
-            sys.exit(f"the correction's anchor {old!r} is not in the reference once")
-        corrected_src = corrected_src.replace(old, new)
+    corrected_src = patched(heads_src, CORRECTION)
+    tam_src = read_checked(args.tam / "tam.py")
+    tam_corrected = patched(tam_src, TAM_CORRECTIONS)
+    tam_aligned = patched(tam_corrected, TAM_ALIGNMENT)
 
     model, processor = load_organism()
     model.set_attn_implementation("eager")
@@ -143,6 +182,22 @@ def main() -> None:
             out[f"heads_{variant}_{index}"] = np.asarray(
                 [(r["layer"], r["head"], r["spatial_entropy"], r["bottom_row_focus"], r["above_threshold"])
                  for r in results], np.float64)  # sorted by spatial entropy, as the reference returns them
+        # TAM: the reference's function, called per round as its demo calls it
+        with torch.no_grad():
+            gen = model.generate(**inputs, max_new_tokens=TAM_NEW_TOKENS, do_sample=False, min_new_tokens=TAM_NEW_TOKENS,
+                                 output_hidden_states=True, return_dict_in_generate=True)
+            logits = [model.lm_head(feats[-1]) for feats in gen.hidden_states]
+        vocab = processor.tokenizer.convert_tokens_to_ids
+        special = {"img_id": [image_id], "prompt_id": [[image_id], [vocab("ASSISTANT")]],
+                   "answer_id": [[vocab("ASSISTANT"), vocab(":")], -1]}
+        out[f"tam_tokens_{index}"] = gen.sequences[0, inputs["input_ids"].shape[1]:].numpy()
+        for variant, source in (("published", tam_src), ("corrected", tam_corrected), ("aligned", tam_aligned)):
+            ns = {"torch": torch, "np": np, "cv2": cv2, "os": __import__("os"), "minimize_scalar": minimize_scalar}
+            definitions(source, TAM_DEFINITIONS, ns)
+            records: list = []
+            maps = [ns["TAM"](gen.sequences[0].tolist(), (8, 8), logits, special, scene.image, processor, "", r,
+                              records, True) for r in range(len(logits))]
+            out[f"tam_{variant}_{index}"] = np.stack(maps).astype(np.uint8)  # [T, 8, 8] as the reference returns
         print(f"scene {index}: {prompt!r}")
     out["prompts"] = np.asarray(prompts)
     np.savez_compressed(args.out, **out)
