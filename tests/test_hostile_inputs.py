@@ -472,3 +472,25 @@ def test_a_dangling_symlink_output_folder_is_named(tmp_path, capsys):
     # was: "cannot create ...: File exists"
     assert rc == 2 and "is a dangling symbolic link" in err and "missing-target" in err
     assert link.is_symlink() and not (tmp_path / "missing-target").exists()  # nothing created behind the user's back
+
+
+def test_analyze_under_pixfoundation_without_a_noun_chunk_parser_is_one_line_before_any_model(tmp_path, capsys):
+    from emergence.analysis.grouping import english_pipeline
+    from emergence.errors import EmergenceError
+
+    try:
+        english_pipeline()
+    except EmergenceError:
+        pass
+    else:
+        pytest.skip("a spaCy English pipeline is installed here")
+    Image.new("RGB", (64, 64)).save(tmp_path / "img.png")
+    argv = ["analyze", "--image", str(tmp_path / "img.png"), "--prompt", "describe", "--protocol", "pixfoundation",
+            "--model", str(tmp_path / "no-model-needed"), "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "spaCy" in err or "spacy" in err
+    assert "Traceback" not in err and not (tmp_path / "o").exists()  # refused before the folder and the model
+    with pytest.raises(SystemExit):
+        main([*argv[:-2], "--units", "words", "--out", str(tmp_path / "p")])
+    assert "--units words belongs to another protocol" in capsys.readouterr().err

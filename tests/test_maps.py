@@ -349,6 +349,8 @@ def test_compare_maps_agrees_with_the_organism_eval_on_plain_attention(tmp_path)
     for row in result.rows.values():
         if "f1_iou" in row:
             assert 0 <= row["obj_iou"] <= 1 and 0 <= row["func_iou"] <= 1 and 0 <= row["oracle_miou"] <= 1
+            pix = row["pixfoundation"]  # the same answers under PixFoundation's protocol: one when unit per scene
+            assert 0 <= pix["oracle_miou"] <= 1 and sum(pix["when_bins"]) == 3
     table = format_comparison(result)
     methods = ("attention", "relative", "tam", "gradient", "loc-heads", "score-heads", "random pixel")
     assert [line.split(" | ")[0][2:] for line in table.splitlines() if line.startswith("| ")][1:] == list(methods)

@@ -448,6 +448,12 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
     if args.local_model and not args.probe:
         parser.error("--local-model goes with --probe")
+    if args.protocol == "pixfoundation" and args.units not in (None, "phrases"):
+        parser.error(f"--protocol pixfoundation scores noun chunks; --units {args.units} belongs to another protocol")
+    if args.protocol == "pixfoundation":
+        from .analysis.grouping import english_pipeline
+
+        english_pipeline()  # noun chunks: without a parser the analysis would fail after generating
     out = check_output_dir(args.out, "analysis")  # before any model loads
     image = load_image(args.image)  # bad inputs fail before the model loads
     gt = load_mask(args.gt_mask, (image.height, image.width)) if args.gt_mask else None

@@ -13,7 +13,8 @@ Per test scene two generations, each recording every method's inputs once: the c
 * pointing accuracy per concept category: the caption words aligned with the reference caption, argmax of the
   word's map inside its referent (as ``emergence organism eval``);
 * oracle / automatic mIoU: the analyzer (classical segmenter, word units) on the ``describe`` answer against the
-  expression's mask: the best word's IoU, and the score-based choice's (SAM score x peakiness);
+  expression's mask: the best word's IoU, and the score-based choice's (SAM score x peakiness); the same under
+  ``protocol="pixfoundation"`` (noun chunks of the world's grammar; its when-unit bins are kept too);
 * TAM's metrics on the caption (TAM, ICCV 2025): the answer's rendered maps scaled to 0..255 jointly over the
   answer; Obj-IoU = IoU of each entity / part noun's Otsu-thresholded map with its referent; Func-IoU = for each
   function word (a, an, the, and), the share of its map below the mean of the sample's noun Otsu thresholds;
@@ -119,7 +120,7 @@ def compare_maps(seed: int = 41, n: int = 300, calib_seed: int = 43, calib_n: in
     from ..probe import Probe
     from .evaluate import caption_words, word_pointing
     from .model import ORGANISM_DIR, PROMPT
-    from .reading import organism_judge, scene_expression
+    from .reading import OrganismNounChunks, organism_judge, scene_expression
 
     if calib_seed == seed:
         raise ValueError(f"calib_seed={calib_seed} equals seed: select heads on other scenes than the test scenes")
@@ -149,7 +150,9 @@ def compare_maps(seed: int = 41, n: int = 300, calib_seed: int = 43, calib_n: in
 
     world = ShapesWorld(seed)
     acc: dict[str, dict[str, Any]] = {m: {"hits": {c: [] for c in CATEGORIES}, "oracle": [], "auto": [], "obj": [],
-                                          "func": [], "map_s": [], "analyze_s": []} for m in METHOD_ORDER}
+                                          "func": [], "map_s": [], "analyze_s": [], "pix_oracle": [],
+                                          "pix_auto": [], "pix_bins": []} for m in METHOD_ORDER}
+    chunks = OrganismNounChunks()
     baselines: dict[str, list[float]] = {c: [] for c in CATEGORIES}
     for i in range(n):
         scene = world.scene(i)
@@ -185,6 +188,13 @@ def compare_maps(seed: int = 41, n: int = 300, calib_seed: int = 43, calib_n: in
             summary = report.summary()
             acc[name]["oracle"].append(summary["oracle_iou"])
             acc[name]["auto"].append(summary["auto_score_iou"])
+            with warnings.catch_warnings():  # the same answer under PixFoundation's protocol (noun chunks)
+                warnings.simplefilter("ignore")
+                pix = analyze(grounding, mask, segmenter=seg, method=method, heads=chosen, judge=judge,
+                              protocol="pixfoundation", nlp=chunks, layer_emergence=False).summary()
+            acc[name]["pix_oracle"].append(pix["oracle_iou"])
+            acc[name]["pix_auto"].append(pix["auto_score_iou"])
+            acc[name]["pix_bins"].append(pix["emergence_bin"])
         if progress and (i + 1) % 25 == 0:
             print(f"  {i + 1}/{n} scenes, {time.perf_counter() - start:.0f} s", flush=True)
 
@@ -198,6 +208,10 @@ def compare_maps(seed: int = 41, n: int = 300, calib_seed: int = 43, calib_n: in
         rows[name] = {
             "pointing": {c: {"n": len(v), "accuracy": float(np.mean(v))} for c, v in a["hits"].items() if v},
             "oracle_miou": float(np.nanmean(a["oracle"])), "auto_miou": float(np.nanmean(a["auto"])),
+            "pixfoundation": {"oracle_miou": float(np.nanmean(a["pix_oracle"])),
+                              "auto_miou": float(np.nanmean(a["pix_auto"])),
+                              "when_bins": np.bincount([b for b in a["pix_bins"] if b >= 0],
+                                                       minlength=10).tolist()},
             "obj_iou": obj, "func_iou": func, "f1_iou": 2 * obj * func / (obj + func) if obj + func > 0 else 0.0,
             "record_s": record_s.get(method, 0.0), "map_s": float(np.mean(a["map_s"])),
             "analyze_s": float(np.mean(a["analyze_s"])),
@@ -239,23 +253,27 @@ def _recording_seconds(probe: Any, world: ShapesWorld, count: int, methods: list
 def format_comparison(result: MapComparison) -> str:
     """A Markdown table: one row per method."""
     cats = [c for c in CATEGORIES if c in result.rows["_baseline"]["pointing"]]
-    head = ("| method | " + " | ".join(f"pointing {c}" for c in cats) + " | oracle mIoU | auto mIoU | Obj-IoU | "
-            "Func-IoU | F1-IoU | s / sample |")
+    head = ("| method | " + " | ".join(f"pointing {c}" for c in cats) + " | oracle mIoU | auto mIoU | oracle mIoU "
+            "(pixfoundation) | auto mIoU (pixfoundation) | Obj-IoU | Func-IoU | F1-IoU | s / sample |")
     lines = [f"organism map methods: world seed {result.seed}, {result.n} scenes; heads from seed {result.calib_seed} "
              f"({result.calib_n} scenes, k={result.k}): loc-heads {result.heads['loc-heads']}, score-heads "
              f"{result.heads['score-heads']}; {result.seconds:.0f} s", "", head,
-             "|" + "---|" * (len(cats) + 7)]
+             "|" + "---|" * (len(cats) + 9)]
     gen = result.rows["_baseline"]["generate_s"]
     for name in METHOD_ORDER:
         r = result.rows[name]
         per = r["record_s"] + r["map_s"] + r["analyze_s"]
         lines.append(f"| {name} | " + " | ".join(f"{r['pointing'][c]['accuracy']:.3f}" for c in cats)
-                     + f" | {r['oracle_miou']:.3f} | {r['auto_miou']:.3f} | {r['obj_iou']:.3f} | {r['func_iou']:.3f}"
+                     + f" | {r['oracle_miou']:.3f} | {r['auto_miou']:.3f} | {r['pixfoundation']['oracle_miou']:.3f}"
+                     + f" | {r['pixfoundation']['auto_miou']:.3f} | {r['obj_iou']:.3f} | {r['func_iou']:.3f}"
                      + f" | {r['f1_iou']:.3f} | {gen + per:.3f} |")
     base = result.rows["_baseline"]["pointing"]
-    lines.append("| random pixel | " + " | ".join(f"{base[c]['accuracy']:.3f}" for c in cats) + " | | | | | | |")
-    lines += ["", f"s / sample = one plain caption generation ({gen:.3f} s) + the method's recording + its maps + "
-              "one analyzer run (classical segmenter); words per category: "
+    lines.append("| random pixel | " + " | ".join(f"{base[c]['accuracy']:.3f}" for c in cats) + " | | | | | | | | |")
+    lines += ["", "oracle / auto mIoU: the analyzer on the describe answer under protocol emergence (words); "
+              "(pixfoundation): the same answer and maps under PixFoundation's protocol (noun chunks of the world's "
+              "grammar); docs/protocols.md.",
+              f"s / sample = one plain caption generation ({gen:.3f} s) + the method's recording + its maps + "
+              "one analyzer run (classical segmenter, protocol emergence); words per category: "
               + ", ".join(f"{c} {base[c]['n']}" for c in cats)]
     return "\n".join(lines)
 
