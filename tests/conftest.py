@@ -91,6 +91,19 @@ def image() -> Image.Image:
     return noise_image()
 
 
+@pytest.fixture
+def no_noun_chunk_parser() -> None:
+    """Skip unless spaCy's English pipeline is missing (the refusals that need it absent are checked there)."""
+    from emergence.analysis.grouping import english_pipeline
+    from emergence.errors import EmergenceError
+
+    try:
+        english_pipeline()
+    except EmergenceError:
+        return
+    pytest.skip("a spaCy English pipeline is installed here")
+
+
 @pytest.fixture(autouse=True)
 def _no_capture_left_registered():
     """Every test must leave transformers' attention registry exactly as it found it."""

@@ -474,16 +474,8 @@ def test_a_dangling_symlink_output_folder_is_named(tmp_path, capsys):
     assert link.is_symlink() and not (tmp_path / "missing-target").exists()  # nothing created behind the user's back
 
 
-def test_analyze_under_pixfoundation_without_a_noun_chunk_parser_is_one_line_before_any_model(tmp_path, capsys):
-    from emergence.analysis.grouping import english_pipeline
-    from emergence.errors import EmergenceError
-
-    try:
-        english_pipeline()
-    except EmergenceError:
-        pass
-    else:
-        pytest.skip("a spaCy English pipeline is installed here")
+def test_analyze_under_pixfoundation_without_a_noun_chunk_parser_is_one_line_before_any_model(
+        no_noun_chunk_parser, tmp_path, capsys):
     Image.new("RGB", (64, 64)).save(tmp_path / "img.png")
     argv = ["analyze", "--image", str(tmp_path / "img.png"), "--prompt", "describe", "--protocol", "pixfoundation",
             "--model", str(tmp_path / "no-model-needed"), "--out", str(tmp_path / "o")]

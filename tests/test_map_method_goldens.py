@@ -27,6 +27,7 @@ import torch
 from emergence import Probe
 from emergence.maps import MapOptions, localization_heads, relative_maps, spatial_entropy, tam_maps
 from emergence.organism import ShapesWorld, load_organism
+from emergence.organism.model import build_processor
 
 GOLDEN = Path(__file__).parent / "golden" / "map_methods.npz"
 SCENES, LAYERS = 6, 3
@@ -40,7 +41,8 @@ def golden():
 
 @pytest.fixture(scope="module")
 def runs(golden):
-    model, processor = load_organism()
+    model, _ = load_organism()
+    processor = build_processor()  # the PIL image processor the golden files were made with, in every lane
     probe = Probe(model, processor)
     world = ShapesWorld(43)
     return [probe.generate(world.scene(i).image, str(golden["prompts"][i]), max_new_tokens=2, methods=["relative"],
@@ -90,7 +92,8 @@ def test_spatial_entropies_equal_the_references(golden, runs):
 
 @pytest.fixture(scope="module")
 def tam_runs(golden):
-    model, processor = load_organism()
+    model, _ = load_organism()
+    processor = build_processor()  # the PIL image processor the golden files were made with, in every lane
     probe = Probe(model, processor)
     world = ShapesWorld(43)
     return [probe.generate(world.scene(i).image, str(golden["prompts"][i]), max_new_tokens=12, min_new_tokens=12,

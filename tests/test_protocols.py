@@ -30,6 +30,7 @@ from emergence import Probe, analyze
 from emergence.analysis.protocols import PROTOCOLS, get_protocol, last_best, pixfoundation_bin
 from emergence.errors import EmergenceError
 from emergence.organism import ShapesWorld, load_organism
+from emergence.organism.model import build_processor
 from emergence.testing import FixedNounChunks
 
 GOLDEN = Path(__file__).parent / "golden" / "pixfoundation_when.npz"
@@ -63,7 +64,8 @@ def golden():
 
 @pytest.fixture(scope="module")
 def organism():
-    model, processor = load_organism()
+    model, _ = load_organism()
+    processor = build_processor()  # the PIL image processor the golden files were made with, in every lane
     return Probe(model, processor)
 
 

@@ -314,16 +314,9 @@ def test_a_sweep_records_its_protocol_and_a_report_never_relabels_it(reference, 
         run_sweep(_config(copy, threads=1, protocol="pixfoundation"), progress=False)
 
 
-def test_a_pixfoundation_sweep_without_a_noun_chunk_parser_is_refused_up_front(tmp_path):
-    from emergence.analysis.grouping import english_pipeline
+def test_a_pixfoundation_sweep_without_a_noun_chunk_parser_is_refused_up_front(no_noun_chunk_parser, tmp_path):
     from emergence.errors import EmergenceError
 
-    try:
-        english_pipeline()
-    except EmergenceError:
-        pass
-    else:
-        pytest.skip("a spaCy English pipeline is installed here")
     with pytest.raises(EmergenceError, match="spaCy|spacy"):
         run_sweep(_config(tmp_path / "pix", protocol="pixfoundation"), progress=False)
     assert not (tmp_path / "pix").exists()  # refused before the folder was made

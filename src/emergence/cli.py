@@ -35,6 +35,8 @@ def _heads(text: str) -> list[tuple[int, int]]:
 
 
 _MAP_METHODS = ("attention", "relative", "tam", "gradient")
+_PROTOCOL_HELP = ("emergence (default): the first unit with IoU >= tau; pixfoundation: PixFoundation's when unit "
+                  "(noun chunks, highest IoU, last of ties). docs/protocols.md")
 
 
 def _number(text: str, cast: type, ok, expected: str):
@@ -125,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--units", choices=["tokens", "words", "phrases"], default=None,
                     help="default: the protocol's (words; pixfoundation: phrases)")
     an.add_argument("--protocol", choices=["emergence", "pixfoundation"], default="emergence",
-                    help="emergence (default): the first unit with IoU >= tau; pixfoundation: PixFoundation's when unit (noun chunks, highest IoU, last of ties). docs/protocols.md")
+                    help=_PROTOCOL_HELP)
     an.add_argument("--tau", type=_tau, default=0.5, help="IoU threshold of emergence (default 0.5)")
     an.add_argument("--layers", type=_layers, default=None, help="comma-separated layers to average (default all)")
     an.add_argument("--map-method", choices=_MAP_METHODS, default="attention",
@@ -161,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--units", choices=["tokens", "words", "phrases"], default=None,
                     help="default: the protocol's (words; pixfoundation: phrases)")
     sw.add_argument("--protocol", choices=["emergence", "pixfoundation"], default="emergence",
-                    help="emergence (default): the first unit with IoU >= tau; pixfoundation: PixFoundation's when unit (noun chunks, highest IoU, last of ties). docs/protocols.md")
+                    help=_PROTOCOL_HELP)
     sw.add_argument("--tau", type=_tau, default=0.5)
     sw.add_argument("--max-new-tokens", type=_positive_int, default=64)
     sw.add_argument("--map-method", choices=_MAP_METHODS, default="attention",

@@ -54,9 +54,9 @@ def _images_only(path_or_id: str, exc: ImportError) -> Any:
     from transformers.utils import cached_file
 
     def missing(why: str) -> MissingDependencyError:
-        return MissingDependencyError(
-            f"the processor of {path_or_id!r} needs a package that is not installed ({str(exc).strip().splitlines()[0]})"
-            f"{why}. Install torchvision (pip install 'emergence[vision]')")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return MissingDependencyError(f"the processor of {path_or_id!r} needs a package that is not installed "
+                                      f"({first}){why}. Install torchvision (pip install 'emergence[vision]')")
 
     config = _processor_config(path_or_id)
     if config is None or "video_processor" not in config:

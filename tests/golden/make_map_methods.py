@@ -133,6 +133,7 @@ def main() -> None:
 
     from emergence import Probe
     from emergence.organism import ShapesWorld, load_organism
+    from emergence.organism.model import build_processor
 
     relative_src = read_checked(args.mllms_know / "llava_methods.py")
     heads_src = read_checked(args.localization_heads / "localization_heads_finder.py")
@@ -141,7 +142,8 @@ def main() -> None:
     tam_corrected = patched(tam_src, TAM_CORRECTIONS)
     tam_aligned = patched(tam_corrected, TAM_ALIGNMENT)
 
-    model, processor = load_organism()
+    model, _ = load_organism()
+    processor = build_processor()  # its PIL image processor, whatever is installed (the tests use the same)
     model.set_attn_implementation("eager")
     probe = Probe(model, processor)
     image_id = model.config.image_token_id

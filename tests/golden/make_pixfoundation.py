@@ -15,7 +15,7 @@ executes their own statements, in order, on inputs made here:
 The inputs: ``ShapesWorld(41)`` scenes answered by the shipped organism (``describe <expression>``, greedy), the
 attentions of an eager ``generate(output_attentions=True)`` (the reference's source), the referred object's mask as
 ground truth, and, standing in for two things that cannot run here: a noun-chunk parse (no spaCy English pipeline
-can be installed offline; determiner-led runs of words, saved with the fixture) and SAM (three square masks around
+can be installed offline; the organism grammar's chunks, saved with the fixture) and SAM (three square masks around
 each group's point, one of them the ground truth for a chosen group, so that ties occur; saved with the fixture).
 
 Two variants of the reference are run: as published, and with its one named defect corrected: for the first answer
@@ -89,34 +89,20 @@ class Chunk:
 
 
 class FixedParse:
-    """Stands in for a spaCy English pipeline: noun chunks are determiner-led runs of words up to a word that
-    cannot continue a noun phrase; ``vector`` is constant (the reference's phrase/object similarity is recorded,
-    never used to choose)."""
-
-    STOP = {"and", "with", "on", "of", "at", ".", "in", "is", "a", "an", "the"}
+    """Stands in for a spaCy English pipeline: the noun chunks of the organism's grammar
+    (:class:`emergence.organism.reading.OrganismNounChunks`), with the fields ``group_tokens`` reads; ``vector`` is
+    constant (the reference's phrase/object similarity is recorded, never used to choose)."""
 
     def __init__(self) -> None:
-        self.chunks: dict[str, list[tuple[int, int]]] = {}
+        from emergence.organism.reading import OrganismNounChunks
 
-    def spans(self, text: str) -> list[tuple[int, int]]:
-        words = [(m.start(), m.end()) for m in __import__("re").finditer(r"\S+", text)]
-        out, i = [], 0
-        while i < len(words):
-            if text[words[i][0]:words[i][1]] in ("a", "an", "the"):
-                j = i + 1
-                while j < len(words) and text[words[j][0]:words[j][1]] not in self.STOP:
-                    j += 1
-                if j > i + 1:
-                    out.append((words[i][0], words[j - 1][1]))
-                i = j
-            else:
-                i += 1
-        return out
+        self.grammar = OrganismNounChunks()
+        self.chunks: dict[str, list[tuple[int, int]]] = {}
 
     def __call__(self, text: str):
         import torch
 
-        spans = self.spans(text)
+        spans = self.grammar.spans(text)
         self.chunks[text] = spans
         return types.SimpleNamespace(noun_chunks=[Chunk(text, s, e) for s, e in spans],
                                      vector=torch.ones(4).numpy())
@@ -153,12 +139,14 @@ def main() -> None:
 
     from emergence import Probe
     from emergence.organism import ShapesWorld, load_organism
+    from emergence.organism.model import build_processor
 
     infer = read_checked(args.pixfoundation, "pixmmvp/inference/infer_pixfoundation_when.py")
     when = read_checked(args.pixfoundation, "pixmmvp/eval/eval_nonpixLMM_when_analysis.py")
     utils = read_checked(args.groundlmm, "aas/utils.py")
 
-    model, processor = load_organism()
+    model, _ = load_organism()
+    processor = build_processor()  # its PIL image processor, whatever is installed (the tests use the same)
     model.set_attn_implementation("eager")
     probe = Probe(model, processor)
     tokenizer = processor.tokenizer

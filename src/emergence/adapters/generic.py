@@ -17,8 +17,8 @@ from ..layouts.geometry import Canvas, simple_canvas
 from .base import Adapter, find_adapter, how_to_register, set_generic_adapter
 
 __all__ = ["CrossAttentionAdapter", "EncoderDecoderAdapter", "GenericAdapter", "LearnedQueryAdapter",
-           "NotYetAdapter", "RefusedAdapter", "QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "check_grid_fits", "contiguous_layout",
-           "grid_view"]
+           "NotYetAdapter", "RefusedAdapter", "QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "check_grid_fits",
+           "contiguous_layout", "grid_view"]
 
 #: image-processor options under which one prompt's image becomes several views (tiles, crops, a thumbnail)
 TILING_OPTIONS = ("do_image_splitting", "crop_to_patches", "do_pan_and_scan", "image_grid_pinpoints",

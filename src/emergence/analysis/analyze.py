@@ -539,7 +539,8 @@ def _score_table(run: Any, unit_list: Sequence[Unit], prompts: Sequence[PointPro
 
 def _options_record(opts: AnalysisOptions, seg: Any) -> dict[str, Any]:
     heads = None if opts.heads is None else [h if isinstance(h, int) else list(h) for h in opts.heads]
-    return {"protocol": opts.protocol, "units": opts.units, "layers": None if opts.layers is None else list(opts.layers), "heads": heads,
+    return {"protocol": opts.protocol, "units": opts.units,
+            "layers": None if opts.layers is None else list(opts.layers), "heads": heads,
             "method": opts.method.name, "normalise": opts.map_options().normalise, "sink_z": opts.sink_z,
             "remove_corners": opts.remove_corners,
             "prompt": opts.prompt.__dict__, "segmenter": type(seg).__name__, "max_side": opts.max_side}

@@ -88,9 +88,9 @@ def evaluate_grounding(seed: int, n: int, segmenter: str = "classical", model: s
     if samples["error"].notna().any():
         raise RuntimeError(f"organism grounding: {int(samples['error'].notna().sum())} scenes failed; first: "
                            f"{samples.loc[samples['error'].notna(), 'error'].iloc[0]}")
-    keep = ["answer", "units", "unit_kind", "tau", "protocol", "best_ties", "absent", "oracle_iou", "best_text", "best_category",
-            "best_position", "emerged", "emergence_text", "emergence_token", "emergence_position", "emergence_bin",
-            "emergence_layer", "auto_score_text", "auto_score_iou", "auto_mllm_iou"]
+    keep = ["answer", "units", "unit_kind", "tau", "protocol", "best_ties", "absent", "oracle_iou", "best_text",
+            "best_category", "best_position", "emerged", "emergence_text", "emergence_token", "emergence_position",
+            "emergence_bin", "emergence_layer", "auto_score_text", "auto_score_iou", "auto_mllm_iou"]
     rows = [{k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()}  # plain Python values
             for rec in samples[keep].to_dict("records")]
     for row, r in zip(rows, samples.itertuples()):

@@ -18,9 +18,9 @@ import numpy as np
 from ..analysis.concepts import CATEGORIES
 from ..analysis.metrics import BIN_LABELS
 
-__all__ = ["make_report", "sweep_protocol", "sweep_status", "grounding_rows", "unscored_counts", "UNSCORED", "miou_table",
-           "template_table", "plot_emergence_positions",
-           "plot_categories", "plot_head_grid", "plot_templates", "head_grid"]
+__all__ = ["make_report", "sweep_protocol", "sweep_status", "grounding_rows", "unscored_counts", "UNSCORED",
+           "miou_table", "template_table", "plot_emergence_positions", "plot_categories", "plot_head_grid",
+           "plot_templates", "head_grid"]
 
 
 #: grounding samples with no ground truth to score: the object is absent, or its annotation is empty
