@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +90,27 @@ def noise_image(width: int = 160, height: int = 100, seed: int = 0) -> Image.Ima
 @pytest.fixture
 def image() -> Image.Image:
     return noise_image()
+
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+def load_golden(name: str) -> dict:
+    """The arrays of a golden file of ``tests/golden`` (made by the generator next to it, from reference code)."""
+    with np.load(GOLDEN_DIR / name) as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.fixture(scope="module")
+def pil_organism():
+    """The shipped organism with its PIL image processor in every lane (the golden files were made with it; the
+    folder's AutoProcessor picks the torchvision one where torchvision is installed)."""
+    from emergence import Probe
+    from emergence.organism import load_organism
+    from emergence.organism.model import build_processor
+
+    model, _ = load_organism()
+    return Probe(model, build_processor())
 
 
 @pytest.fixture

@@ -18,35 +18,35 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from conftest import load_golden
 
-from emergence import Probe
 from emergence.maps import MapOptions, localization_heads, relative_maps, spatial_entropy, tam_maps
-from emergence.organism import ShapesWorld, load_organism
-from emergence.organism.model import build_processor
+from emergence.organism import ShapesWorld
 
-GOLDEN = Path(__file__).parent / "golden" / "map_methods.npz"
 SCENES, LAYERS = 6, 3
 
 
 @pytest.fixture(scope="module")
 def golden():
-    with np.load(GOLDEN) as z:
-        return {k: z[k] for k in z.files}
+    return load_golden("map_methods.npz")
 
 
 @pytest.fixture(scope="module")
-def runs(golden):
-    model, _ = load_organism()
-    processor = build_processor()  # the PIL image processor the golden files were made with, in every lane
-    probe = Probe(model, processor)
+def organism(pil_organism):
+    return pil_organism
+
+
+def _runs(probe, golden, **kwargs):
     world = ShapesWorld(43)
-    return [probe.generate(world.scene(i).image, str(golden["prompts"][i]), max_new_tokens=2, methods=["relative"],
-                           storage_dtype=torch.float32) for i in range(SCENES)]
+    return [probe.generate(world.scene(i).image, str(golden["prompts"][i]), **kwargs) for i in range(SCENES)]
+
+
+@pytest.fixture(scope="module")
+def runs(golden, organism):
+    return _runs(organism, golden, max_new_tokens=2, methods=["relative"], storage_dtype=torch.float32)
 
 
 @pytest.mark.parametrize("i", range(SCENES))
@@ -91,13 +91,8 @@ def test_spatial_entropies_equal_the_references(golden, runs):
 
 
 @pytest.fixture(scope="module")
-def tam_runs(golden):
-    model, _ = load_organism()
-    processor = build_processor()  # the PIL image processor the golden files were made with, in every lane
-    probe = Probe(model, processor)
-    world = ShapesWorld(43)
-    return [probe.generate(world.scene(i).image, str(golden["prompts"][i]), max_new_tokens=12, min_new_tokens=12,
-                           methods=["tam"]) for i in range(SCENES)]
+def tam_runs(golden, organism):
+    return _runs(organism, golden, max_new_tokens=12, min_new_tokens=12, methods=["tam"])
 
 
 @pytest.mark.parametrize("i", range(SCENES))

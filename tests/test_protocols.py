@@ -19,22 +19,17 @@ reference's fails).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from conftest import load_golden
 from PIL import Image
 
-from emergence import Probe, analyze
+from emergence import analyze
 from emergence.analysis.protocols import PROTOCOLS, get_protocol, last_best, pixfoundation_bin
 from emergence.errors import EmergenceError
-from emergence.organism import ShapesWorld, load_organism
-from emergence.organism.model import build_processor
+from emergence.organism import ShapesWorld
 from emergence.testing import FixedNounChunks
-
-GOLDEN = Path(__file__).parent / "golden" / "pixfoundation_when.npz"
-
 
 class PointMasks:
     """A segmenter that returns, for each prompt, the masks the reference was given for the group at that point."""
@@ -58,15 +53,12 @@ class PointMasks:
 
 @pytest.fixture(scope="module")
 def golden():
-    with np.load(GOLDEN) as z:
-        return {k: z[k] for k in z.files}
+    return load_golden("pixfoundation_when.npz")
 
 
 @pytest.fixture(scope="module")
-def organism():
-    model, _ = load_organism()
-    processor = build_processor()  # the PIL image processor the golden files were made with, in every lane
-    return Probe(model, processor)
+def organism(pil_organism):
+    return pil_organism
 
 
 def _case(golden, probe, i):
