@@ -153,3 +153,17 @@ def test_organism_ground_under_the_pixfoundation_protocol_scores_noun_chunks(tmp
         chunks = [c.text for c in chunker(row["answer"]).noun_chunks]
         assert row["emergence_text"] in chunks and row["emergence_text"] == row["best_text"]
     assert sum(pix["emergence_bins"].values()) == 6
+
+
+def test_the_version_is_one_string_in_the_package_and_pyproject(capsys):
+    import re
+    from pathlib import Path
+
+    from emergence import __version__
+    from emergence._version import __version__ as direct
+
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert __version__ == direct == re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    with __import__("pytest").raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"emergence {__version__}"

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 
 def _layers(text: str) -> list[int]:
     """``--layers 0,2,5``: a non-empty list of non-negative integers."""

@@ -232,7 +232,7 @@ def mark_output_dir(path: str | os.PathLike, kind: str) -> None:
     """Write the marker that says ``path`` is an emergence output of ``kind`` (once)."""
     path = Path(path)
     if _marker_kind(path) != kind:
-        from . import __version__
+        from ._version import __version__
 
         atomic_write_json(path / MARKER, {"kind": kind, "emergence": __version__})
 

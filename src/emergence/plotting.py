@@ -22,7 +22,7 @@ def save_figure(fig: Any, path: Any, dpi: int = 110) -> Any:
 
     import matplotlib.pyplot as plt
 
-    from . import __version__
+    from ._version import __version__
     from .files import SOFTWARE, atomic_write_bytes, check_output_file
 
     try:

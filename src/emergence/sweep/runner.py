@@ -306,7 +306,7 @@ def environment(threads: int, device: str | None) -> dict[str, Any]:
     import torch
     import transformers
 
-    from .. import __version__
+    from .._version import __version__
 
     dev = torch.device(device or "cpu")
     env = {"threads": int(threads), "device": dev.type, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
