@@ -21,10 +21,10 @@ _LAZY = {
     "AttentionCapture": ("emergence.capture", "AttentionCapture"),
     "VisualLayout": ("emergence.layouts", "VisualLayout"),
     "View": ("emergence.layouts", "View"),
-    "register_layout": ("emergence.layouts", "register_layout"),
+    "register_layout": ("emergence.adapters", "register_layout"),
     "Adapter": ("emergence.adapters", "Adapter"),
     "register_adapter": ("emergence.adapters", "register_adapter"),
-    "build_layout": ("emergence.layouts", "build_layout"),
+    "build_layout": ("emergence.adapters", "build_layout"),
     "load_image": ("emergence.images", "load_image"),
     "ProbeSpec": ("emergence.specs", "ProbeSpec"),
     "load_spec": ("emergence.specs", "load_spec"),
@@ -35,10 +35,10 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .adapters import Adapter, register_adapter
+    from .adapters import Adapter, build_layout, register_adapter, register_layout
     from .capture import AttentionCapture
     from .images import load_image
-    from .layouts import View, VisualLayout, build_layout, register_layout
+    from .layouts import View, VisualLayout
     from .probe import Probe
     from .run import ProbeRun
     from .analysis import EmergenceReport, analyze

@@ -1,16 +1,16 @@
 """Model adapters: everything model-specific (visual-token layout, captured attention modules, prompt and input
 quirks, support level), one per family, in a registry keyed by architecture. See :mod:`emergence.adapters.base`."""
 
-from .base import (
-    SUPPORT_LEVELS,
-    Adapter,
-    LayoutAdapter,
+from .base import SUPPORT_LEVELS, Adapter, LayoutAdapter, self_attention_modules
+from .registry import (
     adapter_for,
     build_layout,
     find_adapter,
+    find_builder,
     register_adapter,
+    register_layout,
     registered_adapters,
-    self_attention_modules,
+    registered_layouts,
     unregister_adapter,
 )
 from . import generic as _generic  # noqa: E402,F401  (the generic adapter and the refusals by rule)
@@ -50,8 +50,11 @@ __all__ = [
     "adapter_for",
     "build_layout",
     "find_adapter",
+    "find_builder",
     "register_adapter",
+    "register_layout",
     "registered_adapters",
+    "registered_layouts",
     "self_attention_modules",
     "unregister_adapter",
 ]

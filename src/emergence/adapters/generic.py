@@ -14,7 +14,8 @@ from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import View, VisualLayout
 from ..layouts.context import LayoutContext
 from ..layouts.geometry import Canvas, simple_canvas
-from .base import Adapter, find_adapter, how_to_register, set_generic_adapter
+from .base import Adapter
+from .registry import find_adapter, how_to_register, set_generic_adapter
 
 __all__ = ["CrossAttentionAdapter", "EncoderDecoderAdapter", "GenericAdapter", "LearnedQueryAdapter",
            "NotYetAdapter", "RefusedAdapter", "QUERY_TOKEN_FIELDS", "TILING_OPTIONS", "check_grid_fits",

@@ -9,7 +9,8 @@ import numpy as np
 from ..errors import LayoutError
 from ..layouts.base import VisualLayout
 from ..layouts.context import LayoutContext
-from .base import Adapter, register_adapter
+from .base import Adapter
+from .registry import register_adapter
 from .generic import grid_view
 
 __all__ = ["Idefics3Adapter", "idefics3_layout"]

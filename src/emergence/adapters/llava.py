@@ -11,7 +11,8 @@ from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import View, VisualLayout
 from ..layouts.context import LayoutContext
 from ..layouts.geometry import Canvas, size_dict
-from .base import Adapter, register_adapter, split_counts
+from .base import Adapter, split_counts
+from .registry import register_adapter
 from .generic import check_grid_fits, contiguous_layout, grid_view, provable_grid, single_view_count
 
 __all__ = ["LlavaAdapter", "LlavaNextAdapter", "OneGridAdapter", "llava_next_layout", "pixtral_layout",

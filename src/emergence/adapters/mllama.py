@@ -32,7 +32,8 @@ from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import View, VisualLayout
 from ..layouts.context import LayoutContext
 from ..layouts.geometry import Canvas
-from .base import Adapter, register_adapter
+from .base import Adapter
+from .registry import register_adapter
 
 __all__ = ["MllamaAdapter", "cross_attention_modules", "mllama_layout"]
 

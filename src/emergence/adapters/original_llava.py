@@ -43,7 +43,8 @@ from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import VisualLayout
 from ..layouts.context import LayoutContext
 from ..layouts.geometry import simple_canvas
-from .base import Adapter, register_adapter
+from .base import Adapter
+from .registry import register_adapter
 from .generic import grid_view
 
 __all__ = ["IMAGE_TOKEN_INDEX", "OriginalLlavaAdapter", "OriginalLlavaProcessor", "expand_to_square",

@@ -11,7 +11,8 @@ import torch
 from ..errors import LayoutError
 from ..layouts.base import VisualLayout
 from ..layouts.context import LayoutContext
-from .base import Adapter, register_adapter, split_counts
+from .base import Adapter, split_counts
+from .registry import register_adapter
 from .generic import check_contiguous, check_grid_fits, grid_view
 
 __all__ = ["Gemma4Adapter", "Glm4vAdapter", "Qwen25OmniAdapter", "Qwen2VLAdapter", "qwen2_vl_layout",

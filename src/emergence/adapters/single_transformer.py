@@ -12,7 +12,8 @@ from ..errors import LayoutError
 from ..layouts.base import VisualLayout
 from ..layouts.context import LayoutContext
 from ..layouts.geometry import size_dict
-from .base import Adapter, register_adapter
+from .base import Adapter
+from .registry import register_adapter
 from .generic import grid_view
 from .tiles import runs
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from .base import Adapter, adapters_in_order
+from .base import Adapter
+from .registry import adapters_in_order
 
 __all__ = ["families", "markdown_table", "media", "text_table"]
 

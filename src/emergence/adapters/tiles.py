@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import LayoutError, UnsupportedModelError
 from ..layouts.base import VisualLayout
 from ..layouts.context import LayoutContext
-from .base import Adapter, register_adapter, scoped_forward_hook
+from .base import Adapter, scoped_forward_hook
+from .registry import register_adapter
 from .generic import grid_view
 
 __all__ = ["AyaVisionAdapter", "Cohere2VisionAdapter", "GotOcr2Adapter", "InternVLAdapter", "Lfm2VlAdapter",
