@@ -194,9 +194,9 @@ def test_generic_attention_is_the_generic_prompts_first_row(probe_and_run, image
 
 def test_gradient_attention_equals_autograd_through_eager_attention(probe_and_run, image):
     probe, run = probe_and_run
-    from emergence.causal import _teacher_forced
+    from emergence.capture.replay import teacher_forced
 
-    full, rows = _teacher_forced(probe, run)
+    full, rows = teacher_forced(probe, run)
     impl = probe.model.config._attn_implementation
     probe.model.set_attn_implementation("eager")
     try:

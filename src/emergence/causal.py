@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .capture.engine import AttentionCapture, attention_edit, calls_attention_interface, num_attention_heads
+from .capture.replay import run_inputs, teacher_forced
 from .errors import CaptureError, UnsupportedModelError
 
 __all__ = ["ablate_heads", "answer_effects", "answer_log_probs", "free_answer", "head_means", "knockout",
@@ -126,7 +127,7 @@ def head_means(probe: Any, runs: Sequence[Any]) -> dict[int, torch.Tensor]:
         for module in probe.attention_modules:
             handles.append(module.o_proj.register_forward_pre_hook(make(module.layer_idx)))
         for run in runs:
-            full, _ = _teacher_forced(probe, run)
+            full, _ = teacher_forced(probe, run)
             with torch.no_grad(), probe.upstream_fixes():
                 probe.model(**full, use_cache=False)
             counts += full["input_ids"].shape[1]
@@ -240,29 +241,6 @@ def _check_rows(allowed: torch.Tensor) -> None:
                            "leave at least one key, e.g. the first token, unblocked")
 
 
-def run_inputs(probe: Any, run: Any) -> dict[str, Any]:
-    """The model inputs of ``run``'s image and prompt, re-processed by ``probe`` (checked against the run's prompt
-    ids). Pass them to :func:`answer_effects`, :func:`answer_log_probs` and :func:`free_answer` to process once.
-
-    Raises:
-        ValueError: the run holds no single image, or re-processing gives other prompt ids.
-    """
-    inputs = probe._model_inputs(probe.prepare(run.image, run.prompt)) if run.image is not None else None
-    if inputs is None or not torch.equal(inputs["input_ids"][0].cpu(), run.prompt_ids):
-        raise ValueError("re-processing the run's image and prompt no longer gives the run's prompt ids; pass a "
-                         "one-image run made by this probe")
-    return inputs
-
-
-def _teacher_forced(probe: Any, run: Any, inputs: dict[str, Any] | None = None
-                    ) -> tuple[dict[str, Any], torch.Tensor]:
-    """``(inputs over prompt + the run's answer, [T] positions of the rows that predict each answer token)``."""
-    inputs = run_inputs(probe, run) if inputs is None else inputs
-    prompt_len = inputs["input_ids"].shape[1]
-    sequences = torch.cat([inputs["input_ids"], run.token_ids[None].to(inputs["input_ids"].device)], dim=1)
-    return probe.teacher_forced_inputs(inputs, sequences), torch.arange(prompt_len - 1, sequences.shape[1] - 1)
-
-
 def _picked_log_probs(logits: torch.Tensor, rows: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
     log_probs = torch.log_softmax(logits[rows.to(logits.device)].float(), dim=-1)
     return log_probs.gather(1, token_ids.to(logits.device)[:, None])[:, 0].cpu()
@@ -271,7 +249,7 @@ def _picked_log_probs(logits: torch.Tensor, rows: torch.Tensor, token_ids: torch
 def answer_log_probs(probe: Any, run: Any, inputs: dict[str, Any] | None = None) -> torch.Tensor:
     """``[T]`` float32: each of ``run``'s answer tokens' log-probability in one teacher-forced forward over its
     prompt and answer, under whatever intervention is active (no capture). ``inputs``: :func:`run_inputs`."""
-    full, rows = _teacher_forced(probe, run, inputs)
+    full, rows = teacher_forced(probe, run, inputs)
     with torch.no_grad(), probe.upstream_fixes():
         logits = probe.model(**full, use_cache=False).logits[0]
     return _picked_log_probs(logits, rows, run.token_ids)
@@ -286,7 +264,7 @@ def answer_effects(probe: Any, run: Any, keep: str = "heads", inputs: dict[str, 
     Returns:
         ``(attention [T, L, H, V] float32, log_probs [T] float32)``.
     """
-    full, rows = _teacher_forced(probe, run, inputs)
+    full, rows = teacher_forced(probe, run, inputs)
     with AttentionCapture(probe.model, run.layout.positions, keep=keep, layers=run.layers, query_positions=rows,
                           storage_dtype=torch.float32, modules=probe.attention_modules) as cap, torch.no_grad(), \
             probe.upstream_fixes():

@@ -364,7 +364,7 @@ def gradient_attention(probe: Any, run: Any, inputs: dict[str, Any] | None = Non
 
     Args:
         probe: the :class:`~emergence.Probe` that made ``run``.
-        inputs: ``emergence.causal.run_inputs(probe, run)`` (default: re-processed here).
+        inputs: ``emergence.capture.replay.run_inputs(probe, run)`` (default: re-processed here).
 
     Returns:
         ``[T, L, H, V]`` / ``[T, L, V]`` / ``[T, V]`` float32, as ``run.attention``.
@@ -372,13 +372,13 @@ def gradient_attention(probe: Any, run: Any, inputs: dict[str, Any] | None = Non
     Raises:
         UnsupportedModelError: a cross-attention model, or attention that bypasses transformers' interface.
     """
-    from .causal import _teacher_forced
+    from .capture.replay import teacher_forced
 
     if getattr(probe.adapter, "cross_attention", False):
         raise UnsupportedModelError("gradient maps are not available for cross-attention models (Mllama)")
     if run.convention != "predicting":
         raise ValueError("gradient maps follow the predicting convention; generate the run with it")
-    full, rows = _teacher_forced(probe, run, inputs)
+    full, rows = teacher_forced(probe, run, inputs)
     modules = [m for m in probe.attention_modules if m.layer_idx in set(run.layers)]
     vis = torch.as_tensor(run.layout.positions, dtype=torch.long)
     order = [run.layers.index(m.layer_idx) for m in modules]
