@@ -365,7 +365,7 @@ def test_empty_selections_are_refused_not_averaged_to_zero(probe_and_run, image)
     """`heads=[]` / `layers=[]` average nothing: refused by name everywhere (analyze, token maps, heatmaps, the
     method maps), not turned into all-zero or NaN maps; likewise a localization-heads selection of no head."""
     from emergence import analyze
-    from emergence.analysis.maps import MapOptions
+    from emergence.analysis.token_maps import MapOptions
     from emergence.maps import localization_heads, method_maps
 
     _probe, run = probe_and_run

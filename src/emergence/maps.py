@@ -8,7 +8,7 @@ in ``run.extras``:
 
 ``attention`` (PixFoundation, arXiv 2502.04192; attend-and-segment, arXiv 2410.08209) -- the default.
     The attention row that predicts each token, averaged over the chosen layers and heads, minus the answer's mean
-    map (:mod:`emergence.analysis.maps`). Cost: the capture alone (one extra ``q.K`` row per layer and step).
+    map (:mod:`emergence.analysis.token_maps`). Cost: the capture alone (one extra ``q.K`` row per layer and step).
 ``relative`` ("MLLMs know where to look", Zhang et al., ICLR 2025).
     The same attention divided, key by key, by the attention of the row that starts the answer to a generic prompt
     (default ``"Write a general description of the image."``) over the same image, both averaged over the same
@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .analysis.maps import MapOptions, normalise as normalise_maps, reduce_attention, token_maps
+from .analysis.token_maps import MapOptions, normalise as normalise_maps, reduce_attention, token_maps
 from .errors import CaptureError, EmergenceError, UnsupportedModelError
 
 __all__ = [

@@ -89,7 +89,7 @@ def plot_token_heatmaps(
     if image is not None or frame is not None:
         run = run.select(image=image, frame=frame)
 
-    from .analysis.maps import normalise
+    from .analysis.token_maps import normalise
 
     maps = normalise(run.token_map(None, layers, heads), "mean_subtract" if mean_subtract else "none")  # [T, V]
     if tokens is None:

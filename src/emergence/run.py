@@ -142,7 +142,7 @@ class ProbeRun:
         Returns:
             ``[V]`` float32 for one token, ``[T, V]`` when ``t`` is None (``V`` = the chosen image's tokens).
         """
-        from .analysis.maps import reduce_attention
+        from .analysis.token_maps import reduce_attention
 
         a = self.attention if t is None else self.attention[self._token_index(t)][None]
         if image is not None or frame is not None:

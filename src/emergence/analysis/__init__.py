@@ -9,7 +9,7 @@ from .analyze import AnalysisOptions, EmergenceReport, EmptyGroundTruthWarning, 
 from .concepts import CATEGORIES, HTTPJudge, LexiconJudge, classify
 from .grouping import Unit, phrase_units, token_units, units, word_units
 from .heads import head_scores, top_heads
-from .maps import MapOptions, token_maps
+from .token_maps import MapOptions, token_maps
 from .metrics import (
     BIN_LABELS,
     answer_position,

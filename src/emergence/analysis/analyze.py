@@ -32,7 +32,7 @@ from ..images import MaskError, load_image, load_mask
 from .concepts import Judge, LexiconJudge
 from ..layouts.base import working_size
 from .grouping import Unit, UnitKind, phrase_units, units as make_units
-from .maps import MapOptions, Normalise, peakiness
+from .token_maps import MapOptions, Normalise, peakiness
 from .metrics import BIN_LABELS, map_mass_inside, mask_ious, pointing_hit, position_bin
 from .protocols import Protocol, get_protocol, last_best, pixfoundation_bin
 from .prompts import PointPrompt, PromptOptions, make_prompt, scale_prompt
@@ -311,9 +311,9 @@ class AnalysisOptions:
         tau: IoU threshold of emergence, in (0, 1].
         method: the map method (:mod:`emergence.maps`): ``"attention"`` (default), ``"relative"``, ``"tam"`` or
             ``"gradient"`` (the last three read what ``Probe.generate(methods=[...])`` recorded).
-        normalise: map normalisation (:mod:`emergence.analysis.maps`); ``None`` = the method's own
+        normalise: map normalisation (:mod:`emergence.analysis.token_maps`); ``None`` = the method's own
             (``"mean_subtract"`` for attention, ``"none"`` for the others).
-        sink_z, remove_corners: sink and corner suppression (:mod:`emergence.analysis.maps`).
+        sink_z, remove_corners: sink and corner suppression (:mod:`emergence.analysis.token_maps`).
         prompt: point/box prompt options (default: the argmax point).
         layer_emergence: also segment single-layer maps of the emergence unit to find the emergence layer.
         max_side: maps are rendered on a grid whose longer side is at most this many pixels (``None``: the image's

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .maps import Normalise, normalise as normalise_maps
+from .token_maps import Normalise, normalise as normalise_maps
 from .metrics import map_mass_inside
 
 __all__ = ["head_maps", "head_scores", "peak_hits", "top_heads"]

@@ -98,7 +98,7 @@ def plot_methods(run: Any, methods: Any = None, words: Any = None, max_words: in
 
     from ..maps import METHODS, get_method
     from .grouping import word_units
-    from .maps import MapOptions
+    from .token_maps import MapOptions
     from .prompts import argmax_point
 
     if methods is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..layouts.base import working_size
-from .maps import token_maps
+from .token_maps import token_maps
 from .prompts import make_prompt, scale_prompt
 
 __all__ = ["run_summary"]

@@ -114,7 +114,7 @@ def compare_maps(seed: int = 41, n: int = 300, calib_seed: int = 43, calib_n: in
     import warnings
 
     from ..analysis import analyze, build_segmenter, head_scores, top_heads
-    from ..analysis.maps import MapOptions
+    from ..analysis.token_maps import MapOptions
     from ..datasets.templates import GROUNDING_TEMPLATES, format_grounding
     from ..maps import get_method, localization_heads, method_maps
     from ..probe import Probe
