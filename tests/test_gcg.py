@@ -8,17 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from emergence.analysis.gcg import (
-    GcgImage,
-    GcgPrediction,
-    evaluate_gcg,
-    greedy_pairs,
-    load_gcg,
-    mask_ap50,
-    word_overlap,
-)
 from emergence.datasets import DatasetError
+from emergence.datasets.gcg import GcgImage, load_gcg
 from emergence.datasets.masks import encode_rle
+from emergence.sweep.gcg import GcgPrediction, evaluate_gcg, greedy_pairs, mask_ap50, word_overlap
 from PIL import Image
 
 
@@ -116,7 +109,7 @@ def test_an_image_without_phrases_counts_as_an_unpaired_image():
 
 # ---------------------------------------------------------------------------------------------------- pipeline
 def test_write_gcg_round_trips_through_the_loader_and_refuses_foreign_folders(tmp_path):
-    from emergence.analysis.gcg import write_gcg
+    from emergence.datasets.gcg import write_gcg
     from emergence.files import OutputDirError
     from emergence.organism.reading import gcg_records
 
@@ -139,7 +132,8 @@ def test_write_gcg_round_trips_through_the_loader_and_refuses_foreign_folders(tm
 def test_phrase_masks_from_the_pipeline_score_on_organism_scenes(tmp_path):
     """The organism grounds its caption words: predicted masks pair with the objects (mIoU well above chance)."""
     from emergence import Probe
-    from emergence.analysis.gcg import predict_gcg, write_gcg
+    from emergence.datasets.gcg import write_gcg
+    from emergence.sweep.gcg import predict_gcg
     from emergence.cli import main
     from emergence.organism.model import ORGANISM_DIR, PROMPT
     from emergence.organism.reading import gcg_records
@@ -207,3 +201,16 @@ def test_metrics_that_would_all_be_nan_are_refused():
     empty = GcgImage(2, "2.jpg", "nothing", [], np.zeros((0, 10, 10), bool))
     with pytest.raises(ValueError, match="none of the 1 GCG ground-truth images has a phrase"):
         evaluate_gcg([empty], {2: GcgPrediction("a cat", ["a cat"], box(10, 10, 5, 9, 5, 9)[None])})
+
+
+def test_the_old_module_path_still_hands_out_every_name():
+    """``emergence.analysis.gcg`` moved (the folders to datasets, the scoring to sweep); its names stay importable
+    there, as the same objects."""
+    import emergence.analysis.gcg as old
+    import emergence.datasets.gcg as data
+    import emergence.sweep.gcg as scoring
+
+    for name in old.__all__:
+        assert getattr(old, name) is getattr(data if hasattr(data, name) else scoring, name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        old.nope  # noqa: B018

@@ -397,7 +397,7 @@ def _cmd_organism(args: argparse.Namespace) -> int:
             print(f"wrote {plot_causal(result, args.figure)}")
         return 0
     if args.organism_command == "gcg-set":
-        from .analysis.gcg import write_gcg
+        from .datasets.gcg import write_gcg
         from .organism.reading import gcg_records
 
         root = write_gcg(args.out, args.split, gcg_records(args.seed, args.n))
@@ -534,7 +534,8 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
 def _cmd_gcg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import json
 
-    from .analysis.gcg import GCG_PROMPT, evaluate_gcg, load_gcg, predict_gcg
+    from .datasets.gcg import load_gcg
+    from .sweep.gcg import GCG_PROMPT, evaluate_gcg, predict_gcg
     from .specs import resolve_probe
 
     if args.local_model and not args.probe:

@@ -66,7 +66,7 @@ def scene_expression(scene: Any) -> Any:
 
 
 def gcg_records(seed: int, n: int) -> list[tuple[str, Any, str, list[str], list[np.ndarray]]]:
-    """``n`` scenes of ``ShapesWorld(seed)`` as GCG ground truth (:func:`emergence.analysis.gcg.write_gcg`): the
+    """``n`` scenes of ``ShapesWorld(seed)`` as GCG ground truth (:func:`emergence.datasets.gcg.write_gcg`): the
     reference caption, and per object the phrase ``<solid|hollow> <colour> <shape>`` with the object's mask and, with
     a part, ``<part colour> <part>`` with the part's mask (the caption's own wording)."""
     from .world import ShapesWorld
