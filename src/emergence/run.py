@@ -17,7 +17,10 @@ from .capture.engine import KeepMode
 from .errors import EmergenceError
 from .layouts.base import FuseRule, VisualLayout
 
-__all__ = ["ProbeRun"]
+__all__ = ["HeadSelection", "ProbeRun", "reduce_attention"]
+
+#: heads to average: indices used in every chosen layer, ``(layer, head)`` pairs, or ``None`` for all
+HeadSelection = Sequence[int] | Sequence[tuple[int, int]] | None
 
 _FORMAT_VERSION = 1
 _VISUAL_EXTRAS = ("generic_attention", "gradient")  # extras whose last axis is the visual tokens
@@ -142,8 +145,6 @@ class ProbeRun:
         Returns:
             ``[V]`` float32 for one token, ``[T, V]`` when ``t`` is None (``V`` = the chosen image's tokens).
         """
-        from .analysis.token_maps import reduce_attention
-
         a = self.attention if t is None else self.attention[self._token_index(t)][None]
         if image is not None or frame is not None:
             k = self.layout.part_index(image, frame)
@@ -382,3 +383,55 @@ def _media_files(path: Path) -> list[str]:
         return []
     entries = doc.get("media", []) if isinstance(doc, dict) else []
     return [name for names in _media_names(entries) for name in names]
+
+
+def reduce_attention(attention: torch.Tensor, keep: str, captured: Sequence[int], layers: Sequence[int] | None = None,
+                     heads: HeadSelection = None) -> torch.Tensor:
+    """``[N, V]`` float32: attention in a run's ``keep`` layout with a leading ``[N]`` axis (``[N, L, H, V]``,
+    ``[N, L, V]`` or ``[N, V]``), averaged over the chosen ``layers`` (indices among ``captured``) and ``heads``
+    (head indices used in every chosen layer, or ``(layer, head)`` pairs).
+
+    Raises:
+        ValueError, IndexError: a choice the kept attention cannot give (the message says why), or an empty one
+            (``layers=[]`` / ``heads=[]`` would average nothing).
+    """
+    if layers is not None and len(layers) == 0:
+        raise ValueError(f"layers=[] selects no layer; pass None for all captured layers {list(captured)} or a "
+                         "non-empty list")
+    if heads is not None and len(heads) == 0:
+        raise ValueError("heads=[] selects no head; pass None for all heads, or head indices / (layer, head) pairs")
+    a = attention.float()
+    if heads is not None and len(heads) and isinstance(heads[0], (tuple, list)):
+        if keep != "heads":
+            raise ValueError("(layer, head) pairs need a run captured with keep='heads'")
+        pairs = [(int(layer), int(head)) for layer, head in heads]
+        missing = sorted({layer for layer, _ in pairs if layer not in captured})
+        if missing:
+            raise ValueError(f"layers {missing} were not captured; this run holds layers {list(captured)}")
+        n_heads = a.shape[2]
+        bad = [p for p in pairs if not 0 <= p[1] < n_heads]
+        if bad:
+            raise IndexError(f"head indices in {bad} are out of range for {n_heads} heads")
+        li = torch.tensor([list(captured).index(layer) for layer, _ in pairs])
+        hi = torch.tensor([head for _, head in pairs])
+        return a[:, li, hi].mean(1)
+    if keep == "mean":
+        if layers is not None or heads is not None:
+            raise ValueError("this run kept only the layer-and-head mean (keep='mean'); re-run with keep='heads'")
+        return a
+    if layers is not None:
+        missing = [i for i in layers if i not in captured]
+        if missing:
+            raise ValueError(f"layers {missing} were not captured; this run holds layers {list(captured)}")
+        a = a[:, [list(captured).index(i) for i in layers]]
+    if keep == "heads":
+        if heads is not None:
+            h = a.shape[2]
+            bad = [i for i in heads if not -h <= i < h]
+            if bad:
+                raise IndexError(f"head indices {bad} are out of range for {h} heads")
+            a = a[:, :, list(heads)]
+        a = a.mean(dim=2)
+    elif heads is not None:
+        raise ValueError("this run kept head means only (keep='layers'); re-run with keep='heads' to pick heads")
+    return a.mean(dim=1)

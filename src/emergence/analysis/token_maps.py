@@ -26,10 +26,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..run import HeadSelection, reduce_attention
+
 __all__ = ["MapOptions", "Normalise", "reduce_attention", "token_maps", "normalise", "sink_positions", "corner_positions", "peakiness"]
 
 Normalise = Literal["mean_subtract", "none", "minmax"]
-HeadSelection = Sequence[int] | Sequence[tuple[int, int]] | None
 
 
 @dataclass(frozen=True)
@@ -57,58 +58,6 @@ class MapOptions:
             raise ValueError(f"normalise={self.normalise!r} is not one of 'mean_subtract', 'none', 'minmax'")
         if self.sink_z is not None and not self.sink_z > 0:
             raise ValueError(f"sink_z must be a positive number of robust standard deviations, got {self.sink_z}")
-
-
-def reduce_attention(attention: torch.Tensor, keep: str, captured: Sequence[int], layers: Sequence[int] | None = None,
-                     heads: HeadSelection = None) -> torch.Tensor:
-    """``[N, V]`` float32: attention in a run's ``keep`` layout with a leading ``[N]`` axis (``[N, L, H, V]``,
-    ``[N, L, V]`` or ``[N, V]``), averaged over the chosen ``layers`` (indices among ``captured``) and ``heads``
-    (head indices used in every chosen layer, or ``(layer, head)`` pairs).
-
-    Raises:
-        ValueError, IndexError: a choice the kept attention cannot give (the message says why), or an empty one
-            (``layers=[]`` / ``heads=[]`` would average nothing).
-    """
-    if layers is not None and len(layers) == 0:
-        raise ValueError(f"layers=[] selects no layer; pass None for all captured layers {list(captured)} or a "
-                         "non-empty list")
-    if heads is not None and len(heads) == 0:
-        raise ValueError("heads=[] selects no head; pass None for all heads, or head indices / (layer, head) pairs")
-    a = attention.float()
-    if heads is not None and len(heads) and isinstance(heads[0], (tuple, list)):
-        if keep != "heads":
-            raise ValueError("(layer, head) pairs need a run captured with keep='heads'")
-        pairs = [(int(layer), int(head)) for layer, head in heads]
-        missing = sorted({layer for layer, _ in pairs if layer not in captured})
-        if missing:
-            raise ValueError(f"layers {missing} were not captured; this run holds layers {list(captured)}")
-        n_heads = a.shape[2]
-        bad = [p for p in pairs if not 0 <= p[1] < n_heads]
-        if bad:
-            raise IndexError(f"head indices in {bad} are out of range for {n_heads} heads")
-        li = torch.tensor([list(captured).index(layer) for layer, _ in pairs])
-        hi = torch.tensor([head for _, head in pairs])
-        return a[:, li, hi].mean(1)
-    if keep == "mean":
-        if layers is not None or heads is not None:
-            raise ValueError("this run kept only the layer-and-head mean (keep='mean'); re-run with keep='heads'")
-        return a
-    if layers is not None:
-        missing = [i for i in layers if i not in captured]
-        if missing:
-            raise ValueError(f"layers {missing} were not captured; this run holds layers {list(captured)}")
-        a = a[:, [list(captured).index(i) for i in layers]]
-    if keep == "heads":
-        if heads is not None:
-            h = a.shape[2]
-            bad = [i for i in heads if not -h <= i < h]
-            if bad:
-                raise IndexError(f"head indices {bad} are out of range for {h} heads")
-            a = a[:, :, list(heads)]
-        a = a.mean(dim=2)
-    elif heads is not None:
-        raise ValueError("this run kept head means only (keep='layers'); re-run with keep='heads' to pick heads")
-    return a.mean(dim=1)
 
 
 def _select(run: Any, layers: Sequence[int] | None, heads: HeadSelection) -> torch.Tensor:
