@@ -80,7 +80,8 @@ def _present(value: Any) -> bool:
 def _grounded(row: dict[str, Any], tau: float, protocol: str) -> bool:
     """Whether one sample's grounding succeeds in the paired analysis of ``protocol``."""
     if protocol == "pixfoundation":  # eval_accandiou.py: the automatically selected mask, IoU > 0.5 (strict);
-        if row.get("absent") or row.get("unannotated"):  # an empty annotation: the mask covers under half
+        empty = any(_present(row.get(k)) and bool(row[k]) for k in ("absent", "unannotated"))
+        if empty:  # an empty annotation: the mask covers under half (NaN, a missing flag, is not a True)
             return float(row["auto_area"]) < 0.5
         value = row.get("auto_mllm_iou")
         if not _present(value) or not np.isfinite(float(value)):
