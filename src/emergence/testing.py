@@ -111,6 +111,15 @@ def _llama_text(vocab: int, hidden: int = 64, layers: int = 2, heads: int = 4, k
     )
 
 
+def _cohere2_text(tokenizer: Any, sliding_window: int) -> dict[str, Any]:
+    """A two-layer Cohere2 decoder config (one sliding-window layer, one full), as a dict for a VLM config."""
+    return dict(model_type="cohere2", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                sliding_window=sliding_window, layer_types=["sliding_attention", "full_attention"],
+                max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+
+
 def _clip_vision(image_size: int, patch: int, local: bool) -> Any:
     from transformers import CLIPVisionConfig
 
@@ -352,8 +361,8 @@ def tiny_aya_vision(
     seed: int = 0, tile: int = 32, patch: int = 4, local_vision: bool = False, attn_implementation: str = "sdpa",
     max_patches: int = 6,
 ) -> tuple[Any, Any]:
-    """Aya Vision shape: SigLIP tower, pixel shuffle by 2, the real ``GotOcr2ImageProcessor`` tiling and the real
-    ``AyaVisionProcessor`` (``TILE_i`` + patches per tile, then ``TILE_GLOBAL`` + the thumbnail's patches)."""
+    """Aya Vision shape: SigLIP tower, pixel shuffle by 2, a Cohere2 decoder (transformers 5.25 scales the logits by its
+    ``logit_scale``), the real ``GotOcr2ImageProcessor`` tiling and the real ``AyaVisionProcessor`` (``TILE_i`` + patches per tile, then ``TILE_GLOBAL`` + the thumbnail's patches)."""
     from transformers import AyaVisionConfig, AyaVisionForConditionalGeneration, AyaVisionProcessor
     from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
@@ -362,7 +371,7 @@ def tiny_aya_vision(
     tokenizer = make_tokenizer(extra_special=marks)
     config = AyaVisionConfig(
         vision_config=_siglip_vision(tile, patch, layers=1 if local_vision else 2),
-        text_config=_llama_text(len(tokenizer)).to_dict(),
+        text_config=_cohere2_text(tokenizer, sliding_window=4096),  # Aya Vision's decoder (its window > any prompt)
         image_token_index=tokenizer.convert_tokens_to_ids("<|IMG_PATCH|>"),
         downsample_factor=2,
         vision_feature_layer=-2 if local_vision else -1,  # -2 with one layer: the patch-embedding output
@@ -757,11 +766,7 @@ def tiny_cohere2_vision(seed: int = 0, tile: int = 32, patch: int = 4, max_tiles
     tokenizer = make_tokenizer(extra_special=marks)
     config = Cohere2VisionConfig(
         vision_config=_siglip_vision(tile, patch, layers=0 if local_vision else 1),
-        text_config=dict(model_type="cohere2", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                         sliding_window=16, layer_types=["sliding_attention", "full_attention"],
-                         max_position_embeddings=2048, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
+        text_config=_cohere2_text(tokenizer, sliding_window=16),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"), downsample_factor=2,
         alignment_intermediate_size=64,
     )
