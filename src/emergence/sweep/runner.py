@@ -92,7 +92,6 @@ class SweepConfig:
     heads: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
-        from ..analysis.protocols import get_protocol
         from ..maps import get_method
 
         get_method(self.map_method)  # an unknown name fails here, before any model loads
