@@ -72,11 +72,17 @@ def _images_only(path_or_id: str, exc: ImportError) -> Any:
         with open(template, encoding="utf-8") as fh:
             kwargs["chat_template"] = fh.read()
     try:
-        return without_video_processor(cls)(image_processor=AutoImageProcessor.from_pretrained(path_or_id),
-                                            tokenizer=AutoTokenizer.from_pretrained(path_or_id),
-                                            video_processor=None, **kwargs)
+        processor = without_video_processor(cls)(image_processor=AutoImageProcessor.from_pretrained(path_or_id),
+                                                 tokenizer=AutoTokenizer.from_pretrained(path_or_id),
+                                                 video_processor=None, **kwargs)
     except (ImportError, TypeError, ValueError, OSError) as inner:
         raise missing(f"; without its video processor it could not be built either ({inner})") from exc
+    import warnings
+
+    warnings.warn(f"the processor of {path_or_id!r} was loaded WITHOUT its video processor, which needs torchvision "
+                  "(absent): images are processed as usual, videos are refused. Install torchvision (pip install "
+                  "'emergence[vision]') for videos.", stacklevel=3)
+    return processor
 
 
 def load_processor(path_or_id: str | os.PathLike) -> Any:
