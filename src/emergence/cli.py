@@ -34,7 +34,8 @@ def _heads(text: str) -> list[tuple[int, int]]:
     return [(p[0], p[1]) for p in pairs]
 
 
-_MAP_METHODS = ("attention", "relative", "tam", "gradient")
+_MAP_METHOD_HELP = ("how a token's map is made: attention (default), relative, tam, gradient, or a method registered "
+                    "with emergence.maps.register_method (docs/map_methods.md)")
 _PROTOCOL_HELP = ("emergence (default): the first unit with IoU >= tau; pixfoundation: PixFoundation's when unit "
                   "(noun chunks, highest IoU, last of ties). docs/protocols.md")
 
@@ -56,6 +57,16 @@ def _positive_int(text: str) -> int:
 
 def _tau(text: str) -> float:
     return _number(text, float, lambda v: 0 < v <= 1, "must lie in (0, 1] (an IoU threshold)")
+
+
+def _map_method(text: str) -> str:
+    """``--map-method NAME``: a registered map method (the registry loads torch; only when the option is parsed)."""
+    from .analysis.methods import get_method
+
+    try:
+        return get_method(text).name
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _segmenter(text: str) -> str:
@@ -130,8 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=_PROTOCOL_HELP)
     an.add_argument("--tau", type=_tau, default=0.5, help="IoU threshold of emergence (default 0.5)")
     an.add_argument("--layers", type=_layers, default=None, help="comma-separated layers to average (default all)")
-    an.add_argument("--map-method", choices=_MAP_METHODS, default="attention",
-                    help="how a token's map is made (emergence.maps; default attention)")
+    an.add_argument("--map-method", type=_map_method, default="attention", help=_MAP_METHOD_HELP)
     an.add_argument("--heads", type=_heads, default=None,
                     help="layer:head pairs to average, e.g. localization heads (default every head)")
     an.add_argument("--methods-figure", action="store_true",
@@ -166,8 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=_PROTOCOL_HELP)
     sw.add_argument("--tau", type=_tau, default=0.5)
     sw.add_argument("--max-new-tokens", type=_positive_int, default=64)
-    sw.add_argument("--map-method", choices=_MAP_METHODS, default="attention",
-                    help="how a token's map is made (emergence.maps; default attention)")
+    sw.add_argument("--map-method", type=_map_method, default="attention", help=_MAP_METHOD_HELP)
     sw.add_argument("--heads", type=_heads, default=None, help="layer:head pairs to average (default every head)")
     sw.add_argument("--store", choices=["layers", "mean", "none"], default="layers", help="attention kept per item")
     sw.add_argument("--chunk-size", type=_positive_int, default=8)
@@ -191,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "'Describe the image in detail.')")
     gc.add_argument("--units", choices=["tokens", "words", "phrases"], default="phrases",
                     help="phrase units (spaCy; words when it is absent)")
-    gc.add_argument("--map-method", choices=_MAP_METHODS, default="attention")
+    gc.add_argument("--map-method", type=_map_method, default="attention", help=_MAP_METHOD_HELP)
     gc.add_argument("--segmenter", type=_segmenter, default="classical")
     gc.add_argument("--n", type=_positive_int, default=None, help="only the first N images")
     gc.add_argument("--max-new-tokens", type=_positive_int, default=128)
@@ -474,7 +483,9 @@ def _analyze_locked(args: argparse.Namespace, out: Path, image: object, gt: obje
     probe.check_selection(args.layers, args.heads)  # before generating
     methods = [args.map_method]
     if args.methods_figure:
-        methods = ["relative"] if probe.adapter.cross_attention else ["relative", "tam", "gradient"]
+        from .analysis.methods import recordable_methods
+
+        methods = recordable_methods(probe)
     run = probe.generate(image, prompt, max_new_tokens=max_new, methods=methods)
     report = analyze(run, gt_mask=gt, segmenter=args.segmenter, units=args.units, protocol=args.protocol,
                      tau=args.tau, layers=args.layers, normalise=args.normalise, method=args.map_method,

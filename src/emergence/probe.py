@@ -294,30 +294,21 @@ class Probe:
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         if generate_kwargs.get("num_beams", 1) != 1:
             raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
-        from . import maps as map_methods
+        from .analysis.methods import RecordRequest, get_method
 
         if isinstance(methods, str):  # one method named as a string, not its letters
             methods = [methods]
-        methods = [m for m in dict.fromkeys(methods) if map_methods.get_method(m).name != "attention"]
-        if "gradient" in methods and convention != "predicting":
-            raise ValueError("methods=['gradient'] follows the predicting convention; generate with it")
-        if ("gradient" in methods or convention == "self") and not self.adapter.teacher_forced:
+        recorders = list({m.name: m for m in map(get_method, methods) if m.needs}.values())  # once per name
+        if convention == "self" and not self.adapter.teacher_forced:
             # the family's own reason, if its extend_inputs has one; else the general refusal below
             self.adapter.extend_inputs({}, torch.zeros(1, 0, dtype=torch.long))
             raise UnsupportedModelError(f"{self.adapter.family or type(self.model).__name__}: one forward over the "
                                         "prompt and the answer is not supported, which convention='self' and gradient "
                                         "maps need; generate with convention='predicting' and another map method")
-        if "tam" in methods and self.adapter.cross_attention:
-            raise UnsupportedModelError("token activation maps read the visual tokens' final hidden states, which a "
-                                        "cross-attention model (Mllama) never computes: its image stays outside the "
-                                        "decoder's sequence")
-        if "tam" in methods and self.adapter.support != "exact":
-            raise UnsupportedModelError(f"token activation maps place each visual token's logits in the image; "
-                                        f"{self.adapter.family or type(self.model).__name__}'s visual tokens are not "
-                                        f"spatial (support: {self.adapter.support}), so there is no map to draw")
-        if "relative" in methods and prompt is None:
-            raise ValueError("methods=['relative'] re-runs the image with a generic prompt: pass the image and "
-                             "prompt, not only inputs")
+        request = RecordRequest(prompt=prompt, images=[], videos=[], model_inputs={}, capture={},
+                                convention=convention, generic_prompt=generic_prompt)
+        for method in recorders:
+            method.check_request(self, request)
         pils, videos, inputs = self._resolve_inputs(image, prompt, inputs, video)
         input_ids = inputs["input_ids"]
         layout = self._media_layout(inputs, pils, videos)
@@ -332,30 +323,19 @@ class Probe:
         capture = {"keep": keep, "layers": layers, "storage_dtype": storage_dtype,
                    "mechanism": self._mechanism(mechanism)}
         generate_kwargs["max_new_tokens"] = max_new_tokens
-        with (map_methods.record_final_hidden(self.model) if "tam" in methods else contextlib.nullcontext()) as passes:
+        request.images, request.videos, request.model_inputs = pils, videos, model_inputs
+        request.capture = {"keep": keep, "layers": layers, "storage_dtype": storage_dtype, "frames": frames,
+                           "mechanism": mechanism}
+        with contextlib.ExitStack() as stack:
+            recorded = [stack.enter_context(m.recording(self)) for m in recorders]
             if convention == "predicting":
                 new_ids, attention, cap = self._generate_predicting(model_inputs, layout, capture, generate_kwargs)
             else:
                 new_ids, attention, cap = self._generate_self(model_inputs, layout, capture, generate_kwargs)
         run = self._make_run(new_ids, attention, layout, cap, convention, prompt or "", input_ids, pils, videos,
                              generate_kwargs)
-        if "tam" in methods:
-            run.meta["special_ids"] = sorted(int(i) for i in getattr(self.tokenizer, "all_special_ids", []) or [])
-            run.extras.update(map_methods.tam_extras(self, passes, run))
-            run.meta["tam_rows"] = int(run.extras["tam_logits"].shape[0])
-        if "relative" in methods:
-            generic = generic_prompt or map_methods.GENERIC_PROMPT
-            media = pils if len(pils) != 1 else pils[0]
-            base = self.generate(media if pils else None, generic, video=videos[0] if videos else None,
-                                 max_new_tokens=1, keep=keep, layers=layers, storage_dtype=storage_dtype,
-                                 frames=frames, mechanism=mechanism)
-            if base.attention.shape[1:] != attention.shape[1:]:
-                raise CaptureError(f"the generic prompt's capture has shape {tuple(base.attention.shape[1:])}, the "
-                                   f"run's {tuple(attention.shape[1:])}: the image tokens differ between prompts")
-            run.extras["generic_attention"] = base.attention[0]
-            run.meta["generic_prompt"] = generic
-        if "gradient" in methods:
-            run.extras["gradient"] = map_methods.gradient_attention(self, run, model_inputs)  # float32: tiny products
+        for method, state in zip(recorders, recorded):
+            method.record(self, run, state, request)
         return run
 
     def _make_run(self, new_ids: torch.Tensor, attention: torch.Tensor, layout: VisualLayout, cap: AttentionCapture,
@@ -748,6 +728,6 @@ def _load_frames(video: Any) -> list[Image.Image]:
 def _versions() -> dict[str, str]:
     import transformers
 
-    from . import __version__
+    from ._version import __version__
 
     return {"emergence": __version__, "torch": torch.__version__, "transformers": transformers.__version__}

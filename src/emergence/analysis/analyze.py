@@ -353,11 +353,11 @@ class AnalysisOptions:
         if self.max_side is not None and self.max_side < 1:
             raise ValueError(f"max_side must be >= 1 or None, got {self.max_side}")
         self.prompt = self.prompt or PromptOptions()
-        from ..maps import get_method
+        from .methods import get_method
 
         self.method = get_method(self.method)
-        if self.method.name == "tam" and (self.layers is not None or self.heads is not None):
-            raise ValueError("method='tam' reads the final layer's logits: it takes no layers or heads")
+        if not self.method.selects and (self.layers is not None or self.heads is not None):
+            raise ValueError(f"method={self.method.name!r} takes no layers or heads (it reads no attention)")
 
     def map_options(self, layers: Any = _UNSET, heads: Any = _UNSET) -> MapOptions:
         """The :class:`MapOptions` of these options (``layers`` / ``heads`` replaced when given, ``None`` included)."""

@@ -1,5 +1,13 @@
-"""Cheap per-head localisation scores, no segmenter: how much of each layer x head map falls inside the ground truth
-(mass) and whether its peak does (pointing hit). Rank heads with them, then analyze with ``heads=top_heads(...)``."""
+"""Head selection: which (layer, head) pairs to average.
+
+- With ground truth, cheap per-head localisation scores, no segmenter: how much of each layer x head map falls inside
+  the ground truth (mass) and whether its peak does (pointing hit); rank heads with them, then analyze with
+  ``heads=top_heads(...)``.
+- Without ground truth, LocalizationHeads' selection (Kang et al., CVPR 2025) over calibration runs
+  (:func:`localization_heads`); attention restricted to the heads it picks is the map (``analyze(..., heads=pairs)``).
+
+A new head criterion goes here: a function from runs (and ground truth, if it reads any) to ``(layer, head)`` pairs.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ import numpy as np
 from .token_maps import Normalise, normalise as normalise_maps
 from .metrics import map_mass_inside
 
-__all__ = ["head_maps", "head_scores", "peak_hits", "top_heads"]
+__all__ = ["elbow_value", "head_maps", "head_scores", "localization_heads", "peak_hits", "spatial_entropy", "top_heads"]
 
 
 def head_maps(run: Any, normalise: Normalise = "mean_subtract") -> Any:
@@ -88,3 +96,94 @@ def top_heads(scores: np.ndarray, k: int, layers: Sequence[int] | None = None) -
     layers = list(layers) if layers is not None else list(range(scores.shape[0]))
     order = np.argsort(-scores.reshape(-1), kind="stable")[:k]
     return [(int(layers[i // scores.shape[1]]), int(i % scores.shape[1])) for i in order]
+
+
+# ---------------------------------------------------------------------------------------------------- LocalizationHeads
+def _components(grid: np.ndarray, threshold: float) -> tuple[float, np.ndarray]:
+    """``(spatial entropy, 8-connected component labels)`` of a 2-D map (:func:`spatial_entropy`)."""
+    from scipy.ndimage import label
+
+    grid = np.asarray(grid, dtype=np.float64)
+    kept = np.maximum(grid - grid.mean(), 0.0)
+    labels, n = label(kept > threshold, structure=np.ones((3, 3)))
+    total = kept.sum()
+    if total <= 0:
+        return float("inf"), labels
+    shares = np.asarray([kept[labels == k].sum() for k in range(1, n + 1)]) / total
+    shares = shares[shares > 0]
+    return float(-(shares * np.log(shares)).sum()), labels
+
+
+def spatial_entropy(grid: np.ndarray, threshold: float = 1e-3) -> float:
+    """LocalizationHeads' spatial entropy of a 2-D attention map: keep ``max(map - mean, 0)``, split the entries
+    above ``threshold`` into 8-connected components, and return ``-sum p log p`` over the components' shares of the
+    kept mass (``inf`` when nothing is above the mean). Low = one compact region."""
+    return _components(grid, threshold)[0]
+
+
+def elbow_value(values: np.ndarray) -> float:
+    """The elbow of the ascending curve of ``values`` (the point farthest from the chord between its ends): heads
+    whose attention sum reaches it pass LocalizationHeads' first criterion."""
+    y = np.sort(np.asarray(values, dtype=np.float64).reshape(-1))
+    if len(y) < 3 or y[-1] == y[0]:
+        return float(y[0]) if len(y) else 0.0
+    x = np.arange(len(y), dtype=np.float64)
+    chord = np.array([x[-1] - x[0], y[-1] - y[0]])
+    chord /= np.linalg.norm(chord)
+    rel = np.stack([x - x[0], y - y[0]], axis=1)
+    dist = np.abs(rel[:, 0] * chord[1] - rel[:, 1] * chord[0])
+    return float(y[int(dist.argmax())])
+
+
+def localization_heads(runs: Sequence[Any], top: int = 3, per_sample: int = 10, threshold: float = 1e-3,
+                       exclude_bottom_row: bool = True) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """LocalizationHeads' selection (Kang et al., CVPR 2025) over calibration runs, no ground truth.
+
+    Per run, on the row that ends the prompt (step 0 of the predicting convention): heads whose attention sum over
+    the visual tokens reaches the elbow of all heads' sums pass (criterion 1; the reference code compares flat head
+    indices with the elbow head's index, which we read as the paper's intent: the sums); among them the
+    ``per_sample`` with the lowest :func:`spatial_entropy` over the first view's grid are selected (criterion 2),
+    leaving out heads whose components cover the whole bottom row (the reference's ``bottom_row_focus`` flag) when
+    ``exclude_bottom_row``. The ``top`` heads selected most often over the runs are returned.
+
+    Args:
+        runs: calibration runs with keep="heads", predicting convention, one image each.
+
+    Returns:
+        ``([(layer, head), ...] best first, frequency [L, H])`` (frequency = share of runs selecting the head).
+    """
+    if not runs:
+        raise ValueError("localization_heads needs at least one calibration run")
+    for name, value in (("top", top), ("per_sample", per_sample)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: give a positive number of heads")
+    counts: np.ndarray | None = None
+    for run in runs:
+        if run.keep != "heads" or run.convention != "predicting":
+            raise ValueError("localization heads need runs captured with keep='heads' and the predicting convention")
+        att = run.attention[0].double().numpy()  # [L, H, V]: the prompt's last row
+        n_layers, n_heads, _ = att.shape
+        counts = np.zeros((n_layers, n_heads)) if counts is None else counts
+        if counts.shape != (n_layers, n_heads):
+            raise ValueError("calibration runs hold different layers or heads")
+        sums = att.sum(-1)
+        passing = sums >= elbow_value(sums)
+        index = np.asarray(run.layout.views[0].index)
+        entropies = []
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                if not passing[layer, head]:
+                    continue
+                grid = np.where(index >= 0, att[layer, head][np.maximum(index, 0)], 0.0)
+                se, labels = _components(grid, threshold)
+                if exclude_bottom_row and np.isfinite(se) and (labels[-1] > 0).all():
+                    continue
+                entropies.append((se, layer, head))
+        entropies.sort()
+        for se, layer, head in entropies[:per_sample]:
+            if np.isfinite(se):
+                counts[layer, head] += 1
+    freq = np.asarray(counts) / len(runs)
+    order = np.argsort(-freq.reshape(-1), kind="stable")[:top]
+    layers = runs[0].layers
+    return [(int(layers[i // freq.shape[1]]), int(i % freq.shape[1])) for i in order], freq

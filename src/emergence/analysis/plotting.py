@@ -96,7 +96,7 @@ def plot_methods(run: Any, methods: Any = None, words: Any = None, max_words: in
     """
     import matplotlib.pyplot as plt
 
-    from ..maps import METHODS, get_method
+    from .methods import METHODS, get_method
     from .grouping import word_units
     from .token_maps import MapOptions
     from .prompts import argmax_point

@@ -116,7 +116,8 @@ def compare_maps(seed: int = 41, n: int = 300, calib_seed: int = 43, calib_n: in
     from ..analysis import analyze, build_segmenter, head_scores, top_heads
     from ..analysis.token_maps import MapOptions
     from ..datasets.templates import GROUNDING_TEMPLATES, format_grounding
-    from ..maps import get_method, localization_heads, method_maps
+    from ..analysis.heads import localization_heads
+    from ..analysis.methods import get_method, method_maps
     from ..probe import Probe
     from .evaluate import caption_words, word_pointing
     from .model import ORGANISM_DIR, PROMPT

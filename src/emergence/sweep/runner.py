@@ -92,7 +92,7 @@ class SweepConfig:
     heads: tuple[tuple[int, int], ...] | None = None
 
     def __post_init__(self) -> None:
-        from ..maps import get_method
+        from ..analysis.methods import get_method
 
         get_method(self.map_method)  # an unknown name fails here, before any model loads
         protocol = get_protocol(self.protocol)
