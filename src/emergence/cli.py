@@ -492,8 +492,7 @@ def _analyze_locked(args: argparse.Namespace, out: Path, image: object, gt: obje
                      heads=args.heads)
     report.save(out)
     if args.methods_figure:
-        from .analysis.plotting import plot_methods
-        from .plotting import save_figure
+        from .plotting import plot_methods, save_figure
 
         print(f"wrote {save_figure(plot_methods(run), out / 'methods.png', dpi=100)}")
     print(f"answer: {run.text}")

@@ -227,13 +227,9 @@ class EmergenceReport:
                          "box": None if p.box is None else p.box.tolist()} for p in self.prompts],
         })
         if figure:
-            import matplotlib.pyplot as plt
+            from ..plotting.base import save_figure
 
-            fig, _ = self.plot()
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=110)
-            plt.close(fig)
-            atomic_write_bytes(out / "report.png", buf.getvalue())
+            save_figure(self.plot()[0], out / "report.png", dpi=110)
         return out
 
     @classmethod
@@ -278,7 +274,7 @@ class EmergenceReport:
     def plot(self, max_units: int = 6, panel_size: float = 2.6) -> tuple[Any, np.ndarray]:
         """Figure: the image (with the ground truth), the best, emergence and automatic units and the first others
         (map, chosen mask, point), and the IoU along the answer. Returns ``(fig, axes)``."""
-        from .plotting import plot_report
+        from ..plotting.reports import plot_report
 
         return plot_report(self, max_units=max_units, panel_size=panel_size)
 

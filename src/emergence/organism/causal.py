@@ -250,24 +250,13 @@ def save_causal(result: CausalEval, path: str | os.PathLike) -> Path:
 
 
 def plot_causal(result: CausalEval, path: str | os.PathLike) -> Path:
-    """The report figure: pointing accuracy and log-probability change per condition (all / colour / shape)."""
+    """Write the report figure (:func:`emergence.plotting.studies.plot_causal`): pointing accuracy and
+    log-probability change per condition (all / colour / shape)."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting.base import save_figure
+    from ..plotting.studies import plot_causal as draw
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    x = np.arange(len(CONDITIONS))
-    for ax, metric, title in ((axes[0], "pointing", "pointing accuracy"), (axes[1], "dlogp", "log-prob change")):
-        for j, kind in enumerate(KINDS):
-            vals = [result.table.get(c, {}).get(f"{metric} {kind}", np.nan) for c in CONDITIONS]
-            ax.bar(x + (j - 1) * 0.27, vals, width=0.27, label=kind)
-        ax.set_xticks(x, CONDITIONS, rotation=25, ha="right", fontsize=8)
-        ax.set_title(title)
-        ax.axhline(0, color="k", lw=0.5)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"Causal checks on the organism: {result.n} scenes, k = {result.k}")
-    fig.tight_layout()
-    from ..plotting import save_figure
-
+    fig = draw(result.table, CONDITIONS, KINDS, f"Causal checks on the organism: {result.n} scenes, k = {result.k}")
     return save_figure(fig, path, dpi=110)

@@ -288,10 +288,10 @@ def save_comparison(result: MapComparison, path: str | os.PathLike) -> Path:
 
 def plot_methods(run: Any, methods: dict[str, tuple[str, Any]], path: str | os.PathLike, scene: Any = None,
                  words: int = 6) -> Path:
-    """Write the methods figure (:func:`emergence.analysis.plotting.plot_methods`) of an organism caption, its
+    """Write the methods figure (:func:`emergence.plotting.plot_methods`) of an organism caption, its
     columns the scene's colour, shape and part words."""
-    from ..analysis.plotting import plot_methods as draw
-    from ..plotting import save_figure
+    from ..plotting.base import save_figure
+    from ..plotting.runs import plot_methods as draw
 
     named = None
     if scene is not None:

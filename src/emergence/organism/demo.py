@@ -39,7 +39,7 @@ def _pointing_lines(run: Any, scene: Any) -> list[str]:
 def _emergence_lines(run: Any, scene: Any, figure: Path) -> list[str]:
     """The analyzer on the caption against one referring expression's mask: masks figure and emergence table."""
     from ..analysis import analyze
-    from ..plotting import save_figure
+    from ..plotting.base import save_figure
     from .reading import organism_judge, scene_expression
 
     expr = scene_expression(scene)
@@ -63,7 +63,8 @@ def run_demo(out: str | os.PathLike, seed: int = 2024, index: int = 0, max_new_t
         OutputDirError: ``out`` holds files this toolkit did not write.
     """
     from ..files import atomic_write_bytes, atomic_write_text, claim_output_dir
-    from ..plotting import plot_token_heatmaps, save_figure
+    from ..plotting.base import save_figure
+    from ..plotting.runs import plot_token_heatmaps
     from ..analysis import run_summary
     from .model import ORGANISM_DIR, PROMPT
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.concepts import CATEGORIES
 from ..analysis.metrics import BIN_LABELS
+from ..plotting import sweeps as figures
 
 __all__ = ["make_report", "sweep_protocol", "sweep_status", "grounding_rows", "unscored_counts", "UNSCORED",
            "miou_table", "template_table", "plot_emergence_positions", "plot_categories", "plot_head_grid",
@@ -86,36 +86,12 @@ def template_table(samples: Any) -> Any:
 
 def plot_emergence_positions(samples: Any, ax: Any = None) -> tuple[Any, Any]:
     """Histogram of the emergence position in 10% bins of the answer (share of grounding samples)."""
-    import matplotlib.pyplot as plt
-
-    g = grounding_rows(samples)
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
-    emerged = g.loc[g["emerged"].astype(bool), "emergence_bin"] if "emerged" in g else []
-    counts = np.bincount(np.asarray(emerged, dtype=int), minlength=10)[:10]
-    share = counts / max(len(g), 1)
-    ax.bar(range(10), share, color="tab:blue")
-    ax.set_xticks(range(10))
-    ax.set_xticklabels(BIN_LABELS, rotation=45, fontsize=7)
-    ax.set_ylabel("share of samples")
-    ax.set_title(f"where grounding emerges in the answer ({int(counts.sum())}/{len(g)} samples emerge)", fontsize=9)
-    fig.tight_layout()
-    return fig, ax
+    return figures.plot_emergence_positions(grounding_rows(samples), ax)
 
 
 def plot_categories(samples: Any, ax: Any = None) -> tuple[Any, Any]:
     """Histogram of the concept category of the best word."""
-    import matplotlib.pyplot as plt
-
-    g = grounding_rows(samples)
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
-    cats = list(CATEGORIES) + ["other"]
-    counts = [int((g["best_category"] == c).sum()) if "best_category" in g else 0 for c in cats]
-    ax.bar(cats, counts, color="tab:orange")
-    ax.set_ylabel("samples")
-    ax.set_title("concept category of the best (oracle) word", fontsize=9)
-    ax.tick_params(axis="x", labelsize=8)
-    fig.tight_layout()
-    return fig, ax
+    return figures.plot_categories(grounding_rows(samples), ax)
 
 
 def head_grid(tensors: dict[str, Any]) -> np.ndarray | None:
@@ -124,37 +100,12 @@ def head_grid(tensors: dict[str, Any]) -> np.ndarray | None:
     return np.mean(grids, axis=0) if grids else None
 
 
-def plot_head_grid(grid: np.ndarray | None, ax: Any = None) -> tuple[Any, Any]:
-    """Layer x head grounding heatmap."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.5))
-    if grid is None:
-        ax.text(0.5, 0.5, "no head scores stored (store='none')", ha="center", va="center")
-        ax.axis("off")
-        return fig, ax
-    im = ax.imshow(grid, cmap="viridis", aspect="auto")
-    fig.colorbar(im, ax=ax, label="map mass inside ground truth")
-    ax.set_xlabel("head")
-    ax.set_ylabel("layer")
-    ax.set_title("which heads ground the best word", fontsize=9)
-    fig.tight_layout()
-    return fig, ax
+plot_head_grid = figures.plot_head_grid
 
 
 def plot_templates(samples: Any, ax: Any = None) -> tuple[Any, Any]:
     """Oracle mIoU per grounding template (prompt sensitivity)."""
-    import matplotlib.pyplot as plt
-
-    t = template_table(samples)
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
-    ax.bar(t["template"].astype(str), t["oracle_miou"], color="tab:green")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("oracle mIoU")
-    ax.set_title("prompt sensitivity", fontsize=9)
-    ax.tick_params(axis="x", labelsize=7, rotation=30)
-    fig.tight_layout()
-    return fig, ax
+    return figures.plot_templates(template_table(samples), ax)
 
 
 def _md_table(df: Any) -> str:
@@ -197,7 +148,7 @@ def make_report(out: str | os.PathLike, protocol: str | None = None) -> Path:
     import pandas as pd
 
     from ..files import atomic_write_text
-    from ..plotting import save_figure
+    from ..plotting.base import save_figure
     from .store import SweepStore, load_sweep
     from .vqa import paired_analysis, pair_accuracy
 

@@ -1,4 +1,5 @@
-"""Figures. Every function returns ``(fig, axes)`` and never calls ``show()``."""
+"""Figures of a :class:`~emergence.ProbeRun`: per-token heatmaps, a video's frame profile, the map methods side by
+side."""
 
 from __future__ import annotations
 
@@ -7,53 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from .layouts.base import working_size
-from .run import ProbeRun
+from ..analysis.grouping import word_units
+from ..analysis.methods import METHODS, get_method
+from ..analysis.prompts import argmax_point
+from ..analysis.token_maps import MapOptions, normalise
+from ..layouts.base import working_size
+from ..run import ProbeRun
+from .base import overlay
 
-__all__ = ["plot_frame_profile", "plot_token_heatmaps", "overlay"]
-
-
-def save_figure(fig: Any, path: Any, dpi: int = 110) -> Any:
-    """Write a figure as PNG atomically (parent folders created) and close it; the toolkit's only PNG writer. The
-    PNG's ``Software`` text names emergence, so a later run may replace it; any other existing file is refused
-    (:func:`emergence.files.check_output_file`). Returns the path."""
-    import io
-    from pathlib import Path
-
-    import matplotlib.pyplot as plt
-
-    from ._version import __version__
-    from .files import SOFTWARE, atomic_write_bytes, check_output_file
-
-    try:
-        path = check_output_file(path)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": f"{SOFTWARE} {__version__}"})
-    finally:
-        plt.close(fig)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def overlay(
-    ax: Any, image: Any, heat: np.ndarray, alpha: float = 0.55, cmap: str = "jet", covered: np.ndarray | None = None
-) -> None:
-    """Draw ``heat`` ([h, w], any range; min-max scaled for display) over ``image`` on ``ax``, stretched over the
-    image's full extent when it is on a coarser working grid; pixels outside ``covered`` (same shape as ``heat``,
-    e.g. ``layout.coverage(size)``: cropped away by the processor) stay unpainted."""
-    extent = None
-    if image is not None:
-        ax.imshow(image)
-        width, height = image.size if hasattr(image, "size") and not isinstance(image, np.ndarray) else \
-            (np.asarray(image).shape[1], np.asarray(image).shape[0])
-        extent = (-0.5, width - 0.5, height - 0.5, -0.5)
-    lo, hi = float(np.min(heat)), float(np.max(heat))
-    scaled = (heat - lo) / (hi - lo) if hi > lo else np.zeros_like(heat)
-    if covered is not None:
-        scaled = np.where(covered, scaled, np.nan)
-    ax.imshow(scaled, cmap=cmap, alpha=alpha if image is not None else 1.0, vmin=0, vmax=1, extent=extent)
-    ax.set_xticks([])
-    ax.set_yticks([])
+__all__ = ["plot_frame_profile", "plot_methods", "plot_token_heatmaps"]
 
 
 def plot_token_heatmaps(
@@ -88,8 +51,6 @@ def plot_token_heatmaps(
 
     if image is not None or frame is not None:
         run = run.select(image=image, frame=frame)
-
-    from .analysis.token_maps import normalise
 
     maps = normalise(run.token_map(None, layers, heads), "mean_subtract" if mean_subtract else "none")  # [T, V]
     if tokens is None:
@@ -153,3 +114,54 @@ def plot_frame_profile(
     fig.colorbar(im, ax=ax, label="share of the video's attention" if normalise_tokens else "attention mass")
     fig.tight_layout()
     return fig, ax
+
+
+def plot_methods(run: Any, methods: Any = None, words: Any = None, max_words: int = 6,
+                 panel_size: float = 1.9) -> Any:
+    """The "methods" figure: the same answer's words (columns) under every map method (rows), each word's map (the
+    mean of its tokens' maps, as the analyzer makes it) over the image, its argmax marked by a white cross.
+
+    Args:
+        run: a one-image :class:`~emergence.ProbeRun`.
+        methods: ``{label: method name}`` or ``{label: (method name, heads)}`` (heads: ``(layer, head)`` pairs or
+            ``None``); default every method the run can make (attention, and those its extras allow).
+        words: the words to show (default: the first ``max_words`` words of more than three letters).
+
+    Returns:
+        the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+
+    if methods is None:
+        methods = {m.name: m.name for m in METHODS.values() if all(k in run.extras for k in m.needs)}
+    units = word_units(run)
+    if words is None:
+        chosen = [u for u in units if len(u.text) > 3 and u.text.isalpha()][:max_words]
+    else:
+        wanted = list(words)
+        chosen = [u for u in units if u.text in wanted][:max_words]
+    if not chosen:
+        raise ValueError(f"none of the words {words!r} is in the answer {run.text!r}")
+    fig, axes = plt.subplots(len(methods), len(chosen), figsize=(panel_size * len(chosen),
+                                                                 panel_size * len(methods)), squeeze=False)
+    for r, (label, spec) in enumerate(methods.items()):
+        name, heads = (spec, None) if isinstance(spec, str) else spec
+        method = get_method(name)
+        maps = method.maps(run, MapOptions(heads=heads, normalise=method.normalise))  # type: ignore[arg-type]
+        for c, unit in enumerate(chosen):
+            heat = run.layout.render(maps[list(unit.tokens)].mean(0))
+            ax = axes[r, c]
+            ax.imshow(run.image)
+            ax.imshow(heat, cmap="jet", alpha=0.5, extent=(0, run.image.width, run.image.height, 0))
+            x, y = argmax_point(heat)
+            ax.plot([x], [y], "w+", markersize=10, markeredgewidth=2)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(repr(unit.text), fontsize=9)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=9)
+    fig.suptitle(run.text.strip()[:100], fontsize=9)
+    fig.tight_layout()
+    return fig
