@@ -107,7 +107,7 @@ def test_answer_effects_without_intervention_reproduce_the_run(image):
 
 
 def test_the_organism_study_runs_and_its_table_is_consistent(tmp_path):
-    from emergence.organism.causal import CONDITIONS, evaluate_causal, format_causal, plot_causal
+    from emergence.studies.causal import CONDITIONS, evaluate_causal, format_causal, plot_causal
 
     result = evaluate_causal(seed=31, n=3, calib_seed=29, calib_n=4, k=2)
     assert list(result.table) == list(CONDITIONS)

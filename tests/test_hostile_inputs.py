@@ -405,7 +405,7 @@ def test_file_outputs_never_replace_a_file_the_toolkit_did_not_write(tmp_path, c
     link.symlink_to(tmp_path / "nowhere.json")
     kept = {p: p.read_bytes() for p in (truth, notes, photo)}
     calls = []
-    monkeypatch.setattr("emergence.organism.evaluate.evaluate", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr("emergence.studies.evaluate.evaluate", lambda *a, **k: calls.append(1))
     for argv in (["organism", "eval", "--out", str(notes)], ["organism", "causal", "--figure", str(photo)],
                  ["organism", "eval", "--out", str(link)], ["organism", "causal", "--out", str(notes)],
                  ["organism", "compare-maps", "--figure", str(photo)], ["organism", "ground", "--out", str(notes)]):

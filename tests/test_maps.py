@@ -318,7 +318,7 @@ def test_sweep_records_the_method_and_refuses_to_mix_methods_on_resume(tmp_path)
 
 # ---------------------------------------------------------------------------------------------------- comparison
 def test_otsu_and_tam_metrics_known_values():
-    from emergence.organism.compare import otsu_threshold, tam_metrics
+    from emergence.studies.compare import otsu_threshold, tam_metrics
 
     assert otsu_threshold(np.array([10] * 50 + [200] * 50)) == 10  # first level of the maximal split
     assert otsu_threshold(np.array([7] * 9)) == 7
@@ -335,8 +335,8 @@ def test_otsu_and_tam_metrics_known_values():
 
 
 def test_compare_maps_agrees_with_the_organism_eval_on_plain_attention(tmp_path):
-    from emergence.organism.compare import compare_maps, format_comparison, save_comparison
-    from emergence.organism.evaluate import evaluate
+    from emergence.studies.compare import compare_maps, format_comparison, save_comparison
+    from emergence.studies.evaluate import evaluate
     from emergence.organism.model import ORGANISM_DIR
 
     result = compare_maps(seed=41, n=3, calib_seed=43, calib_n=3, k=2, timing_n=1, figure=tmp_path / "m.png")

@@ -164,7 +164,7 @@ def test_shipped_organism_is_a_normal_hf_folder(organism_probe):
 @needs_weights
 def test_shipped_organism_captions_and_grounds_unseen_scenes(organism_probe):
     """A 60-scene check on a seed never used in training (the full 500-scene figures: README / `organism eval`)."""
-    from emergence.organism.evaluate import evaluate
+    from emergence.studies.evaluate import evaluate
 
     # shipped v7 on 500 scenes of seed 7: exact 0.968; pointing appearance 0.86, entity 0.82, part 0.75, state 0.61
     # (8-15x random); on these 60 scenes 0.98 / 0.89 / 0.81 / 0.77 / 0.50. Issue 3 asks for exact 0.90 and pointing
@@ -182,7 +182,7 @@ def test_shipped_organism_captions_and_grounds_unseen_scenes(organism_probe):
 @needs_weights
 def test_full_retraining_reproduces_the_shipped_eval(tmp_path, organism_probe):
     """~20 min on 2 CPU cores (v7): retrain from the seed and compare held-out figures with the shipped model."""
-    from emergence.organism.evaluate import evaluate
+    from emergence.studies.evaluate import evaluate
     from emergence.organism.train import train
 
     args = json.loads((ORGANISM_DIR / "training_args.json").read_text())

@@ -12,7 +12,7 @@ Two interventions, each a scoped context manager that leaves the model exactly a
 :func:`answer_effects` measures one intervention on one run: one teacher-forced forward over the prompt and the run's
 own answer gives, under the intervention, every answer token's log-probability and the attention rows that predict
 each token (captured exactly as in :meth:`emergence.Probe.generate`); :func:`free_answer` generates anew under it.
-:func:`emergence.organism.causal.evaluate_causal` runs the whole study on the model organism (top localization heads
+:func:`emergence.studies.causal.evaluate_causal` runs the whole study on the model organism (top localization heads
 vs random vs lowest; knockout inside vs outside the objects), and ``emergence organism causal`` is its command.
 
 Both interventions act through PyTorch hooks and transformers' attention interface (the project's own scoped

@@ -395,7 +395,7 @@ def _cmd_organism(args: argparse.Namespace) -> int:
 
         return train_main(args.args)
     if args.organism_command == "causal":
-        from .organism.causal import evaluate_causal, format_causal, plot_causal, save_causal
+        from .studies.causal import evaluate_causal, format_causal, plot_causal, save_causal
 
         result = evaluate_causal(seed=args.seed, n=args.n, calib_seed=args.calib_seed, calib_n=args.calib_n, k=args.k,
                                  model=args.model, progress=True)
@@ -417,7 +417,7 @@ def _cmd_organism(args: argparse.Namespace) -> int:
         import matplotlib
 
         matplotlib.use("Agg")
-        from .organism.compare import compare_maps, format_comparison, save_comparison
+        from .studies.compare import compare_maps, format_comparison, save_comparison
 
         comparison = compare_maps(seed=args.seed, n=args.n, calib_seed=args.calib_seed, calib_n=args.calib_n,
                                   k=args.k, segmenter=args.segmenter, model=args.model, progress=True,
@@ -429,15 +429,15 @@ def _cmd_organism(args: argparse.Namespace) -> int:
             print(f"wrote {args.figure}")
         return 0
     if args.organism_command == "ground":
-        from .organism.grounding import evaluate_grounding, format_grounding, save_grounding
+        from .studies.grounding import evaluate_grounding, format_grounding_result, save_grounding
 
         grounding = evaluate_grounding(seed=args.seed, n=args.n, segmenter=args.segmenter, model=args.model,
                                        progress=True, protocol=args.protocol)
-        print(format_grounding(grounding))
+        print(format_grounding_result(grounding))
         if args.out:
             print(f"wrote {save_grounding(grounding, args.out)}")
         return 0
-    from .organism.evaluate import evaluate, format_table, save
+    from .studies.evaluate import evaluate, format_table, save
     from .organism.model import ORGANISM_DIR
     from .probe import Probe
 
@@ -598,7 +598,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .organism.demo import run_demo
+    from .studies.demo import run_demo
 
     summary, written, seconds = run_demo(args.out, seed=args.seed, index=args.index,
                                          max_new_tokens=args.max_new_tokens)

@@ -3,6 +3,9 @@
     from emergence.organism import ShapesWorld, load_organism
     model, processor = load_organism()          # the shipped weights (an ordinary HF model folder)
     scene = ShapesWorld(seed=7).scene(0)        # image, caption, masks, word referents
+
+This package is the specimen (its world, model, training and how to read its captions); the experiments run on it
+live in :mod:`emergence.studies`.
 """
 
 from .model import ORGANISM_DIR, load_organism

@@ -27,7 +27,7 @@ def _fallback_image() -> Any:
 
 def _pointing_lines(run: Any, scene: Any) -> list[str]:
     """Per caption word: its category and whether the mean-subtracted attention peak lies on its referent."""
-    from .evaluate import caption_words, word_pointing
+    from .scenes import caption_words, word_pointing
 
     exact = caption_words(run)[1] == [w for w, _, _ in scene.word_referents()]
     lines = ["", f"reference caption: {scene.caption}", f"exact: {exact}", "",
@@ -40,7 +40,7 @@ def _emergence_lines(run: Any, scene: Any, figure: Path) -> list[str]:
     """The analyzer on the caption against one referring expression's mask: masks figure and emergence table."""
     from ..analysis import analyze
     from ..plotting.base import save_figure
-    from .reading import organism_judge, scene_expression
+    from ..organism.reading import organism_judge, scene_expression
 
     expr = scene_expression(scene)
     report = analyze(run, gt_mask=expr.mask, segmenter="classical", judge=organism_judge())
@@ -66,14 +66,14 @@ def run_demo(out: str | os.PathLike, seed: int = 2024, index: int = 0, max_new_t
     from ..plotting.base import save_figure
     from ..plotting.runs import plot_token_heatmaps
     from ..analysis import run_summary
-    from .model import ORGANISM_DIR, PROMPT
+    from ..organism.model import ORGANISM_DIR, PROMPT
 
     start = time.perf_counter()
     out = claim_output_dir(out, "demo")
     scene = None
     if (ORGANISM_DIR / "config.json").exists():
         from ..probe import Probe
-        from .world import ShapesWorld
+        from ..organism.world import ShapesWorld
 
         probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
         scene = ShapesWorld(seed).scene(index)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .world import CATEGORIES, ShapesWorld
+from ..organism.world import CATEGORIES, ShapesWorld
 
 __all__ = ["MapComparison", "compare_maps", "format_comparison", "otsu_threshold", "plot_methods", "tam_metrics"]
 
@@ -119,9 +119,9 @@ def compare_maps(seed: int = 41, n: int = 300, calib_seed: int = 43, calib_n: in
     from ..analysis.heads import localization_heads
     from ..analysis.methods import get_method, method_maps
     from ..probe import Probe
-    from .evaluate import caption_words, word_pointing
-    from .model import ORGANISM_DIR, PROMPT
-    from .reading import OrganismNounChunks, organism_judge, scene_expression
+    from .scenes import caption_words, word_pointing
+    from ..organism.model import ORGANISM_DIR, PROMPT
+    from ..organism.reading import OrganismNounChunks, organism_judge, scene_expression
 
     if calib_seed == seed:
         raise ValueError(f"calib_seed={calib_seed} equals seed: select heads on other scenes than the test scenes")
@@ -234,7 +234,7 @@ def _recording_seconds(probe: Any, world: ShapesWorld, count: int, methods: list
     """Seconds per caption: a plain generation, and what recording each method adds to it. One warm-up generation
     first; then per scene the plain generation and each method's are timed back to back, so drifts in the
     machine's speed hit all alike. A difference below zero (noise) is reported as 0."""
-    from .model import PROMPT
+    from ..organism.model import PROMPT
 
     probe.generate(world.scene(0).image, PROMPT, max_new_tokens=64)  # warm-up: first-call costs are not a method's
     spent = {m: 0.0 for m in ["plain", *methods]}

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .reading import organism_judge, scene_expression  # re-exported: the study has always offered them
+from ..organism.reading import organism_judge, scene_expression  # re-exported: the study has always offered them
 
-__all__ = ["GroundingEval", "evaluate_grounding", "format_grounding", "organism_judge", "scene_expression"]
+__all__ = ["GroundingEval", "evaluate_grounding", "format_grounding_result", "organism_judge", "scene_expression"]
 
 
 @dataclass
@@ -98,7 +98,7 @@ def evaluate_grounding(seed: int, n: int, segmenter: str = "classical", model: s
     return GroundingEval(seed=seed, n=n, segmenter=segmenter, rows=rows, seconds=seconds, protocol=protocol)
 
 
-def format_grounding(result: GroundingEval) -> str:
+def format_grounding_result(result: GroundingEval) -> str:
     """Plain-text report: mIoUs, emergence position and layer histograms, category histogram of best words."""
     from ..analysis.metrics import BIN_LABELS
 

@@ -4,7 +4,7 @@ for the colour and shape words, more than random heads? Does the answer need the
     emergence organism causal --seed 31 --n 200 --calib-seed 29 --calib-n 100 --k 3
 
 1. Calibration (``calib_seed``, ``calib_n`` scenes, disjoint from the test scenes): every layer x head's pointing
-   accuracy over the captioned words (:func:`emergence.organism.evaluate.evaluate`, ``per_head``), averaged over
+   accuracy over the captioned words (:func:`emergence.studies.evaluate.evaluate`, ``per_head``), averaged over
    concept categories, ranks the heads.
 2. On each test scene the organism captions the image (the base run). Then, under each condition, one teacher-forced
    forward over the same prompt and answer (:func:`emergence.causal.answer_effects`) gives the attention that predicts
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .world import COLOURS, SHAPES, ShapesWorld
+from ..organism.world import COLOURS, SHAPES, ShapesWorld
 
 __all__ = ["CausalEval", "evaluate_causal", "format_causal", "plot_causal", "save_causal"]
 
@@ -124,8 +124,9 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
     from ..causal import (ablate_heads, answer_effects, answer_log_probs, free_answer, head_means, knockout,
                           run_inputs)
     from ..probe import Probe
-    from .evaluate import caption_words, evaluate, word_pointing
-    from .model import ORGANISM_DIR, PROMPT
+    from .evaluate import evaluate
+    from .scenes import caption_words, word_pointing
+    from ..organism.model import ORGANISM_DIR, PROMPT
 
     if calib_seed == seed:
         raise ValueError(f"calib_seed={calib_seed} equals seed: rank the heads on other scenes than the test scenes")
