@@ -18,6 +18,7 @@ import torch  # noqa: E402
 
 from emergence import Probe  # noqa: E402
 from emergence.plotting import plot_token_heatmaps  # noqa: E402
+from emergence.loading import load_probe  # noqa: E402
 from emergence.specs import ProbeSpec  # noqa: E402
 
 
@@ -25,7 +26,7 @@ def main() -> None:
     image, prompt = sys.argv[1], sys.argv[2]
     model = sys.argv[3] if len(sys.argv) > 3 else "llava-hf/llava-1.5-7b-hf"
     if model.startswith("builtin:"):
-        probe = ProbeSpec(name="example", hf_id=model).load()
+        probe = load_probe(ProbeSpec(name="example", hf_id=model))
     else:
         cuda = torch.cuda.is_available()
         probe = Probe.from_pretrained(model, dtype=torch.float16 if cuda else torch.float32,

@@ -338,14 +338,15 @@ def test_large_photos_are_rendered_on_a_bounded_grid_with_peaks_in_original_pixe
 
 def test_probe_specs_reach_only_the_explicit_builtin_table(tmp_path):
     """`builtin:` names an entry of BUILTIN_MODELS, never an arbitrary function of emergence.testing."""
-    from emergence.specs import BUILTIN_MODELS, load_spec
+    from emergence.loading import BUILTIN_MODELS, load_probe
+    from emergence.specs import load_spec
 
     assert set(BUILTIN_MODELS) == {"tiny_llava"}
     spec_file = tmp_path / "x.toml"
     spec_file.write_text('name = "x"\nhf_id = "builtin:tiny_qwen2_vl"\narchitecture = "Qwen2VLForConditionalGeneration"\n')
     with pytest.raises(ValueError, match="unknown builtin model 'builtin:tiny_qwen2_vl'; built-in models: builtin:tiny_llava"):
-        load_spec(str(spec_file)).load()
-    assert load_spec("tiny-random-llava").load().name == "builtin:tiny_llava"
+        load_probe(load_spec(str(spec_file)))
+    assert load_probe(load_spec("tiny-random-llava")).name == "builtin:tiny_llava"
 
 
 def test_only_real_older_outputs_are_adopted_not_user_files_with_the_same_names(tmp_path):

@@ -28,6 +28,7 @@ _LAZY = {
     "load_image": ("emergence.images", "load_image"),
     "ProbeSpec": ("emergence.specs", "ProbeSpec"),
     "load_spec": ("emergence.specs", "load_spec"),
+    "load_probe": ("emergence.loading", "load_probe"),
     "analyze": ("emergence.analysis", "analyze"),
     "EmergenceReport": ("emergence.analysis", "EmergenceReport"),
 }
@@ -42,6 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .probe import Probe
     from .run import ProbeRun
     from .analysis import EmergenceReport, analyze
+    from .loading import load_probe
     from .specs import ProbeSpec, load_spec
 
 

@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-new-tokens", type=_positive_int, default=64)
     demo.add_argument("--seed", type=int, default=2024, help="shapes-world seed of the demo scene")
     demo.add_argument("--index", type=int, default=0, help="scene index in that world")
+    demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser("run", help="generate for one image and prompt with attention capture; save the run")
     _add_model_args(run, required=True)
@@ -125,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     run.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
     run.add_argument("--figure", action="store_true", help="also write figure.png with per-token heatmaps")
+    run.set_defaults(func=_cmd_run)
 
-    sub.add_parser("probes", help="list the probe specs (supported checkpoint families)")
+    sub.add_parser("probes", help="list the probe specs (supported checkpoint families)").set_defaults(func=_cmd_probes)
 
     an = sub.add_parser("analyze", help="generate for one image and prompt, then locate where grounding emerges")
     _add_model_args(an, required=False)
@@ -152,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--device", default=None, help="cpu, cuda, ... (default cpu)")
     an.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
     an.add_argument("--out", default="analysis_out", help="folder for report.png, table.csv, summary.json, the run")
+    an.set_defaults(func=_cmd_analyze)
 
     sw = sub.add_parser("sweep", help="run the analyzer over a benchmark (resumable; local or Ray)")
     _add_model_args(sw, required=False)
@@ -189,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=_positive_int, default=2, help="Ray actors (one GPU each when there are GPUs)")
     sw.add_argument("--device", default=None)
     sw.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
+    sw.set_defaults(func=_cmd_sweep)
 
     gc = sub.add_parser("gcg", help="grounded conversation generation on a GranD-f GCG split: phrase masks from the "
                                     "pipeline, mask AP50 / mIoU / mask recall")
@@ -207,11 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--device", default=None)
     gc.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None)
     gc.add_argument("--out", default=None, help="write the metrics as JSON here")
+    gc.set_defaults(func=_cmd_gcg)
 
     rp = sub.add_parser("report", help="figures and a Markdown summary of a sweep folder")
     rp.add_argument("out", help="the sweep's output folder")
     rp.add_argument("--protocol", choices=["emergence", "pixfoundation"], default=None,
                     help="refuse unless the sweep was made under this protocol (default: the sweep's own)")
+    rp.set_defaults(func=_cmd_report)
 
     org = sub.add_parser("organism", help="the model organism: evaluate or train it")
     org_sub = org.add_subparsers(dest="organism_command", metavar="ACTION", required=True)
@@ -221,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
     ev.add_argument("--out", default=None, help="write the results as JSON here")
     ev.add_argument("--no-per-head", action="store_true", help="skip the per layer x head table")
+    ev.set_defaults(func=_cmd_organism_eval)
     gr = org_sub.add_parser("ground", help="the analyzer on organism scenes (referring expressions as prompts)")
     gr.add_argument("--seed", type=int, default=11, help="world seed of the scenes (training used 1000)")
     gr.add_argument("--n", type=_positive_int, default=200, help="number of scenes")
@@ -230,22 +237,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="emergence (words, first with IoU >= 0.5) | pixfoundation (noun chunks by the world's "
                          "grammar, PixFoundation's when unit)")
     gr.add_argument("--out", default=None, help="write the results as JSON here")
+    gr.set_defaults(func=_cmd_organism_ground)
     ca = org_sub.add_parser("causal", help="causal checks: ablate top / random / bottom localization heads, knock "
                                            "out the visual tokens inside / outside the objects")
     _add_study_args(ca, seed=31, calib_seed=29, calib="rank the heads", k="heads per ablation",
                     figure="the report figure")
+    ca.set_defaults(func=_cmd_organism_causal)
     cm = org_sub.add_parser("compare-maps", help="every map method (attention, relative, TAM, gradient, localization "
                                                  "heads, head scores) on the same scenes")
     _add_study_args(cm, seed=41, calib_seed=43, calib="select the heads", k="heads selected by each head criterion",
                     figure="the methods figure", n=300)
     cm.add_argument("--segmenter", type=_segmenter, default="classical")
+    cm.set_defaults(func=_cmd_organism_compare_maps)
     gs = org_sub.add_parser("gcg-set", help="write organism scenes as a GCG split in GranD-f's layout")
     gs.add_argument("--out", required=True, help="new or empty folder")
     gs.add_argument("--seed", type=int, default=47, help="world seed (training used 1000)")
     gs.add_argument("--n", type=_positive_int, default=100)
     gs.add_argument("--split", choices=["val", "test"], default="test")
+    gs.set_defaults(func=_cmd_organism_gcg_set)
     tr = org_sub.add_parser("train", help="train an organism (same as python -m emergence.organism.train)")
     tr.add_argument("args", nargs=argparse.REMAINDER, help="arguments for emergence.organism.train")
+    tr.set_defaults(func=_cmd_organism_train)
     return parser
 
 
@@ -274,23 +286,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if getattr(args, "local_model", None) and not getattr(args, "probe", None):
+        parser.error("--local-model goes with --probe (it replaces the spec's hub id)")
     try:
-        if args.command == "probes":
-            return _cmd_probes()
-        if args.command == "demo":
-            return _cmd_demo(args)
-        if args.command == "run":
-            return _cmd_run(args, parser)
-        if args.command == "organism":
-            return _cmd_organism(args)
-        if args.command == "analyze":
-            return _cmd_analyze(args, parser)
-        if args.command == "sweep":
-            return _cmd_sweep(args, parser)
-        if args.command == "report":
-            return _cmd_report(args)
-        if args.command == "gcg":
-            return _cmd_gcg(args, parser)
+        if args.command in ("gcg", "organism") and getattr(args, "organism_command", "") != "gcg-set":
+            _check_output_files(args)  # --out / --figure FILE: refuse a file the toolkit did not write, before any work
+        return args.func(args, parser)
     except KeyboardInterrupt:
         print("emergence: interrupted", file=sys.stderr)
         return 130
@@ -301,8 +302,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"emergence: error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    parser.error(f"unknown command {args.command!r}")
-    return 2
 
 
 def _one_line(exc: BaseException) -> str:
@@ -319,7 +318,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text} (unexpected; rerun with EMERGENCE_DEBUG=1 for the traceback and report it)"
 
 
-def _cmd_probes() -> int:
+def _cmd_probes(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .adapters.support import text_table
     from .specs import list_specs
 
@@ -345,8 +344,6 @@ def _save_figure(run, path: Path) -> None:
 def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .files import check_output_dir, output_lock
 
-    if args.local_model and not args.probe:
-        parser.error("--local-model goes with --probe")
     check_output_dir(args.out, "run")  # refuse before the model is loaded
     with output_lock(args.out):  # one writer per folder, from here to the save
         return _run_locked(args)
@@ -355,7 +352,7 @@ def _cmd_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _run_locked(args: argparse.Namespace) -> int:
     from .analysis import run_summary
     from .files import atomic_write_text, check_output_dir
-    from .specs import resolve_probe
+    from .loading import resolve_probe
 
     check_output_dir(args.out, "run")  # again under the lock: what another process left may have changed it
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
@@ -387,59 +384,67 @@ def _check_output_files(args: argparse.Namespace) -> None:
             check_output_file(value)
 
 
-def _cmd_organism(args: argparse.Namespace) -> int:
-    if args.organism_command != "gcg-set":  # gcg-set's --out is a folder
-        _check_output_files(args)
-    if args.organism_command == "train":
-        from .organism.train import main as train_main
+def _cmd_organism_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .organism.train import main as train_main
 
-        return train_main(args.args)
-    if args.organism_command == "causal":
-        from .studies.causal import evaluate_causal, format_causal, plot_causal, save_causal
+    return train_main(args.args)
 
-        result = evaluate_causal(seed=args.seed, n=args.n, calib_seed=args.calib_seed, calib_n=args.calib_n, k=args.k,
-                                 model=args.model, progress=True)
-        print(format_causal(result))
-        if args.out:
-            print(f"wrote {save_causal(result, args.out)}")
-        if args.figure:
-            print(f"wrote {plot_causal(result, args.figure)}")
-        return 0
-    if args.organism_command == "gcg-set":
-        from .datasets.gcg import write_gcg
-        from .organism.reading import gcg_records
 
-        root = write_gcg(args.out, args.split, gcg_records(args.seed, args.n))
-        print(f"wrote {args.n} scenes to {root}/ ({args.split}_gcg_coco_mask_gt.json, "
-              f"{args.split}_gcg_coco_caption_gt.json, images/)")
-        return 0
-    if args.organism_command == "compare-maps":
-        import matplotlib
+def _cmd_organism_causal(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .studies.causal import evaluate_causal, format_causal, plot_causal, save_causal
 
-        matplotlib.use("Agg")
-        from .studies.compare import compare_maps, format_comparison, save_comparison
+    result = evaluate_causal(seed=args.seed, n=args.n, calib_seed=args.calib_seed, calib_n=args.calib_n, k=args.k,
+                             model=args.model, progress=True)
+    print(format_causal(result))
+    if args.out:
+        print(f"wrote {save_causal(result, args.out)}")
+    if args.figure:
+        print(f"wrote {plot_causal(result, args.figure)}")
+    return 0
 
-        comparison = compare_maps(seed=args.seed, n=args.n, calib_seed=args.calib_seed, calib_n=args.calib_n,
-                                  k=args.k, segmenter=args.segmenter, model=args.model, progress=True,
-                                  figure=args.figure)
-        print(format_comparison(comparison))
-        if args.out:
-            print(f"wrote {save_comparison(comparison, args.out)}")
-        if args.figure:
-            print(f"wrote {args.figure}")
-        return 0
-    if args.organism_command == "ground":
-        from .studies.grounding import evaluate_grounding, format_grounding_result, save_grounding
 
-        grounding = evaluate_grounding(seed=args.seed, n=args.n, segmenter=args.segmenter, model=args.model,
-                                       progress=True, protocol=args.protocol)
-        print(format_grounding_result(grounding))
-        if args.out:
-            print(f"wrote {save_grounding(grounding, args.out)}")
-        return 0
-    from .studies.evaluate import evaluate, format_table, save
+def _cmd_organism_gcg_set(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .datasets.gcg import write_gcg
+    from .organism.reading import gcg_records
+
+    root = write_gcg(args.out, args.split, gcg_records(args.seed, args.n))
+    print(f"wrote {args.n} scenes to {root}/ ({args.split}_gcg_coco_mask_gt.json, "
+          f"{args.split}_gcg_coco_caption_gt.json, images/)")
+    return 0
+
+
+def _cmd_organism_compare_maps(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .studies.compare import compare_maps, format_comparison, save_comparison
+
+    comparison = compare_maps(seed=args.seed, n=args.n, calib_seed=args.calib_seed, calib_n=args.calib_n,
+                              k=args.k, segmenter=args.segmenter, model=args.model, progress=True,
+                              figure=args.figure)
+    print(format_comparison(comparison))
+    if args.out:
+        print(f"wrote {save_comparison(comparison, args.out)}")
+    if args.figure:
+        print(f"wrote {args.figure}")
+    return 0
+
+
+def _cmd_organism_ground(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .studies.grounding import evaluate_grounding, format_grounding_result, save_grounding
+
+    grounding = evaluate_grounding(seed=args.seed, n=args.n, segmenter=args.segmenter, model=args.model,
+                                   progress=True, protocol=args.protocol)
+    print(format_grounding_result(grounding))
+    if args.out:
+        print(f"wrote {save_grounding(grounding, args.out)}")
+    return 0
+
+
+def _cmd_organism_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .organism.model import ORGANISM_DIR
     from .probe import Probe
+    from .studies.evaluate import evaluate, format_table, save
 
     probe = Probe.from_pretrained(args.model or ORGANISM_DIR, dtype="float32")
     result = evaluate(probe, seed=args.seed, n=args.n, per_head=not args.no_per_head)
@@ -457,8 +462,6 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     from .files import check_output_dir, output_lock
     from .images import load_image, load_mask
 
-    if args.local_model and not args.probe:
-        parser.error("--local-model goes with --probe")
     if args.protocol == "pixfoundation" and args.units not in (None, "phrases"):
         parser.error(f"--protocol pixfoundation scores noun chunks; --units {args.units} belongs to another protocol")
     if args.protocol == "pixfoundation":
@@ -475,7 +478,7 @@ def _cmd_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 def _analyze_locked(args: argparse.Namespace, out: Path, image: object, gt: object) -> int:
     from .analysis import analyze
-    from .specs import resolve_probe
+    from .loading import resolve_probe
 
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
     prompt = spec.format_prompt(args.prompt) if spec else args.prompt
@@ -505,18 +508,12 @@ def _analyze_locked(args: argparse.Namespace, out: Path, image: object, gt: obje
 
 def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .datasets import dataset_options
+    from .datasets.templates import expand_templates
     from .sweep import SweepConfig, run_sweep
 
-    if args.local_model and not args.probe:
-        parser.error("--local-model goes with --probe")
     kwargs, limit = dataset_options(args.dataset, n=args.n, shapes_seed=args.shapes_seed, split=args.split,
                                     ade20k_images=args.ade20k_images, coco_images=args.coco_images)
-    templates = args.templates.split(",")
-    if templates == ["all"]:
-        from .datasets.templates import GROUNDING_TEMPLATES, load_templates
-
-        extra = load_templates(args.templates_dir)[0] if args.templates_dir else {}
-        templates = sorted(extra) or list(GROUNDING_TEMPLATES)
+    templates = expand_templates(args.templates.split(","), args.templates_dir)
     config = SweepConfig(
         out=args.out, dataset=args.dataset, root=args.root, images=args.images, dataset_kwargs=kwargs,
         probe=args.probe, model=args.model, local_model=args.local_model, device=args.device, dtype=args.dtype,
@@ -545,21 +542,12 @@ def _cmd_gcg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import json
 
     from .datasets.gcg import load_gcg
-    from .sweep.gcg import GCG_PROMPT, evaluate_gcg, predict_gcg
-    from .specs import resolve_probe
+    from .sweep.gcg import caption_prompt, evaluate_gcg, predict_gcg
+    from .loading import resolve_probe
 
-    if args.local_model and not args.probe:
-        parser.error("--local-model goes with --probe")
-    _check_output_files(args)
     truth = load_gcg(args.root, args.split, images=args.images)[: args.n]  # bad folders fail before the model loads
     probe, spec = resolve_probe(args.probe, args.model, args.local_model, device=args.device, dtype=args.dtype)
-    if args.prompt:
-        prompt = args.prompt
-    elif args.probe is None and args.model is None:
-        from .organism.model import PROMPT as prompt
-    else:
-        prompt = GCG_PROMPT
-    prompt = spec.format_prompt(prompt) if spec else prompt
+    prompt = caption_prompt(args.prompt, spec, organism=args.probe is None and args.model is None)
     predictions = predict_gcg(probe, truth, prompt=prompt, segmenter=args.segmenter, units=args.units,
                               method=args.map_method, max_new_tokens=args.max_new_tokens)
     metrics = evaluate_gcg(truth, predictions)
@@ -574,7 +562,7 @@ def _cmd_gcg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
+def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -594,7 +582,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
+def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,9 +1,10 @@
 """Declarative probe specs: one small TOML file per supported checkpoint family (the repository's ``probes/``).
 
-A spec says which checkpoint to load, in which dtype and attention backend, how to phrase the prompt, and which
-layers to capture by default. ``emergence run --probe NAME`` and :func:`load_spec` find specs by name in, in order:
-the folders of ``$EMERGENCE_PROBES`` (``os.pathsep``-separated), the specs shipped in the wheel, and the
-repository's ``probes/`` folder (editable installs). A path to a ``.toml`` file works too.
+A spec is data; :mod:`emergence.loading` turns it into a :class:`~emergence.Probe`. It says which checkpoint to
+load, in which dtype and attention backend, how to phrase the prompt, and which layers to capture by default.
+``emergence run --probe NAME`` and :func:`load_spec` find specs by name in, in order: the folders of
+``$EMERGENCE_PROBES`` (``os.pathsep``-separated), the specs shipped in the wheel, and the repository's ``probes/``
+folder (editable installs). A path to a ``.toml`` file works too.
 
 Example spec::
 
@@ -22,13 +23,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProbeSpec", "load_spec", "list_specs", "spec_dirs", "resolve_probe"]
+__all__ = ["ProbeSpec", "load_spec", "list_specs", "spec_dirs"]
 
 _DTYPES = ("float32", "float16", "bfloat16")
 _KEEPS = ("heads", "layers", "mean")
-_BUILTIN = "builtin:"
-#: ``builtin:<name>`` models a spec may name: an explicit table, so a spec cannot reach any other function.
-BUILTIN_MODELS = {"tiny_llava": "emergence.testing:tiny_llava"}
 
 
 @dataclass(frozen=True)
@@ -74,44 +72,13 @@ class ProbeSpec:
         """The user's prompt phrased with ``prompt_template``."""
         return self.prompt_template.replace("{prompt}", prompt)
 
-    def load(self, model: str | os.PathLike | None = None, device: str | None = None, dtype: str | None = None):
-        """Build the :class:`~emergence.Probe`.
+    def load(self, *_args: Any, **_kwargs: Any) -> Any:
+        """Removed: a spec is data. Load it with :func:`emergence.load_probe` (``load_probe(spec, model=...,
+        device=..., dtype=...)``)."""
+        from .errors import EmergenceError
 
-        Args:
-            model: a local folder to load instead of ``hf_id`` (offline machines).
-            device: ``"cuda"``, ``"cpu"``...; default CPU.
-            dtype: override the spec's dtype (default: the spec's on GPU, float32 on CPU).
-        """
-        import torch
-
-        from .probe import Probe
-
-        source = str(model) if model is not None else self.hf_id
-        if source.startswith(_BUILTIN):
-            name = source[len(_BUILTIN):]
-            if name not in BUILTIN_MODELS:
-                raise ValueError(f"unknown builtin model {source!r}; built-in models: "
-                                 f"{', '.join(_BUILTIN + k for k in sorted(BUILTIN_MODELS))}")
-            module, _, attr = BUILTIN_MODELS[name].partition(":")
-            import importlib
-
-            factory = getattr(importlib.import_module(module), attr)
-            mdl, proc = factory(attn_implementation=self.attn_implementation)
-            probe = Probe(mdl, proc)
-            probe.name = source
-            return probe
-        on_gpu = device is not None and not str(device).startswith("cpu")
-        chosen = dtype or (self.dtype if on_gpu else "float32")
-        probe = Probe.from_pretrained(source, dtype=getattr(torch, chosen), device=device,
-                                      attn_implementation=self.attn_implementation)
-        if self.architecture and type(probe.model).__name__ != self.architecture:
-            import warnings
-
-            warnings.warn(
-                f"probe spec {self.name!r} expects {self.architecture} but {source!r} loaded "
-                f"{type(probe.model).__name__}", stacklevel=2,
-            )
-        return probe
+        raise EmergenceError(f"ProbeSpec.load() moved: load probe spec {self.name!r} with "
+                             "emergence.load_probe(spec, model=None, device=None, dtype=None)")
 
 
 def spec_dirs() -> list[Path]:
@@ -163,23 +130,3 @@ def load_spec(name_or_path: str | os.PathLike) -> ProbeSpec:
             "in a folder listed in $EMERGENCE_PROBES, or pass the path of a .toml file."
         )
     return specs[str(name_or_path)]
-
-
-def resolve_probe(probe: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
-                  local_model: str | os.PathLike | None = None, device: str | None = None,
-                  dtype: str | None = None) -> tuple[Any, ProbeSpec | None]:
-    """The probe the CLI and sweeps use: from a spec name or .toml path (``probe``, optionally loading
-    ``local_model`` instead of its hub id), from a hub id or folder (``model``), or — with neither — the shipped model
-    organism. Returns ``(Probe, spec)``; ``spec`` is ``None`` for the organism."""
-    if probe is not None and model is not None:
-        raise ValueError("give a probe spec or a model, not both")
-    if local_model is not None and probe is None:
-        raise ValueError("local_model goes with a probe spec (it replaces the spec's hub id)")
-    if probe is None and model is None:
-        from .organism.model import ORGANISM_DIR
-        from .probe import Probe
-
-        return Probe.from_pretrained(ORGANISM_DIR, dtype="float32", device=device), None
-    spec = load_spec(probe) if probe is not None else ProbeSpec(name=str(model), hf_id=str(model),
-                                                                dtype=dtype or "bfloat16")
-    return spec.load(model=local_model, device=device, dtype=dtype), spec

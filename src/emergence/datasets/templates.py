@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["GROUNDING_TEMPLATES", "VQA_TEMPLATES", "VQA_INSTRUCTION", "load_templates", "format_grounding",
-           "format_vqa"]
+__all__ = ["GROUNDING_TEMPLATES", "VQA_TEMPLATES", "VQA_INSTRUCTION", "expand_templates", "load_templates",
+           "format_grounding", "format_vqa"]
 
 GROUNDING_TEMPLATES: dict[str, str] = {
     "describe": "describe {}",
@@ -42,6 +43,16 @@ def load_templates(folder: str | os.PathLike) -> tuple[dict[str, str], dict[str,
                         found[f"{prefix}-{row[0].strip()}"] = row[1].replace("\\n", "\n").replace("\\t", "\t")
         out.append(found)
     return out[0], out[1]
+
+
+def expand_templates(names: Sequence[str], folder: str | os.PathLike | None = None) -> list[str]:
+    """Grounding template names as given, with ``["all"]`` expanded: every PixFoundation template found in
+    ``folder`` (``pf-ground-*``), or the built-in ones when there is no folder or it has none."""
+    names = [n for n in names if n]
+    if names != ["all"]:
+        return names
+    extra = load_templates(folder)[0] if folder else {}
+    return sorted(extra) or list(GROUNDING_TEMPLATES)
 
 
 def format_grounding(template: str, expression: str) -> str:

@@ -85,9 +85,10 @@ def run_demo(out: str | os.PathLike, seed: int = 2024, index: int = 0, max_new_t
             "minus the mean over the answer's tokens.\n\n"
         )
     else:
+        from ..loading import load_probe
         from ..specs import load_spec
 
-        probe = load_spec(FALLBACK_PROBE).load()
+        probe = load_probe(load_spec(FALLBACK_PROBE))
         image, prompt = _fallback_image(), "describe the image"
         gen_kwargs = {"min_new_tokens": max_new_tokens}
         note = (

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..datasets.gcg import GcgImage
 
-__all__ = ["GCG_PROMPT", "GcgPrediction", "evaluate_gcg", "greedy_pairs", "mask_ap50", "predict_gcg",
+__all__ = ["GCG_PROMPT", "GcgPrediction", "caption_prompt", "evaluate_gcg", "greedy_pairs", "mask_ap50", "predict_gcg",
            "prediction_from_report", "word_overlap"]
 
 
@@ -195,6 +195,17 @@ def evaluate_gcg(ground_truth: Sequence[GcgImage], predictions: Mapping[Any, Gcg
 
 # ---------------------------------------------------------------------------------------------------- predictions
 GCG_PROMPT = "Describe the image in detail."
+
+
+def caption_prompt(prompt: str | None = None, spec: Any = None, organism: bool = False) -> str:
+    """The GCG caption prompt: ``prompt`` when given, else the organism's own prompt (``organism``) or
+    :data:`GCG_PROMPT`; phrased by the probe spec's template when there is a ``spec``."""
+    if not prompt:
+        if organism:
+            from ..organism.model import PROMPT as prompt
+        else:
+            prompt = GCG_PROMPT
+    return spec.format_prompt(prompt) if spec else prompt
 
 
 def prediction_from_report(report: Any) -> GcgPrediction:

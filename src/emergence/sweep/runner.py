@@ -185,7 +185,7 @@ class Worker:
 
     def __init__(self, config: SweepConfig, threads: int | None = None) -> None:
         from ..analysis import build_segmenter
-        from ..specs import resolve_probe
+        from ..loading import resolve_probe
 
         if threads is not None:
             import torch
