@@ -174,3 +174,30 @@ def test_pixmmvp_sweep_through_the_cli_with_stand_in_images(tmp_path):
     assert ground["prompt"].iloc[0] == "Identify the butterfly's wings in the scene, with grounding."
     assert manifest["options"]["templates"] == ["pf-ground-4"]
     assert main(["report", str(out)]) == 0
+
+
+def test_a_local_sweep_loads_its_dataset_and_resolves_its_templates_once(tmp_path, monkeypatch):
+    """The plan (dataset, templates, items, fingerprint) is built once and handed to the local worker; the real
+    loaders run, wrapped only to count the calls."""
+    import emergence.sweep.runner as runner
+
+    calls = {"dataset": 0, "templates": 0}
+    real_dataset, real_templates = runner.load_dataset_of, runner.templates_of
+
+    def counted_dataset(config):
+        calls["dataset"] += 1
+        return real_dataset(config)
+
+    def counted_templates(config):
+        calls["templates"] += 1
+        return real_templates(config)
+
+    monkeypatch.setattr(runner, "load_dataset_of", counted_dataset)
+    monkeypatch.setattr(runner, "templates_of", counted_templates)
+    config = SweepConfig(out=str(tmp_path / "s"), dataset="shapes", dataset_kwargs={"n": 2, "seed": 5},
+                         templates=("describe", "where"), store="none", max_new_tokens=8)
+    store = run_sweep(config, progress=False)
+    assert calls == {"dataset": 1, "templates": 1}
+    assert len(store.table("samples")) == 4  # 2 scenes x 2 templates: the plan's items all ran
+    plan = runner.plan_sweep(config)
+    assert store.manifest()["dataset_fingerprint"] == plan.fingerprint  # the same plan gives the same fingerprint

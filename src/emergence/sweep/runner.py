@@ -30,7 +30,7 @@ from ..analysis.protocols import get_protocol
 from ..progress import ProgressLine
 from ..runtime import torch_threads
 
-__all__ = ["SweepConfig", "dataset_fingerprint", "environment", "run_sweep", "work_items"]
+__all__ = ["SweepConfig", "SweepPlan", "dataset_fingerprint", "environment", "plan_sweep", "run_sweep", "work_items"]
 
 
 @dataclass
@@ -175,15 +175,47 @@ def work_items(config: SweepConfig, n_samples: int, has_question: list[bool]) ->
     return items
 
 
+@dataclass
+class SweepPlan:
+    """What a sweep works through, resolved once from its config: the dataset, the prompt templates, the work items
+    in sweep order and the dataset's fingerprint (:func:`plan_sweep`).
+
+    Attributes:
+        dataset: the loaded dataset (``config.limit`` applied).
+        grounding_templates, vqa_templates: every known template by name (built-in, plus PixFoundation's).
+        items: ``(task, template, sample index)`` in sweep order.
+        fingerprint: :func:`dataset_fingerprint`.
+    """
+
+    dataset: Any
+    grounding_templates: dict[str, str]
+    vqa_templates: dict[str, str]
+    items: list[tuple[str, str, int]]
+    fingerprint: str
+
+
+def plan_sweep(config: SweepConfig) -> SweepPlan:
+    """Load the dataset and resolve the templates once; list the work items and fingerprint the data.
+
+    Raises:
+        ValueError: an unknown template (the message lists the known ones).
+    """
+    dataset = load_dataset_of(config)
+    ground, vqa = templates_of(config)
+    items = work_items(config, len(dataset), [s.question is not None and bool(s.options) for s in dataset])
+    return SweepPlan(dataset, ground, vqa, items, dataset_fingerprint(dataset, config, (ground, vqa)))
+
+
 class Worker:
     """Holds the probe, the segmenter and the dataset; computes chunks. One per process (or Ray actor).
 
     Args:
         config: the sweep's options.
         threads: torch CPU threads for this worker's process (the sweep's recorded count); ``None`` leaves them.
+        plan: the sweep's plan when the worker runs in the process that made it (a Ray actor makes its own).
     """
 
-    def __init__(self, config: SweepConfig, threads: int | None = None) -> None:
+    def __init__(self, config: SweepConfig, threads: int | None = None, plan: SweepPlan | None = None) -> None:
         from ..analysis import build_segmenter
         from ..loading import resolve_probe
 
@@ -195,8 +227,9 @@ class Worker:
         self.probe, self.spec = resolve_probe(config.probe, config.model, config.local_model, device=config.device,
                                               dtype=config.dtype)
         self.segmenter = build_segmenter(config.segmenter, device=config.device)
-        self.dataset = load_dataset_of(config)
-        self.ground_t, self.vqa_t = templates_of(config)
+        plan = plan or plan_sweep(config)
+        self.dataset = plan.dataset
+        self.ground_t, self.vqa_t = plan.grounding_templates, plan.vqa_templates
         self.judge = getattr(self.dataset, "judge", None)  # a dataset may carry its own concept judge
         self.nlp = None
         if config.units == "phrases":
@@ -412,10 +445,8 @@ def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, pro
         raise ValueError(f"workers must be >= 1, got {workers}")
     if config.units == "phrases" and config.noun_chunks == "spacy" and get_protocol(config.protocol).units:
         english_pipeline()  # before any sample: without it every one would fail
-    dataset = load_dataset_of(config)
-    templates_of(config)
-    items = work_items(config, len(dataset), [s.question is not None and bool(s.options) for s in dataset])
-    fingerprint = dataset_fingerprint(dataset, config)
+    plan = plan_sweep(config)
+    dataset, items, fingerprint = plan.dataset, plan.items, plan.fingerprint
     with SweepStore(config.out, writable=True) as store:
         old = store.manifest()
         threads = _resolve_threads(config, old)
@@ -444,7 +475,7 @@ def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, pro
         env_id = environment_id(env)
         if backend == "local":
             with torch_threads(threads):
-                worker = Worker(config)
+                worker = Worker(config, plan=plan)
                 for c in todo:
                     result = worker.chunk(chunks[c])
                     guard.check(result[0])
@@ -456,9 +487,11 @@ def run_sweep(config: SweepConfig, backend: str = "local", workers: int = 2, pro
     return SweepStore(config.out)
 
 
-def dataset_fingerprint(dataset: Any, config: SweepConfig) -> str:
+def dataset_fingerprint(dataset: Any, config: SweepConfig,
+                        templates: tuple[dict[str, str], dict[str, str]] | None = None) -> str:
     """SHA-256 over what the sweep reads of the dataset: each sample's id, prompt material and flags, the bytes of the
-    annotation files the loader read (``dataset.sources``), and the prompt templates in use."""
+    annotation files the loader read (``dataset.sources``), and the prompt templates in use (``templates``:
+    :func:`templates_of`'s, resolved here when not given)."""
     import hashlib
 
     h = hashlib.sha256()
@@ -470,7 +503,7 @@ def dataset_fingerprint(dataset: Any, config: SweepConfig) -> str:
         with open(src, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
-    ground, vqa = templates_of(config)
+    ground, vqa = templates if templates is not None else templates_of(config)
     h.update(json.dumps([[ground[t] for t in config.templates], [vqa[t] for t in config.vqa_templates]]).encode())
     return h.hexdigest()
 
