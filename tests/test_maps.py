@@ -380,3 +380,74 @@ def test_empty_selections_are_refused_not_averaged_to_zero(probe_and_run, image)
             call()
     with pytest.raises(ValueError, match="per_sample=0"):
         localization_heads([run], per_sample=0)
+
+
+# ---------------------------------------------------------------------------------------------------- extension
+@pytest.fixture
+def toy_method():
+    """A map method defined here, outside the package: it records the first captured layer's attention after the
+    generation and maps each token by that layer's head mean, squared (docs/architecture.md walks through it)."""
+    from dataclasses import dataclass
+
+    from emergence.maps import METHODS, MapMethod, register_method
+
+    @dataclass(frozen=True)
+    class FirstLayerSquared(MapMethod):
+        name: str = "first-layer-squared"
+        layered: bool = False
+        selects: bool = False
+        needs: tuple[str, ...] = ("first_layer",)
+
+        def record(self, probe, run, recorded, request):
+            run.extras["first_layer"] = run.attention[:, 0].float()  # [T, H, V]
+
+        def compute(self, run, options):
+            return run.extras["first_layer"].mean(1) ** 2  # [T, V]
+
+    method = register_method(FirstLayerSquared())
+    yield method
+    METHODS.pop(method.name)
+
+
+def test_a_method_registered_outside_the_package_runs_through_analyze_and_the_cli(toy_method, tmp_path):
+    from emergence.cli import main
+    from emergence.organism.world import ShapesWorld
+
+    scene = ShapesWorld(7).scene(0)
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    run = probe.generate(scene.image, "describe the scene", max_new_tokens=N_NEW, methods=[toy_method.name])
+    assert set(run.extras) == {"first_layer"}
+    expected = run.attention[:, 0].float().mean(1) ** 2
+    torch.testing.assert_close(method_maps(run, toy_method.name), expected, rtol=0, atol=0)
+    square = np.zeros(run.layout.image_size, bool)
+    square[: square.shape[0] // 2, : square.shape[1] // 2] = True
+    report = analyze(run, square, segmenter="classical", method=toy_method.name, units="tokens")
+    assert report.options["method"] == toy_method.name and not report.layer_ious  # not layered
+    unit = report.units[0]
+    drawn = run.layout.render(expected[list(unit.tokens)].mean(0), size=report.heat.shape[1:])
+    np.testing.assert_allclose(report.heat[0], drawn, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="takes no layers or heads"):
+        analyze(run, None, segmenter="classical", method=toy_method.name, layers=[0])
+    with pytest.raises(ValueError, match="is registered already"):
+        from emergence.maps import register_method
+
+        register_method(toy_method)
+
+    img = tmp_path / "scene.png"
+    scene.image.save(img)
+    out = tmp_path / "out"
+    assert main(["analyze", "--image", str(img), "--prompt", "describe the scene", "--segmenter", "classical",
+                 "--map-method", toy_method.name, "--out", str(out)]) == 0
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["options"]["method"] == toy_method.name
+    assert set(ProbeRun.load(out / "run").extras) == {"first_layer"}
+
+
+def test_the_cli_names_the_registered_methods_when_a_name_is_unknown(toy_method, capsys):
+    from emergence.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["analyze", "--image", "x.png", "--prompt", "p", "--map-method", "cam"])
+    err = capsys.readouterr().err
+    assert "unknown map method 'cam'" in err and toy_method.name in err and "tam" in err
