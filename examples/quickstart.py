@@ -17,8 +17,8 @@ matplotlib.use("Agg")
 import torch  # noqa: E402
 
 from emergence import Probe  # noqa: E402
-from emergence.plotting import plot_token_heatmaps  # noqa: E402
 from emergence.loading import load_probe  # noqa: E402
+from emergence.plotting import plot_token_heatmaps  # noqa: E402
 from emergence.specs import ProbeSpec  # noqa: E402
 
 
