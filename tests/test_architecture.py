@@ -20,7 +20,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("specs", "layouts"),
     ("adapters",),
     ("capture",),
-    ("run", "plotting.base", "plotting.reports"),  # a report draws itself: the figure modules it needs sit low
+    # a run and a report draw themselves (figures, the HTML viewer): the modules they need read only data and sit low
+    ("run", "plotting.base", "plotting.reports", "plotting.viewer", "analysis.grouping"),
     ("analysis",),
     ("maps",),
     ("probe", "causal"),

@@ -133,6 +133,16 @@ def _own_png(path: Path) -> bool:
         return False
 
 
+def _own_html(path: Path) -> bool:
+    """A page the toolkit wrote: its ``<meta name="generator">`` names emergence (in the first 2 KB)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2048).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return f'<meta name="generator" content="{SOFTWARE} ' in head
+
+
 def check_output_file(path: str | os.PathLike, keys: Sequence[str] | None = None) -> Path:
     """Refuse an output file path that would replace a file this toolkit did not write; returns it as a Path.
 
@@ -153,6 +163,8 @@ def check_output_file(path: str | os.PathLike, keys: Sequence[str] | None = None
         return path
     if path.suffix.lower() == ".png":
         own = _own_png(path)
+    elif path.suffix.lower() in (".html", ".htm"):
+        own = _own_html(path)
     else:
         own = _json_keys(path) if keys is None else bool(keys) and _json_keys(path, *keys)
     if not own:

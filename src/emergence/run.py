@@ -247,6 +247,35 @@ class ProbeRun:
             f"model={self.meta.get('model', '?')!r}, text={text!r})"
         )
 
+    # ------------------------------------------------------------------ viewer
+    def to_html(self, path: str | os.PathLike | None = None, *, max_side: int = 512, budget_mb: float = 32.0,
+                maps: dict[str, Any] | None = None) -> Any:
+        """The run in a self-contained HTML viewer (:mod:`emergence.plotting.viewer`): click a word to see its map;
+        choose the layers, the head, the normalisation, the image or frame; maps are computed in the page.
+
+        Args:
+            path: write the page here (a new file, or a page the toolkit wrote) and return the path; ``None``: return
+                the HTML.
+            max_side: the longer side of the drawn grid, in pixels.
+            budget_mb: the most per-head attention to embed (float16 MB); over it, the layer means (the page says so).
+            maps: ``{method name: [T, V]}`` maps of other methods to show beside the attention
+                (:func:`emergence.analysis.methods.recorded_maps`).
+
+        Raises:
+            ValueError: the run holds no image, or no generated token. UnsupportedModelError: a layout that is not
+                spatial.
+        """
+        from .plotting.viewer import page_html, run_payload, write_page
+
+        payload = run_payload(self, max_side=max_side, budget_mb=budget_mb, maps=maps)
+        return page_html(payload) if path is None else write_page(payload, path)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the viewer inline (an isolated frame; per-head attention up to 8 MB, else layer means)."""
+        from .plotting.viewer import inline_frame, run_payload
+
+        return inline_frame(run_payload(self, max_side=384, budget_mb=8.0))
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
         """Write the run to the folder ``path``: a new or empty folder, or one that already holds a saved run (its

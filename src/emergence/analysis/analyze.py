@@ -270,6 +270,25 @@ class EmergenceReport:
             automatic=doc["automatic"], options=doc["options"],
         )
 
+    # ------------------------------------------------------------------ viewer
+    def to_html(self, path: Any = None, *, max_side: int = 512, budget_mb: float = 32.0) -> Any:
+        """The report in a self-contained HTML viewer (:mod:`emergence.plotting.viewer`): the run's words with their
+        maps (computed in the page with the report's options), each unit's chosen mask, SAM2 points, IoU and concept
+        category, the IoU curve along the answer with the emergence unit, and the maps of the other methods the run
+        recorded side by side. ``path``: write there and return the path; ``None``: return the HTML."""
+        from ..plotting.viewer import page_html, report_payload, write_page
+        from .methods import recorded_maps
+
+        payload = report_payload(self, max_side=max_side, budget_mb=budget_mb, maps=recorded_maps(self.run))
+        return page_html(payload) if path is None else write_page(payload, path)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the report's viewer inline (an isolated frame)."""
+        from ..plotting.viewer import inline_frame, report_payload
+        from .methods import recorded_maps
+
+        return inline_frame(report_payload(self, max_side=384, budget_mb=8.0, maps=recorded_maps(self.run)))
+
     # ------------------------------------------------------------------ figures
     def plot(self, max_units: int = 6, panel_size: float = 2.6) -> tuple[Any, np.ndarray]:
         """Figure: the image (with the ground truth), the best, emergence and automatic units and the first others

@@ -59,7 +59,7 @@ from .token_maps import MapOptions, normalise as normalise_maps, reduce_attentio
 
 __all__ = [
     "METHODS", "GENERIC_PROMPT", "MapMethod", "RecordRequest", "AttentionMethod", "RelativeMethod", "TamMethod",
-    "GradientMethod", "register_method", "get_method", "method_maps", "recordable_methods", "tam_maps",
+    "GradientMethod", "register_method", "get_method", "method_maps", "recordable_methods", "recorded_maps", "tam_maps",
     "rank_gaussian_filter", "relative_maps",
 ]
 
@@ -310,6 +310,13 @@ def get_method(method: str | MapMethod) -> MapMethod:
 def method_maps(run: Any, method: str | MapMethod = "attention", options: MapOptions | None = None) -> torch.Tensor:
     """``[T, V]`` float32 maps of ``run`` by ``method`` (module docstring)."""
     return get_method(method).maps(run, options)
+
+
+def recorded_maps(run: Any) -> dict[str, torch.Tensor]:
+    """``{name: [T, V] maps}`` of every registered method besides ``attention`` whose recordings ``run`` holds, each
+    with its own defaults (what a viewer shows beside the attention)."""
+    return {name: m.maps(run) for name, m in METHODS.items()
+            if name != "attention" and m.needs and all(k in run.extras for k in m.needs)}
 
 
 def recordable_methods(probe: Any, convention: str = "predicting") -> list[str]:

@@ -14,7 +14,7 @@ from importlib import import_module
 from typing import Any
 
 _HOMES = {
-    "save_figure": "base", "overlay": "base", "contour": "base",
+    "save_figure": "base", "figure_png": "base", "overlay": "base", "contour": "base",
     "plot_report": "reports",
     "plot_token_heatmaps": "runs", "plot_frame_profile": "runs", "plot_methods": "runs",
     "plot_emergence_positions": "sweeps", "plot_categories": "sweeps", "plot_head_grid": "sweeps",

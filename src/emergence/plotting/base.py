@@ -1,4 +1,4 @@
-"""The figures' common parts: the only PNG writer of figures, and a heatmap overlay."""
+"""The figures' common parts: the only writer of figure PNGs (files, or bytes that pages embed), and overlays."""
 
 from __future__ import annotations
 
@@ -6,29 +6,45 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["contour", "overlay", "save_figure"]
+__all__ = ["contour", "figure_png", "overlay", "save_figure"]
 
 
 def save_figure(fig: Any, path: Any, dpi: int = 110) -> Any:
     """Write a figure as PNG atomically (parent folders created) and close it; the toolkit's only PNG writer. The
     PNG's ``Software`` text names emergence, so a later run may replace it; any other existing file is refused
     (:func:`emergence.files.check_output_file`). Returns the path."""
-    import io
     from pathlib import Path
 
     import matplotlib.pyplot as plt
 
-    from .._version import __version__
-    from ..files import SOFTWARE, atomic_write_bytes, check_output_file
+    from ..files import atomic_write_bytes, check_output_file
 
     try:
         path = check_output_file(path)
+    except Exception:
+        plt.close(fig)
+        raise
+    data = figure_png(fig, dpi)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_bytes(path, data)
+
+
+def figure_png(fig: Any, dpi: int = 110) -> bytes:
+    """The figure's PNG bytes (its ``Software`` text names emergence), and the figure closed: what
+    :func:`save_figure` writes and what pages embed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from .._version import __version__
+    from ..files import SOFTWARE
+
+    try:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": f"{SOFTWARE} {__version__}"})
     finally:
         plt.close(fig)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def overlay(
