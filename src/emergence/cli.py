@@ -213,8 +213,25 @@ def build_parser() -> argparse.ArgumentParser:
     gc.add_argument("--out", default=None, help="write the metrics as JSON here")
     gc.set_defaults(func=_cmd_gcg)
 
+    vw = sub.add_parser("view", help="write a self-contained HTML viewer of a saved run, an analysis folder, the "
+                                     "demo's output or a sweep")
+    vw.add_argument("path", help="a run folder (run.json), an analysis folder (report.json), the demo's output, or a "
+                                 "sweep folder")
+    vw.add_argument("--out", default=None, help="the page to write (default: PATH/viewer.html; a sweep: "
+                                                "PATH/report/index.html)")
+    vw.add_argument("--max-side", type=_positive_int, default=512, help="longer side of the drawn grid (pixels)")
+    vw.add_argument("--budget-mb", type=float, default=32.0,
+                    help="most per-head attention to embed, MB of float16 (else layer means; default 32)")
+    vw.add_argument("--samples", type=_positive_int, default=20,
+                    help="a sweep: write the viewers of this many samples (recomputed with the sweep's model)")
+    vw.set_defaults(func=_cmd_view)
+
     rp = sub.add_parser("report", help="figures and a Markdown summary of a sweep folder")
     rp.add_argument("out", help="the sweep's output folder")
+    rp.add_argument("--html", action="store_true",
+                    help="also write report/index.html: the figures, the samples, viewers of the first samples")
+    rp.add_argument("--html-samples", type=int, default=20,
+                    help="with --html: how many grounding items get a viewer (recomputed with the sweep's model)")
     rp.add_argument("--protocol", choices=["emergence", "pixfoundation"], default=None,
                     help="refuse unless the sweep was made under this protocol (default: the sweep's own)")
     rp.set_defaults(func=_cmd_report)
@@ -562,6 +579,32 @@ def _cmd_gcg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .plotting.viewer import viewer_source
+
+    kind, folder = viewer_source(args.path)
+    if kind == "sweep":
+        from .sweep.html import write_sweep_html
+
+        page = write_sweep_html(folder, out=args.out, samples=args.samples, max_side=args.max_side,
+                                budget_mb=args.budget_mb)
+        print(f"wrote {page}")
+        return 0
+    out = Path(args.out) if args.out else Path(args.path) / "viewer.html"
+    if kind == "report":
+        from .analysis import EmergenceReport
+
+        page = EmergenceReport.load(folder).to_html(out, max_side=args.max_side, budget_mb=args.budget_mb)
+    else:
+        from .analysis.methods import recorded_maps
+        from .run import ProbeRun
+
+        run = ProbeRun.load(folder)
+        page = run.to_html(out, max_side=args.max_side, budget_mb=args.budget_mb, maps=recorded_maps(run))
+    print(f"wrote {page} ({page.stat().st_size / 2**20:.2f} MB)")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import matplotlib
 
@@ -579,6 +622,10 @@ def _cmd_report(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
     if status["errors"]:
         print(f"warning: {status['errors']} items failed (listed in the report)", file=sys.stderr)
     print(f"wrote {path} and its figures")
+    if args.html:
+        from .sweep.html import write_sweep_html
+
+        print(f"wrote {write_sweep_html(args.out, samples=max(0, args.html_samples))}")
     return 0
 
 

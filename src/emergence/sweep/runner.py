@@ -256,12 +256,32 @@ class Worker:
             tensors.update(t)
         return samples, units, tensors
 
+    def ground(self, sample: Any, template: str, image: Any = None) -> tuple[str, Any, Any, Any]:
+        """``(prompt, run, report, ground truth [H, W] bool)`` of one grounding item, exactly as the sweep computes
+        it (the seed is set by the caller, as :meth:`item` does)."""
+        from ..analysis import EmptyGroundTruthWarning, analyze
+        from ..datasets.templates import format_grounding
+
+        image = sample.image() if image is None else image
+        gt = sample.gt_mask((image.height, image.width))
+        text = sample.expression or sample.question or "the object"
+        prompt = self._phrase(format_grounding(self.ground_t[template], text))
+        run = self.probe.generate(image, prompt, max_new_tokens=self.config.max_new_tokens,
+                                  methods=[self.config.map_method])
+        with warnings.catch_warnings():  # an empty ground truth is flagged in the row ("absent")
+            warnings.simplefilter("ignore", EmptyGroundTruthWarning)
+            report = analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
+                             protocol=self.config.protocol, tau=self.config.tau, judge=self.judge, nlp=self.nlp,
+                             method=self.config.map_method,
+                             heads=None if self.config.heads is None else list(self.config.heads))
+        return prompt, run, report, gt
+
     def item(self, task: str, template: str, index: int) -> tuple[dict, list[dict], dict[str, Any]]:
         import numpy as np
         import torch
 
-        from ..analysis import EmptyGroundTruthWarning, analyze, head_scores
-        from ..datasets.templates import format_grounding, format_vqa
+        from ..analysis import head_scores
+        from ..datasets.templates import format_vqa
         from .vqa import answer_letter, parse_option
 
         sample = self.dataset[index]
@@ -283,17 +303,7 @@ class Worker:
                 row.update(prompt=prompt, answer=run.text, vqa_choice=pick,
                            vqa_correct=None if truth is None else pick == truth)
                 return row, [], {}
-            gt = sample.gt_mask((image.height, image.width))
-            text = sample.expression or sample.question or "the object"
-            prompt = self._phrase(format_grounding(self.ground_t[template], text))
-            run = self.probe.generate(image, prompt, max_new_tokens=self.config.max_new_tokens,
-                                      methods=[self.config.map_method])
-            with warnings.catch_warnings():  # an empty ground truth is flagged in the row ("absent")
-                warnings.simplefilter("ignore", EmptyGroundTruthWarning)
-                report = analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
-                                 protocol=self.config.protocol, tau=self.config.tau, judge=self.judge, nlp=self.nlp,
-                                 method=self.config.map_method,
-                                 heads=None if self.config.heads is None else list(self.config.heads))
+            prompt, run, report, gt = self.ground(sample, template, image)
         except Exception as exc:  # one bad sample must not stop the sweep: an error row names it and the cause
             row["error"] = f"sample {sample.id!r}: {type(exc).__name__}: {exc}"
             row["error_type"] = type(exc).__name__
