@@ -33,6 +33,10 @@ def test_explore_single_image_notebook_runs_and_shows_the_analysis(tmp_path):
     assert "EmergenceReport(" in text and "oracle_iou" in text and "top heads (layer, head)" in text
     images = sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
     assert images >= 4  # scene, token heatmaps, report figure, head grid
+    shown = [out["data"]["text/html"] for cell in nb.cells for out in cell.get("outputs", [])
+             if "text/html" in out.get("data", {}) and "srcdoc=" in out["data"]["text/html"]]
+    assert len(shown) == 1 and "emergence viewer" in shown[0]  # the report's viewer, inline
+    assert (tmp_path / "report_viewer.html").stat().st_size > 10_000
     errors = [out for cell in nb.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
     assert not errors
 
