@@ -99,7 +99,7 @@ def main() -> None:
     finally:
         if browser is not None:
             browser.close()
-    print(f"| page | size (MB) | open to first map (s) | word change (s) |")
+    print("| page | size (MB) | open to first map (s) | word change (s) |")
     print("| --- | ---: | ---: | ---: |")
     for name, size, first, change in rows:
         fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731

@@ -97,7 +97,8 @@ def test_words_layers_heads_and_normalisation_in_the_page_equal_the_library(tile
         lo_y, lo_x = np.unravel_index(int(heat.argmin()), heat.shape)
         pixels = b.js("const c = document.getElementById('ev-canvas').getContext('2d');"
                       "return [Array.from(c.getImageData(arguments[0], arguments[1], 1, 1).data),"
-                      "Array.from(c.getImageData(arguments[2], arguments[3], 1, 1).data)];", px, py, int(lo_x), int(lo_y))
+                      "Array.from(c.getImageData(arguments[2], arguments[3], 1, 1).data)];",
+                      px, py, int(lo_x), int(lo_y))
         assert pixels[0][:3] == [128, 0, 0] and pixels[1][:3] == [0, 0, 128]  # jet(1), jet(0)
         assert b.console_errors() == []
 

@@ -146,7 +146,8 @@ def _own_html(path: Path) -> bool:
 def check_output_file(path: str | os.PathLike, keys: Sequence[str] | None = None) -> Path:
     """Refuse an output file path that would replace a file this toolkit did not write; returns it as a Path.
 
-    A path may be new, or a file the toolkit wrote: a PNG whose ``Software`` text names emergence, or a JSON object
+    A path may be new, or a file the toolkit wrote: a PNG whose ``Software`` text names emergence, an HTML page whose
+    ``<meta name="generator">`` does, or a JSON object
     holding every one of ``keys`` (an earlier output of the same command). With ``keys=None`` (the check made before
     the work, when the output's keys are not known yet) any JSON object passes, and the check with the keys is made
     again when writing (:func:`write_result_json`).

@@ -41,6 +41,11 @@ GENERATOR = "emergence viewer"
 PAYLOAD_FORMAT = 1
 
 
+def _short(text: str, width: int = 90) -> str:
+    text = text.strip()
+    return text if len(text) <= width else text[: width - 2] + "…"
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -92,9 +97,9 @@ def _part(layout: Any, members: np.ndarray) -> dict[str, Any]:
         "image_size": [int(s) for s in layout.image_size],
         "fuse": layout.default_fuse,
         "members": [int(k) for k in members],
-        "views": [{"rows": int(v.grid[0]), "cols": int(v.grid[1]), "index": [int(i) for i in np.asarray(v.index).ravel()],
-                   "box": [float(b) for b in v.box], "cell": [float(c) for c in v.cell_size], "kind": v.kind}
-                  for v in layout.views],
+        "views": [{"rows": int(v.grid[0]), "cols": int(v.grid[1]),
+                   "index": [int(i) for i in np.asarray(v.index).ravel()], "box": [float(b) for b in v.box],
+                   "cell": [float(c) for c in v.cell_size], "kind": v.kind} for v in layout.views],
     }
 
 
@@ -165,7 +170,7 @@ def run_payload(run: Any, *, max_side: int = 512, budget_mb: float = 32.0, maps:
     attention, note = _attention(run, budget_mb)
     units = word_units(run) if units is None else units
     return {
-        "format": PAYLOAD_FORMAT, "kind": "run", "title": title or (run.text.strip() if len(run.text.strip()) <= 90 else run.text.strip()[:88] + "…"),
+        "format": PAYLOAD_FORMAT, "kind": "run", "title": title or _short(run.text),
         "version": __version__, "prompt": run.prompt, "text": run.text, "tokens": list(run.tokens),
         "words": [{"text": u.text, "tokens": [int(t) for t in u.tokens]} for u in units],
         "layers": [int(layer) for layer in run.layers], "keep": run.keep, "convention": run.convention,

@@ -156,15 +156,19 @@ def write_sweep_html(out: str | os.PathLike, page: str | os.PathLike | None = No
     listing = table[columns].copy() if len(table) else pd.DataFrame(columns=columns)
     listing.insert(0, "viewer", [f'<a href="{links[k]}">open</a>' if k in links else "" for k in table["key"]])
     more = len(ground_all) - len(links)
+    dataset = str(manifest["options"]["dataset"])
+    later = (f"; {more} more have none: write them with <code>emergence view {html.escape(str(folder))} --samples N"
+             "</code>") if more > 0 else ""
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="generator" content="emergence viewer (sweep)">
-<title>emergence sweep · {html.escape(str(manifest['model_id']))} on {html.escape(manifest['options']['dataset'])}</title>
+<title>emergence sweep · {html.escape(str(manifest['model_id']))} on {html.escape(dataset)}</title>
 <style>body{{font:14px/1.45 system-ui,sans-serif;max-width:1200px;margin:0 auto;padding:0 16px 24px}}
 img{{max-width:48%;border:1px solid #ddd;margin:4px}} table{{border-collapse:collapse;font-size:12px}}
-td,th{{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}} .note{{background:#fff4d6;padding:6px}}</style>
+td,th{{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}}
+.note{{background:#fff4d6;padding:6px}}</style>
 </head><body>
-<h1>Sweep: {html.escape(str(manifest['model_id']))} on {html.escape(manifest['options']['dataset'])}</h1>
+<h1>Sweep: {html.escape(str(manifest['model_id']))} on {html.escape(dataset)}</h1>
 <p>{manifest['items']} work items over {manifest['samples']} samples; protocol <b>{made}</b>; tau {tau};
 segmenter {html.escape(str(manifest['options'].get('segmenter')))}; map method
 {html.escape(str(manifest['options'].get('map_method', 'attention')))}.</p>
@@ -172,7 +176,7 @@ segmenter {html.escape(str(manifest['options'].get('segmenter')))}; map method
 <h2>Grounding (mIoU)</h2>{_table(miou_table(table, tau, made))}
 <h2>Samples</h2>
 <p class="note">{len(links)} grounding items have a viewer page (recomputed with the sweep's model and options, each
-checked against its row){f"; {more} more have none: write them with <code>emergence view {html.escape(str(folder))} --samples N</code>" if more > 0 else ""}.</p>
+checked against its row){later}.</p>
 {_table(listing)}
 </body></html>
 """
