@@ -219,18 +219,21 @@ def test_emergence_view_on_the_demo_and_a_sweep_opens_without_console_errors(tmp
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for argv in (["demo", "--out", str(demo)], ["view", str(demo)],
                  ["sweep", "--dataset", "shapes", "--n", "3", "--templates", "describe,where", "--out", str(sweep)],
-                 ["report", str(sweep), "--html", "--html-samples", "2"]):
+                 ["report", str(sweep), "--html", "--html-samples", "2"],
+                 ["view", str(sweep), "--samples", "1", "--out", str(tmp_path / "one.html")]):
         done = subprocess.run([sys.executable, "-m", "emergence.cli", *argv], capture_output=True, text=True, env=env,
                               timeout=600)
         assert done.returncode == 0, done.stderr
     index = sweep / "report" / "index.html"
-    links = re.findall(r'href="(samples/\d+\.html)"', index.read_text())
+    links = re.findall(r'href="(index_samples/\d+\.html)"', index.read_text())
     assert len(links) == 2 and "WARNING" not in (sweep / "report" / links[0]).read_text()
+    assert len(re.findall(r'href="(one_samples/\d+\.html)"', (tmp_path / "one.html").read_text())) == 1
+    assert not (sweep / "one_samples").exists() and (tmp_path / "one_samples" / "00000.html").is_file()
     with Browser() as b:
         b.open(demo / "viewer.html")
         assert b.js("return document.querySelectorAll('.ev-word').length") > 5
         b.open(index)
-        assert b.js("return document.querySelectorAll('img').length") == 4
+        assert b.js("return document.querySelectorAll('img').length") == 5
         b.click(f"a[href='{links[1]}']")
         time.sleep(0.2)
         assert b.js("return window.emergenceViewer.current().width") > 0

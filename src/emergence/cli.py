@@ -586,7 +586,7 @@ def _cmd_view(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if kind == "sweep":
         from .sweep.html import write_sweep_html
 
-        page = write_sweep_html(folder, out=args.out, samples=args.samples, max_side=args.max_side,
+        page = write_sweep_html(folder, page=args.out, samples=args.samples, max_side=args.max_side,
                                 budget_mb=args.budget_mb)
         print(f"wrote {page}")
         return 0

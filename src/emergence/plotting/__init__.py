@@ -17,7 +17,7 @@ _HOMES = {
     "save_figure": "base", "figure_png": "base", "overlay": "base", "contour": "base",
     "plot_report": "reports",
     "plot_token_heatmaps": "runs", "plot_frame_profile": "runs", "plot_methods": "runs",
-    "plot_emergence_positions": "sweeps", "plot_categories": "sweeps", "plot_head_grid": "sweeps",
+    "plot_emergence_positions": "sweeps", "plot_emergence_layers": "sweeps", "plot_categories": "sweeps", "plot_head_grid": "sweeps",
     "plot_templates": "sweeps",
     "plot_causal": "studies",
 }

@@ -9,7 +9,7 @@ import numpy as np
 from ..analysis.concepts import CATEGORIES
 from ..analysis.metrics import BIN_LABELS
 
-__all__ = ["plot_categories", "plot_emergence_positions", "plot_head_grid", "plot_templates"]
+__all__ = ["plot_categories", "plot_emergence_layers", "plot_emergence_positions", "plot_head_grid", "plot_templates"]
 
 
 def plot_emergence_positions(rows: Any, ax: Any = None) -> tuple[Any, Any]:
@@ -82,3 +82,25 @@ def plot_templates(table: Any, ax: Any = None) -> tuple[Any, Any]:
     ax.tick_params(axis="x", labelsize=7, rotation=30)
     fig.tight_layout()
     return fig, ax
+
+
+def plot_emergence_layers(rows: Any, ax: Any = None) -> tuple[Any, Any]:
+    """Share of grounding samples whose emergence unit first reaches IoU >= tau in each single layer (the analyzer's
+    ``emergence_layer``; ``rows`` as :func:`plot_emergence_positions`). Samples with no such layer are counted
+    apart."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3))
+    layers = np.asarray(rows["emergence_layer"], dtype=float) if "emergence_layer" in rows else np.zeros(0)
+    known = layers[np.isfinite(layers) & (layers >= 0)].astype(int)
+    total = max(len(layers), 1)
+    if len(known):
+        values, counts = np.unique(known, return_counts=True)
+        ax.bar(values, counts / total, color="tab:purple")
+        ax.set_xticks(values)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("share of samples")
+    ax.set_title(f"in which layer grounding first emerges ({len(known)}/{len(layers)} samples have one)", fontsize=9)
+    fig.tight_layout()
+    return fig, ax
+

@@ -2,7 +2,8 @@
 
 ``OUT/report/index.html`` holds the sweep's figures (where grounding emerges, concept categories, heads, templates),
 its mIoU table and a table of samples; the first ``samples`` grounding items (or the keys given) link to their own
-viewer page (``OUT/report/samples/NNNN.html``, :mod:`emergence.plotting.viewer`). A sweep stores maps, not runs, so
+viewer page (``OUT/report/index_samples/NNNNN.html``: beside the page, named after it;
+:mod:`emergence.plotting.viewer`). A sweep stores maps, not runs, so
 those items are recomputed with the sweep's model and options; each recomputed item is checked against its committed
 row (oracle IoU and emergence unit), and a page whose item does not reproduce says so at the top.
 """
@@ -89,7 +90,7 @@ def _sample_pages(folder: Path, manifest: dict[str, Any], rows: Any, pages: Path
             payload["note"] = " ".join(notes) or None
             name = f"{int(row.name):05d}.html"
             write_page(payload, pages / name)
-            links[str(row["key"])] = f"samples/{name}"
+            links[str(row["key"])] = f"{pages.name}/{name}"
             bar.update(1)
     bar.close()
     return links
@@ -142,12 +143,13 @@ def write_sweep_html(out: str | os.PathLike, page: str | os.PathLike | None = No
         chosen = ground_all[ground_all["key"].isin(wanted)]
     else:
         chosen = ground_all.head(samples)
-    links = _sample_pages(folder, manifest, chosen, target.parent / "samples", max_side, budget_mb, device,
-                          progress) if len(chosen) else {}
+    pages = target.parent / f"{target.stem}_samples"  # beside the page, never inside the sweep's own data folders
+    links = _sample_pages(folder, manifest, chosen, pages, max_side, budget_mb, device, progress) if len(chosen) else {}
     store = SweepStore(folder)
     tensors = {k: v for k, v in store.tensors(key_suffix="/head_mass").items()
                if k.rsplit("/", 1)[0] in set(scored["key"])} if len(scored) else {}
     figs = [_png_tag(figures.plot_emergence_positions(scored)[0], "where grounding emerges"),
+            _png_tag(figures.plot_emergence_layers(scored)[0], "in which layer grounding emerges"),
             _png_tag(figures.plot_categories(scored)[0], "concept category of the best word"),
             _png_tag(figures.plot_head_grid(head_grid(tensors))[0], "heads"),
             _png_tag(figures.plot_templates(template_table(table))[0], "prompt sensitivity")]
