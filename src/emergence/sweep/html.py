@@ -166,7 +166,7 @@ def write_sweep_html(out: str | os.PathLike, page: str | os.PathLike | None = No
 <meta name="generator" content="emergence viewer (sweep)">
 <title>emergence sweep · {html.escape(str(manifest['model_id']))} on {html.escape(dataset)}</title>
 <style>body{{font:14px/1.45 system-ui,sans-serif;max-width:1200px;margin:0 auto;padding:0 16px 24px}}
-img{{max-width:48%;border:1px solid #ddd;margin:4px}} table{{border-collapse:collapse;font-size:12px}}
+img{{max-width:48%;border:1px solid #ddd;margin:4px;vertical-align:top}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ddd;padding:2px 6px;text-align:left;vertical-align:top}}
 .note{{background:#fff4d6;padding:6px}}</style>
 </head><body>
