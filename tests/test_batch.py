@@ -127,3 +127,82 @@ def test_the_batch_keeps_per_item_visual_keys_only():
     assert len(set(widths)) > 1 and [r.attention.shape[-1] for r in runs] == widths
     cap = AttentionCapture(model, [np.arange(3), np.arange(5, 12)])
     assert tuple(cap.visual_positions.shape) == (2, 7)
+
+
+# ---------------------------------------------------------------------------------------------------- sweeps
+def _sweep(out, **kw):
+    from emergence.sweep import SweepConfig
+
+    return SweepConfig(out=str(out), dataset="shapes", dataset_kwargs={"n": 6, "seed": 23}, chunk_size=4,
+                       templates=("describe", "where"), store="layers", **kw)
+
+
+def test_a_batched_sweep_equals_the_one_item_sweep_and_a_resume_keeps_its_batch_size(tmp_path):
+    import pandas as pd
+
+    from emergence.sweep import load_sweep, run_sweep
+    from emergence.sweep.store import SweepError, SweepStore
+
+    run_sweep(_sweep(tmp_path / "one"), progress=False)
+    run_sweep(_sweep(tmp_path / "four", batch_size=4), progress=False)
+    one, one_units, manifest = load_sweep(tmp_path / "one")
+    four, four_units, manifest4 = load_sweep(tmp_path / "four")
+    assert manifest4["options"]["batch_size"] == 4 and "batch_size" not in manifest["options"]
+    assert list(one["key"]) == list(four["key"]) and four["error"].isna().all()
+    for column in ("answer", "emergence_text", "best_text", "emergence_position"):
+        if column in one:
+            assert list(one[column]) == list(four[column]), column
+    pd.testing.assert_series_equal(one["oracle_iou"], four["oracle_iou"], rtol=0, atol=1e-6)
+    maps1, maps4 = SweepStore(tmp_path / "one").tensors(), SweepStore(tmp_path / "four").tensors()
+    assert maps1.keys() == maps4.keys()
+    for key in maps1:
+        torch.testing.assert_close(maps4[key].float(), maps1[key].float(), rtol=0, atol=2e-3)  # float16 maps
+    with pytest.raises(SweepError, match="batch_size"):
+        run_sweep(_sweep(tmp_path / "four", batch_size=2), progress=False)
+    with pytest.raises(SweepError, match="batch_size"):
+        run_sweep(_sweep(tmp_path / "one", batch_size=4), progress=False)
+
+
+def test_an_item_that_fails_inside_a_batch_is_its_own_error_row(tmp_path):
+    """A truncated image file among the items of one batch: its error row, and the batch's other items computed."""
+    import json
+
+    from PIL import Image
+
+    from emergence.organism import ShapesWorld
+    from emergence.sweep import SweepConfig, load_sweep, run_sweep
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = []
+    world = ShapesWorld(5)
+    for i in range(4):
+        scene = world.scene(i)
+        scene.image.save(data / f"{i}.png")
+        expression = scene.referring_expressions()[0]
+        Image.fromarray(expression.mask.astype(np.uint8) * 255).save(data / f"{i}_mask.png")
+        rows.append({"id": f"s{i}", "image": f"{i}.png", "mask": f"{i}_mask.png", "expression": expression.text})
+    (data / "2.png").write_bytes((data / "2.png").read_bytes()[:60])  # truncated
+    ann = data / "set.jsonl"
+    ann.write_text("\n".join(json.dumps(r) for r in rows))
+    run_sweep(SweepConfig(out=str(tmp_path / "s"), dataset="jsonl", root=str(ann), store="none", max_new_tokens=24,
+                          chunk_size=4, batch_size=4), progress=False)
+    samples, _units, _manifest = load_sweep(tmp_path / "s")
+    bad, good = samples[samples["sample"] == "s2"], samples[samples["sample"] != "s2"]
+    assert len(bad) == 1 and bad["error"].iloc[0] and "s2" in bad["error"].iloc[0]
+    assert len(good) == 3 and good["error"].isna().all() and good["oracle_iou"].notna().all()
+    run_sweep(SweepConfig(out=str(tmp_path / "one"), dataset="jsonl", root=str(ann), store="none", max_new_tokens=24,
+                          chunk_size=4), progress=False)
+    alone = load_sweep(tmp_path / "one")[0]
+    assert list(alone["answer"].fillna("")) == list(samples["answer"].fillna(""))
+
+
+def test_a_sweep_of_a_family_that_cannot_batch_is_refused_before_any_item(tmp_path):
+    from emergence.sweep import run_sweep
+    from emergence.testing import tiny_vipllava
+
+    model, processor = tiny_vipllava()
+    model.save_pretrained(tmp_path / "m")
+    processor.save_pretrained(tmp_path / "m")
+    with pytest.raises(UnsupportedModelError, match="batch_size=2: batched generation is not supported"):
+        run_sweep(_sweep(tmp_path / "x", batch_size=2, model=str(tmp_path / "m")), progress=False)
