@@ -349,6 +349,28 @@ def test_sam2_segmenter_runs_a_real_sam2_model_with_one_embedding_per_image(sam2
     assert seen["points"][0, 0, 0].tolist() == pytest.approx([48 * 128 / 96, 24 * 128 / 96])
 
 
+def test_sam2_segmenter_embeds_an_image_given_again_once(sam2_folder):
+    """A sweep's templates of one image: the embedding is computed once and reused (same masks), while another
+    image, even of the same size, is embedded anew; the cache keeps the last cache_images images."""
+    image, _square, _ = square_image(96)
+    other = image.transpose(0)
+    seg = build_segmenter(f"sam2:{sam2_folder}")
+    seg.cache_images = 2
+    pts, labels = np.array([[[10, 20]], [[50, 70]]], np.float32), np.ones((2, 1), np.int64)
+    seg.set_image(image)
+    first = seg.predict(pts, labels)[0]
+    seg.set_image(other)
+    theirs = seg.predict(pts, labels)[0]
+    seg.set_image(image.copy())  # the same pixels in another object
+    again = seg.predict(pts, labels)[0]
+    assert seg.embedding_calls == 2 and np.array_equal(first, again) and not np.array_equal(first, theirs)
+    seg.set_image(image.rotate(90))  # a third image: the cache keeps the two most recent (image, the third)
+    seg.set_image(image)
+    assert seg.embedding_calls == 3
+    seg.set_image(other)  # pushed out
+    assert seg.embedding_calls == 4
+
+
 def test_sam2_preprocessing_matches_the_transformers_processor_where_torchvision_exists(sam2_folder):
     pytest.importorskip("torchvision", reason="Sam2ImageProcessor needs torchvision (absent on CPU build machines)")
     from transformers import Sam2ImageProcessor

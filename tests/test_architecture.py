@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "emergence"
 
 # lowest first; a module's layer is the longest prefix of its dotted name listed here
 LAYERS: list[tuple[str, ...]] = [
-    ("_version", "errors", "files", "images", "progress", "runtime", "wordlevel", "processing"),
+    ("_version", "errors", "files", "images", "progress", "runtime", "wordlevel", "processing", "batching"),
     ("specs", "layouts"),
     ("adapters",),
     ("capture",),

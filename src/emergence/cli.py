@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--heads", type=_heads, default=None, help="layer:head pairs to average (default every head)")
     sw.add_argument("--store", choices=["layers", "mean", "none"], default="layers", help="attention kept per item")
     sw.add_argument("--chunk-size", type=_positive_int, default=8)
+    sw.add_argument("--batch-size", type=_positive_int, default=1,
+                    help="items generated at once (families that batch exactly; recorded: a resume keeps it)")
     sw.add_argument("--seed", type=int, default=0)
     sw.add_argument("--threads", type=_positive_int, default=None,
                     help="torch CPU threads per worker (default: this process's; a resume uses the recorded count)")
@@ -540,6 +542,7 @@ def _cmd_sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
         max_new_tokens=args.max_new_tokens,
         store=args.store, chunk_size=args.chunk_size, seed=args.seed, threads=args.threads,
         map_method=args.map_method, heads=None if args.heads is None else tuple(args.heads),
+        batch_size=args.batch_size,
     )
     store = run_sweep(config, backend=args.backend, workers=args.workers, allow_env_change=args.allow_env_change)
     samples = store.table("samples")

@@ -219,15 +219,15 @@ def check_output_dir(path: str | os.PathLike, kind: str) -> Path:
         except OSError as exc:
             raise OutputDirError(f"cannot create {str(path)!r}: {exc.strerror or exc}") from exc
         return path
+    try:  # listed BEFORE the marker is read: another process claiming the folder meanwhile writes its marker
+        entries = sorted(p.name for p in path.iterdir() if not _own_name(p.name))  # first, then its own files
+    except OSError as exc:
+        raise OutputDirError(f"cannot list {str(path)!r}: {exc.strerror or exc}") from exc
     found = _marker_kind(path)
     if found is not None and found != kind:
         raise OutputDirError(f"{str(path)!r} holds an emergence {found} output, not a {kind}; choose another output "
                              "folder")
     if found is None:
-        try:
-            entries = sorted(p.name for p in path.iterdir() if not _own_name(p.name))
-        except OSError as exc:
-            raise OutputDirError(f"cannot list {str(path)!r}: {exc.strerror or exc}") from exc
         if entries and not _legacy_output(path, kind):
             shown = ", ".join(repr(e) for e in entries[:3]) + (" ..." if len(entries) > 3 else "")
             raise OutputDirError(

@@ -338,6 +338,129 @@ class Probe:
             method.record(self, run, state, request)
         return run
 
+    def generate_batch(
+        self,
+        items: Sequence[Any],
+        *,
+        max_new_tokens: int = 128,
+        keep: KeepMode = "heads",
+        convention: str = "predicting",
+        layers: Sequence[int] | None = None,
+        storage_dtype: torch.dtype = torch.float16,
+        mechanism: str | None = None,
+        methods: Sequence[str] = (),
+        generic_prompt: str | None = None,
+        **generate_kwargs: Any,
+    ) -> list[ProbeRun]:
+        """Generate for several prompts in one batch, with capture: one :class:`ProbeRun` per item, each what
+        :meth:`generate` gives for that item alone (identical ids; attention equal within float accumulation order,
+        since padding changes the order of some sums: docs/batching.md states the measured difference).
+
+        Each item is processed alone (its layout is its own), then the prompts are left-padded into one batch; the
+        capture keeps each item's own visual keys (never the padded width), and an item that ends (its
+        end-of-sequence token) keeps nothing after it.
+
+        Args:
+            items: ``(image, prompt)`` pairs, or mappings with ``image`` (one or a list), ``prompt`` and optionally
+                ``video``.
+            max_new_tokens, keep, convention, layers, storage_dtype, mechanism, generic_prompt, generate_kwargs: as
+                :meth:`generate` (``convention="self"``: the batch generates, then each item's answer is read in its
+                own forward).
+            methods: map methods recorded after the generation (``relative``, ``gradient``); a method that reads the
+                model during the generation (``tam``) is refused by name.
+
+        Raises:
+            UnsupportedModelError: a family whose batched generation is not known to match single items (the
+                message names it; use :meth:`generate` per item), or a refused map method.
+            ValueError: no items; an item without image or prompt; beam search.
+        """
+        from .analysis.methods import MapMethod, RecordRequest, get_method
+        from .batching import answer_lengths, collate_left
+
+        family = self.adapter.family or type(self.model).__name__
+        if not self.adapter.batched:
+            raise UnsupportedModelError(f"{family}: batched generation is not supported for this family (its batched "
+                                        "generate is not checked to give each item what it gives alone); call "
+                                        "probe.generate per item")
+        if convention not in _CONVENTIONS:
+            raise ValueError(f"convention={convention!r} is not one of {_CONVENTIONS}")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        if generate_kwargs.get("num_beams", 1) != 1:
+            raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
+        items = list(items)
+        if not items:
+            raise ValueError("generate_batch needs at least one item")
+        if isinstance(methods, str):
+            methods = [methods]
+        recorders = list({m.name: m for m in map(get_method, methods) if m.needs}.values())
+        for method in recorders:
+            if type(method).recording is not MapMethod.recording:
+                raise UnsupportedModelError(f"map method {method.name!r} reads the model during a batch-of-one "
+                                            "generation; record it with probe.generate per item")
+        prepared = []
+        for k, item in enumerate(items):
+            if isinstance(item, Mapping):
+                image, prompt, video = item.get("image"), item.get("prompt"), item.get("video")
+            elif isinstance(item, (tuple, list)) and len(item) == 2:
+                (image, prompt), video = item, None
+            else:
+                raise ValueError(f"item {k} must be (image, prompt) or a mapping with image / prompt / video, got "
+                                 f"{type(item).__name__}")
+            if prompt is None:
+                raise ValueError(f"item {k} has no prompt")
+            pils, videos, inputs = self._resolve_inputs(image, prompt, None, video)
+            layout = self._media_layout(inputs, pils, videos)
+            request = RecordRequest(prompt=prompt, images=pils, videos=videos, model_inputs=self._model_inputs(inputs),
+                                    capture={"keep": keep, "layers": layers, "storage_dtype": storage_dtype,
+                                             "frames": None, "mechanism": mechanism},
+                                    convention=convention, generic_prompt=generic_prompt)
+            for method in recorders:
+                method.check_request(self, request)
+            self._warn_context(inputs["input_ids"].shape[1], max_new_tokens)
+            prepared.append((prompt, pils, videos, inputs, layout, request))
+        pad_id = getattr(self.tokenizer, "pad_token_id", None)
+        if pad_id is None:
+            pad_id = getattr(self.model.generation_config, "pad_token_id", None)
+        if pad_id is None:
+            raise ValueError("the tokenizer has no pad token, which left padding needs; set tokenizer.pad_token")
+        batch, pads = collate_left([p[3] for p in prepared], int(pad_id))
+        model_inputs = self._model_inputs(batch)
+        generate_kwargs.setdefault("do_sample", False)
+        generate_kwargs.setdefault("pad_token_id", int(pad_id))
+        generate_kwargs["max_new_tokens"] = max_new_tokens
+        capture = {"keep": keep, "layers": layers, "storage_dtype": storage_dtype,
+                   "mechanism": self._mechanism(mechanism)}
+        prompt_len = model_inputs["input_ids"].shape[1]
+        positions = [p[4].shifted(pad).positions for p, pad in zip(prepared, pads)]
+        recorded = convention == "predicting"
+        with (AttentionCapture(self.model, positions, modules=self.attention_modules,
+                               cross_attention=self.adapter.cross_attention, **capture) if recorded
+              else contextlib.nullcontext()) as cap, torch.no_grad(), self.upstream_fixes():
+            sequences = self.adapter.generate(self.model, model_inputs, **generate_kwargs)
+        new = sequences[:, prompt_len:].cpu()
+        eos = generate_kwargs.get("eos_token_id", getattr(self.model.generation_config, "eos_token_id", None))
+        eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
+        lengths = answer_lengths(new, eos)
+        if recorded and cap.num_steps != new.shape[1]:
+            raise CaptureError(f"recorded {cap.num_steps} steps for {new.shape[1]} generated tokens; the model's "
+                               "generate ran extra or fewer forward passes than tokens")
+        runs = []
+        for b, ((prompt, pils, videos, inputs, layout, request), n) in enumerate(zip(prepared, lengths)):
+            new_ids = new[b, :n]
+            if recorded:
+                attention, item_cap = cap.maps(b)[:n], cap
+            else:
+                own = torch.cat([inputs["input_ids"].to(sequences.device), new_ids[None].to(sequences.device)], 1)
+                attention, item_cap = self._capture_self(request.model_inputs, layout, capture, own)
+            run = self._make_run(new_ids, attention, layout, item_cap, convention, prompt, inputs["input_ids"], pils,
+                                 videos, generate_kwargs)
+            run.meta["batch"] = {"size": len(items), "index": b, "padding": int(pads[b])}
+            for method in recorders:
+                method.record(self, run, None, request)
+            runs.append(run)
+        return runs
+
     def _make_run(self, new_ids: torch.Tensor, attention: torch.Tensor, layout: VisualLayout, cap: AttentionCapture,
                   convention: str, prompt: str, input_ids: torch.Tensor, pils: list[Image.Image],
                   videos: list[list[Image.Image]], generate_kwargs: dict[str, Any]) -> ProbeRun:
@@ -475,13 +598,20 @@ class Probe:
         with torch.no_grad(), self.upstream_fixes():
             sequences = self.adapter.generate(self.model, model_inputs, **generate_kwargs)
         new_ids = sequences[0, prompt_len:].cpu()
+        attention, cap = self._capture_self(model_inputs, layout, capture, sequences)
+        return new_ids, attention, cap
+
+    def _capture_self(self, model_inputs: dict[str, Any], layout: Any, capture: dict[str, Any],
+                      sequences: torch.Tensor) -> tuple[torch.Tensor, AttentionCapture]:
+        """One full forward over prompt + answer (``sequences`` ``[1, P + T]``), captured at the answer's own rows."""
+        prompt_len = model_inputs["input_ids"].shape[1]
         full = self.teacher_forced_inputs(model_inputs, sequences)
         positions = torch.arange(prompt_len, sequences.shape[1])
         with AttentionCapture(self.model, layout.positions, query_positions=positions, modules=self.attention_modules,
                               cross_attention=self.adapter.cross_attention, **capture) as cap, torch.no_grad(), \
                 self.upstream_fixes():
             self.model(**full, use_cache=False)
-        return new_ids, cap.maps(), cap
+        return cap.maps(), cap
 
     #: config fields that name a placeholder token the processor expands into media features
     _MEDIA_TOKEN_FIELDS = ("image_token_id", "image_token_index", "video_token_id", "video_token_index",

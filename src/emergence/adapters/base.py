@@ -109,6 +109,9 @@ class Adapter:
     #: whether one forward over prompt + answer (:meth:`extend_inputs`) reproduces the generation's positions; it
     #: serves convention="self", gradient maps and the causal helpers' teacher-forced effects
     teacher_forced: ClassVar[bool] = True
+    #: whether the model's own batched ``generate`` over left-padded prompts gives each item what it gives alone
+    #: (:meth:`emergence.Probe.generate_batch`; checked per family by tests/test_batch.py)
+    batched: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ support
     def refusal(self, model: Any) -> str | None:

@@ -89,6 +89,7 @@ class Idefics3Adapter(Adapter):
     architectures = ("Idefics3ForConditionalGeneration", "SmolVLMForConditionalGeneration")
     summary = "tile mosaic read from `<row_i_col_j>` markers + global image"
     tested = "tiny_idefics3"
+    batched = True
     multi_image = True
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:

@@ -128,6 +128,7 @@ class LlavaAdapter(OneGridAdapter):
     summary = ("one grid; pad-to-square / shortest-edge resize / centre crop of the image processor (Pixtral tower: "
                "rows of `[IMG]` ended by `[IMG_BREAK]`)")
     tested = "tiny_llava"
+    batched = True
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         if getattr(getattr(ctx.config, "vision_config", None), "model_type", None) == "pixtral":
@@ -190,6 +191,7 @@ class Gemma3Adapter(OneGridAdapter):
     summary = ("the pooled `mm_tokens_per_image` square over the resized image; pan-and-scan: the original, then "
                "each crop along the longer side")
     tested = "tiny_gemma3"
+    batched = True
 
     def split_images(self, ctx: LayoutContext, count: int) -> list[tuple[np.ndarray, dict]]:
         from .tiles import runs
@@ -321,6 +323,7 @@ class LlavaNextAdapter(Adapter):
     architectures = ("LlavaNextForConditionalGeneration",)
     summary = "base grid + unpadded tile mosaic, newline token per row (not rendered)"
     tested = "tiny_llava_next"
+    batched = True
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         return llava_next_layout(ctx)

@@ -136,6 +136,7 @@ class InternVLAdapter(Adapter):
     summary = ("`crop_to_patches` tile grid (the processor's closest-aspect canvas, no padding) + thumbnail; "
                "pixel-shuffled square per tile")
     tested = "tiny_internvl"
+    batched = True
     multi_image = True
 
     @staticmethod

@@ -245,12 +245,14 @@ class Sam2Segmenter:
         preprocessing: ``"processor"`` resizes as ``Sam2Processor`` does (the resized image rounded to 8 bits);
             ``"official"`` as the official package's ``SAM2Transforms`` (scaled to [0, 1], then resized, no
             rounding). On the same weights, ``"official"`` gives the official predictor's masks bit for bit.
+        cache_images: image embeddings kept, by the image's pixels, for images given again (a sweep's templates of
+            one image): the same image is embedded once (``embedding_calls`` counts the embeddings computed).
     """
 
     PREPROCESSING = ("processor", "official")
 
     def __init__(self, model: Any, batch_size: int = 64, mask_threshold: float = 0.0,
-                 preprocessing: str = "processor") -> None:
+                 preprocessing: str = "processor", cache_images: int = 8) -> None:
         if preprocessing not in self.PREPROCESSING:
             raise ValueError(f"preprocessing={preprocessing!r}: use one of {self.PREPROCESSING}")
         self.model = model.eval()
@@ -263,6 +265,8 @@ class Sam2Segmenter:
         self.decode_calls = 0
         self._embeddings = None
         self._size: tuple[int, int] | None = None
+        self.cache_images = max(0, int(cache_images))
+        self._cache: dict[bytes, Any] = {}  # pixels' digest -> embeddings, oldest first
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike = DEFAULT_SAM2, device: str | None = None,
@@ -318,13 +322,25 @@ class Sam2Segmenter:
         return ((x - mean) / std).to(device=self.device, dtype=dtype)
 
     def set_image(self, image: Any) -> None:
+        import hashlib
+
         import torch
 
         image = load_image(image)
+        self._size = (image.height, image.width)
+        digest = hashlib.blake2b(image.tobytes(), digest_size=16, person=b"emergence-sam2").digest() + \
+            repr((image.size, image.mode)).encode()
+        cached = self._cache.pop(digest, None)
+        if cached is not None:
+            self._cache[digest] = self._embeddings = cached  # most recent last
+            return
         with torch.inference_mode():
             self._embeddings = self.model.get_image_embeddings(self.preprocess(image))
-        self._size = (image.height, image.width)
         self.embedding_calls += 1
+        if self.cache_images:
+            self._cache[digest] = self._embeddings
+            while len(self._cache) > self.cache_images:
+                self._cache.pop(next(iter(self._cache)))
 
     def predict(self, points, labels, boxes=None, multimask: bool = True) -> tuple[np.ndarray, np.ndarray]:
         import torch

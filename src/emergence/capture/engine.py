@@ -290,7 +290,13 @@ def _takes_output_attentions(module: nn.Module) -> bool:
 
 
 def _take(x: torch.Tensor, columns: torch.Tensor | slice) -> torch.Tensor:
-    return x[..., columns] if isinstance(columns, slice) else x.index_select(-1, columns)
+    """``x[..., columns]``; ``columns`` ``[B, V]`` picks each batch element's own columns of ``x`` ``[B, ..., K]``."""
+    if isinstance(columns, slice):
+        return x[..., columns]
+    if columns.ndim == 2:
+        index = columns.view(columns.shape[0], *([1] * (x.ndim - 2)), columns.shape[1])
+        return x.gather(-1, index.expand(*x.shape[:-1], columns.shape[1]))
+    return x.index_select(-1, columns)
 
 
 _DEFAULT_IN_SOURCE = re.compile(r"get_interface\(\s*[\w.]+\s*,\s*(\w+)\s*\)")
@@ -474,7 +480,10 @@ class AttentionCapture:
 
     Args:
         model: a loaded transformers model (any ``*ForConditionalGeneration`` / ``*ForImageTextToText``).
-        visual_positions: ``[V]`` sequence positions of the visual tokens (keys to keep).
+        visual_positions: ``[V]`` sequence positions of the visual tokens (keys to keep); for a batch whose items
+            hold different visual tokens (left-padded prompts, images of different sizes), one sequence per batch
+            element: each element keeps its own ``V_b`` keys (stored up to the batch's largest ``V``;
+            :meth:`maps` returns each element's own).
         keep: ``"heads"`` -> ``[rows, L, H, V]``; ``"layers"`` -> ``[rows, L, V]`` (head mean);
             ``"mean"`` -> ``[rows, V]`` (layer and head mean). ``rows`` = steps x rows per step.
         layers: language-model layer indices to capture (default: all).
@@ -554,13 +563,25 @@ class AttentionCapture:
             raise ValueError(f"layers={layers} contains duplicates")
         self.layers: list[int] = layers
         self._slot = {id(m): layers.index(m.layer_idx) for m in modules if m.layer_idx in layers}
-        positions = torch.as_tensor(visual_positions, dtype=torch.long).flatten()
+        self._item_tokens: list[int] | None = None  # a batch with per-element visual positions: each one's V_b
+        per_item = isinstance(visual_positions, (list, tuple)) and len(visual_positions) > 0 and all(
+            getattr(p, "ndim", None) == 1 or isinstance(p, (list, tuple)) for p in visual_positions)
+        if per_item:
+            items = [torch.as_tensor(np_positions, dtype=torch.long).flatten() for np_positions in visual_positions]
+            if any(p.numel() == 0 for p in items):
+                raise CaptureError("a batch element has no visual tokens to attend to")
+            self._item_tokens = [int(p.numel()) for p in items]
+            width = max(self._item_tokens)
+            # shorter elements repeat their last position: computed like the others, cut off by maps()
+            positions = torch.stack([torch.cat([p, p[-1:].expand(width - p.numel())]) for p in items])  # [B, V]
+        else:
+            positions = torch.as_tensor(visual_positions, dtype=torch.long).flatten()
         if positions.numel() == 0:
             raise CaptureError("visual_positions is empty: the inputs contain no visual tokens to attend to")
         self.visual_positions = positions
         self._max_position = int(positions.max())
-        first = int(positions[0])
-        contiguous = bool(torch.equal(positions, torch.arange(first, first + positions.numel())))
+        first = int(positions.reshape(-1)[0])
+        contiguous = positions.ndim == 1 and bool(torch.equal(positions, torch.arange(first, first + positions.numel())))
         self._block: slice | None = slice(first, first + positions.numel()) if contiguous else None
         self.storage_dtype = storage_dtype
         self.storage_device = torch.device(storage_device)
@@ -677,6 +698,10 @@ class AttentionCapture:
             if self._block is not None:
                 columns = self._block  # contiguous visual block: a view instead of a gather
             probs = row_attention_probs(module, query, key, attention_mask, rows, columns, kwargs)  # [B, H, R, V]
+        elif columns.ndim == 2:  # a batch's own columns, some left a sliding window: probability 0 there
+            local = columns - offset
+            every = row_attention_probs(module, query, key, attention_mask, rows, slice(None), kwargs)  # [B, H, R, K]
+            probs = _take(every, local.clamp_min(0)) * (local >= 0)[:, None, None, :]
         else:  # visual keys that left a sliding window get probability 0 (they are masked for this query)
             local = columns - offset
             inside = local >= 0
@@ -695,8 +720,11 @@ class AttentionCapture:
         picked = weights[:, :, -1:] if rows is None else weights.index_select(2, rows)
         columns = self.visual_positions.to(weights.device) - offset
         inside = columns >= 0  # keys that left a sliding window: probability 0
-        probs = picked.new_zeros((*picked.shape[:3], columns.numel()), dtype=torch.float32)
-        probs[..., inside] = picked.index_select(3, columns[inside]).float()
+        if columns.ndim == 2:
+            probs = _take(picked.float(), columns.clamp_min(0)) * inside[:, None, None, :]
+        else:
+            probs = picked.new_zeros((*picked.shape[:3], columns.numel()), dtype=torch.float32)
+            probs[..., inside] = picked.index_select(3, columns[inside]).float()
         self._keep(slot, probs)
 
     def _keep(self, slot: int, probs: torch.Tensor) -> None:
@@ -745,4 +773,7 @@ class AttentionCapture:
                     "load transformers classes with attn_implementation='eager' for it")
             raise CaptureError("no forward pass was recorded: run the model inside the `with AttentionCapture(...)` "
                                "block." + hint)
-        return torch.cat(self._chunks, dim=1)[batch_index]
+        maps = torch.cat(self._chunks, dim=1)[batch_index]
+        if self._item_tokens is not None:
+            maps = maps[..., : self._item_tokens[batch_index]]
+        return maps

@@ -237,6 +237,16 @@ class VisualLayout:
                               f"choose one with {what}. It holds: {held}")
         return found[0]
 
+    def shifted(self, offset: int) -> VisualLayout:
+        """The same layout ``offset`` sequence positions later (a prompt left-padded by ``offset`` tokens in a
+        batch); its parts move with it."""
+        from dataclasses import replace
+
+        if offset == 0:
+            return self
+        return replace(self, positions=np.asarray(self.positions) + int(offset),
+                       parts=[p.shifted(offset) for p in self.parts])
+
     def keep_frames(self, frames: Sequence[int]) -> VisualLayout:
         """The composite restricted to its images and to the video parts that read one of ``frames``.
 

@@ -61,6 +61,9 @@ class SweepConfig:
             uses the count recorded in the manifest). Float sums are split by thread, so another count changes the
             last bits of logits and maps; a sweep therefore runs every item, local or on Ray, fresh or resumed, with
             one recorded count.
+        batch_size: items generated at once (:meth:`emergence.Probe.generate_batch`; families whose batched
+            generation matches single items). Recorded: like the thread count, another size changes the last bits
+            (padding reorders float sums), so a resume with another size is refused.
     """
 
     out: str
@@ -90,6 +93,7 @@ class SweepConfig:
     threads: int | None = None
     map_method: str = "attention"
     heads: tuple[tuple[int, int], ...] | None = None
+    batch_size: int = 1
 
     def __post_init__(self) -> None:
         from ..analysis.methods import get_method
@@ -120,6 +124,8 @@ class SweepConfig:
             raise ValueError(f"threads must be >= 1, got {self.threads}")
         if not 0 < self.tau <= 1:
             raise ValueError(f"tau must lie in (0, 1], got {self.tau}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
 
@@ -133,6 +139,8 @@ class SweepConfig:
             del d["map_method"], d["heads"]                        # options existed still resume
         if d["protocol"] == "emergence":  # likewise: sweeps made before protocols were named are 'emergence' ones
             del d["protocol"]
+        if d["batch_size"] == 1:  # manifests written before batches existed still resume
+            del d["batch_size"]
         if d["noun_chunks"] == "spacy":
             del d["noun_chunks"]
         return json.loads(json.dumps(d, default=str))
@@ -226,6 +234,12 @@ class Worker:
         self.config = config
         self.probe, self.spec = resolve_probe(config.probe, config.model, config.local_model, device=config.device,
                                               dtype=config.dtype)
+        if config.batch_size > 1 and not self.probe.adapter.batched:
+            from ..errors import UnsupportedModelError
+
+            raise UnsupportedModelError(f"batch_size={config.batch_size}: batched generation is not supported for "
+                                        f"{self.probe.adapter.family or type(self.probe.model).__name__}; run the "
+                                        "sweep with batch_size=1")
         self.segmenter = build_segmenter(config.segmenter, device=config.device)
         plan = plan or plan_sweep(config)
         self.dataset = plan.dataset
@@ -249,8 +263,8 @@ class Worker:
 
     def chunk(self, items: list[tuple[str, str, int]]) -> tuple[list[dict], list[dict], dict[str, Any]]:
         samples, units, tensors = [], [], {}
-        for item in items:
-            s, u, t = self.item(*item)
+        done = self.batched_chunk(items) if self.batches() else [self.item(*item) for item in items]
+        for s, u, t in done:
             samples.append(s)
             units += u
             tensors.update(t)
@@ -259,60 +273,88 @@ class Worker:
     def ground(self, sample: Any, template: str, image: Any = None) -> tuple[str, Any, Any, Any]:
         """``(prompt, run, report, ground truth [H, W] bool)`` of one grounding item, exactly as the sweep computes
         it (the seed is set by the caller, as :meth:`item` does)."""
-        from ..analysis import EmptyGroundTruthWarning, analyze
-        from ..datasets.templates import format_grounding
-
         image = sample.image() if image is None else image
-        gt = sample.gt_mask((image.height, image.width))
-        text = sample.expression or sample.question or "the object"
-        prompt = self._phrase(format_grounding(self.ground_t[template], text))
+        prompt, gt = self._ground_prompt(sample, template, image)
         run = self.probe.generate(image, prompt, max_new_tokens=self.config.max_new_tokens,
                                   methods=[self.config.map_method])
+        return prompt, run, self._analyze(run, gt), gt
+
+    def _ground_prompt(self, sample: Any, template: str, image: Any) -> tuple[str, Any]:
+        from ..datasets.templates import format_grounding
+
+        gt = sample.gt_mask((image.height, image.width))
+        text = sample.expression or sample.question or "the object"
+        return self._phrase(format_grounding(self.ground_t[template], text)), gt
+
+    def _vqa_prompt(self, sample: Any, template: str) -> str:
+        from ..datasets.templates import format_vqa
+
+        return self._phrase(format_vqa(self.vqa_t[template], sample.question, sample.options))
+
+    def _analyze(self, run: Any, gt: Any) -> Any:
+        from ..analysis import EmptyGroundTruthWarning, analyze
+
         with warnings.catch_warnings():  # an empty ground truth is flagged in the row ("absent")
             warnings.simplefilter("ignore", EmptyGroundTruthWarning)
-            report = analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
-                             protocol=self.config.protocol, tau=self.config.tau, judge=self.judge, nlp=self.nlp,
-                             method=self.config.map_method,
-                             heads=None if self.config.heads is None else list(self.config.heads))
-        return prompt, run, report, gt
+            return analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
+                           protocol=self.config.protocol, tau=self.config.tau, judge=self.judge, nlp=self.nlp,
+                           method=self.config.map_method,
+                           heads=None if self.config.heads is None else list(self.config.heads))
 
-    def item(self, task: str, template: str, index: int) -> tuple[dict, list[dict], dict[str, Any]]:
-        import numpy as np
-        import torch
-
-        from ..analysis import head_scores
-        from ..datasets.templates import format_vqa
-        from .vqa import answer_letter, parse_option
-
-        sample = self.dataset[index]
-        key = f"{task}/{template}/{sample.id}"
-        row: dict[str, Any] = {"key": key, "task": task, "template": template, "sample": sample.id,
-                               "index": index, "expression": sample.expression, "pair": sample.pair,
-                               "absent": sample.absent, "unannotated": sample.unannotated, "error": None,
-                               "error_type": None}
+    def _row(self, task: str, template: str, index: int, sample: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {"key": f"{task}/{template}/{sample.id}", "task": task, "template": template,
+                               "sample": sample.id, "index": index, "expression": sample.expression,
+                               "pair": sample.pair, "absent": sample.absent, "unannotated": sample.unannotated,
+                               "error": None, "error_type": None}
         row.update({f"meta_{k}": v for k, v in sample.meta.items()
                     if v is None or isinstance(v, (str, bool, int, float))})  # scalar metadata (pattern, target...)
+        return row
+
+    @staticmethod
+    def _failed(row: dict[str, Any], sample: Any, exc: BaseException) -> tuple[dict, list[dict], dict[str, Any]]:
+        """One bad sample must not stop the sweep: an error row names it and the cause."""
+        row["error"] = f"sample {sample.id!r}: {type(exc).__name__}: {exc}"
+        row["error_type"] = type(exc).__name__
+        return row, [], {}
+
+    def item(self, task: str, template: str, index: int) -> tuple[dict, list[dict], dict[str, Any]]:
+        import torch
+
+        sample = self.dataset[index]
+        row = self._row(task, template, index, sample)
         torch.manual_seed(self.config.seed)
         try:
             image = sample.image()
             if task == "vqa":
-                prompt = self._phrase(format_vqa(self.vqa_t[template], sample.question, sample.options))
+                prompt = self._vqa_prompt(sample, template)
                 run = self.probe.generate(image, prompt, max_new_tokens=self.config.max_new_tokens, keep="mean")
-                pick = parse_option(run.text, sample.options or ())
-                truth = answer_letter(sample.answer or "", sample.options or ())
-                row.update(prompt=prompt, answer=run.text, vqa_choice=pick,
-                           vqa_correct=None if truth is None else pick == truth)
-                return row, [], {}
+                return self._vqa_result(row, sample, prompt, run)
             prompt, run, report, gt = self.ground(sample, template, image)
-        except Exception as exc:  # one bad sample must not stop the sweep: an error row names it and the cause
-            row["error"] = f"sample {sample.id!r}: {type(exc).__name__}: {exc}"
-            row["error_type"] = type(exc).__name__
-            return row, [], {}
+        except Exception as exc:  # noqa: BLE001 - becomes the item's error row
+            return self._failed(row, sample, exc)
+        return self._ground_result(row, sample, prompt, run, report, gt)
+
+    def _vqa_result(self, row: dict[str, Any], sample: Any, prompt: str, run: Any
+                    ) -> tuple[dict, list[dict], dict[str, Any]]:
+        from .vqa import answer_letter, parse_option
+
+        pick = parse_option(run.text, sample.options or ())
+        truth = answer_letter(sample.answer or "", sample.options or ())
+        row.update(prompt=prompt, answer=run.text, vqa_choice=pick, vqa_correct=None if truth is None else pick == truth)
+        return row, [], {}
+
+    def _ground_result(self, row: dict[str, Any], sample: Any, prompt: str, run: Any, report: Any, gt: Any
+                       ) -> tuple[dict, list[dict], dict[str, Any]]:
+        import numpy as np
+        import torch
+
+        from ..analysis import head_scores
+
+        key, task, template = row["key"], row["task"], row["template"]
         row.update(prompt=prompt, **report.summary())
         row["noun_iou"] = _noun_baseline(report, sample.expression)
-        table = report.table
         unit_rows = []
-        for r in table.to_dict("records"):
+        for r in report.table.to_dict("records"):
             unit_rows.append({"key": key, "task": task, "template": template, "sample": sample.id,
                               **{k: (float(v) if isinstance(v, (np.floating,)) else v) for k, v in r.items()}})
         tensors: dict[str, Any] = {}
@@ -323,6 +365,61 @@ class Worker:
                 toks = list(report.units[int(report.best.name)].tokens)
                 tensors[f"{key}/head_mass"] = torch.from_numpy(head_scores(run, gt, toks)["mass"]).float()
         return row, unit_rows, tensors
+
+    # ------------------------------------------------------------------ batches
+    def batches(self) -> bool:
+        """Whether this worker generates several items at once (``batch_size`` > 1, a family whose batched
+        generation matches single items, a map method recorded after the generation)."""
+        from ..analysis.methods import MapMethod, get_method
+
+        method = get_method(self.config.map_method)
+        return (self.config.batch_size > 1 and self.probe.adapter.batched
+                and type(method).recording is MapMethod.recording)
+
+    def batched_chunk(self, items: list[tuple[str, str, int]]) -> list[tuple[dict, list[dict], dict[str, Any]]]:
+        """The chunk's items, generated ``batch_size`` at a time: items of one task are grouped by image size and
+        prompt length (little padding), in a fixed order (the same chunk always makes the same batches); results come
+        back in the chunk's order. An item that fails alone becomes its error row; a batch whose generation fails is
+        redone one item at a time, so one bad item costs only itself."""
+        import torch
+
+        results: list[Any] = [None] * len(items)
+        jobs: dict[str, list[tuple[int, Any, dict, Any, str, Any]]] = {"grounding": [], "vqa": []}
+        for k, (task, template, index) in enumerate(items):
+            sample = self.dataset[index]
+            row = self._row(task, template, index, sample)
+            try:
+                image = sample.image()
+                if task == "vqa":
+                    prompt, gt = self._vqa_prompt(sample, template), None
+                else:
+                    prompt, gt = self._ground_prompt(sample, template, image)
+            except Exception as exc:  # noqa: BLE001 - becomes the item's error row
+                results[k] = self._failed(row, sample, exc)
+                continue
+            jobs[task].append((k, sample, row, image, prompt, gt))
+        for task, todo in jobs.items():
+            todo.sort(key=lambda j: (j[3].size, len(j[4]), j[0]))
+            for start in range(0, len(todo), self.config.batch_size):
+                group = todo[start: start + self.config.batch_size]
+                torch.manual_seed(self.config.seed)
+                try:
+                    runs = self.probe.generate_batch(
+                        [(j[3], j[4]) for j in group], max_new_tokens=self.config.max_new_tokens,
+                        **({"keep": "mean"} if task == "vqa" else {"methods": [self.config.map_method]}))
+                except Exception:  # noqa: BLE001 - isolate the failing item: each one alone
+                    for k, *_ in group:
+                        results[k] = self.item(*items[k])
+                    continue
+                for (k, sample, row, _image, prompt, gt), run in zip(group, runs):
+                    try:
+                        if task == "vqa":
+                            results[k] = self._vqa_result(row, sample, prompt, run)
+                        else:
+                            results[k] = self._ground_result(row, sample, prompt, run, self._analyze(run, gt), gt)
+                    except Exception as exc:  # noqa: BLE001 - becomes the item's error row
+                        results[k] = self._failed(row, sample, exc)
+        return results
 
 
 def _noun_baseline(report: Any, expression: str | None) -> float:
