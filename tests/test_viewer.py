@@ -248,3 +248,28 @@ def test_jupyter_shows_the_viewer_inline_in_an_isolated_frame(tiled_run):
     data = json.loads(re.search(r'<script type="application/json" id="emergence-data">(.*?)</script>', inner,
                                 re.S).group(1))
     assert data["tokens"] == list(tiled_run.tokens) and data["layers"] == list(tiled_run.layers)
+
+
+@needs_browser
+def test_a_report_made_with_selected_heads_opens_on_them(pil_organism, tmp_path):
+    """Localization heads: a report analysed over (layer, head) pairs opens on those heads, with the report's map."""
+    from emergence.organism import ShapesWorld
+    from emergence.organism.model import PROMPT
+    from emergence.organism.reading import organism_judge
+
+    scene = ShapesWorld(2024).scene(2)
+    run = pil_organism.generate(scene.image, PROMPT, max_new_tokens=30)
+    pairs = [(0, 0), (2, 1)]
+    report = analyze(run, scene.referring_expressions()[0].mask, segmenter="classical", judge=organism_judge(),
+                     heads=pairs)
+    page = report.to_html(tmp_path / "heads.html")
+    with Browser() as b:
+        b.open(page)
+        assert b.js("return window.emergenceViewer.state.head") == "selected"
+        assert "selected heads (0:0, 2:1)" in b.js("return document.getElementById('ev-head').selectedOptions[0].text")
+        for u in (0, 4):
+            b.click(f".ev-word[data-word='{u}']")
+            _assert_same(_heat(b)[0], report.heat[u].astype(np.float64))
+        b.select("#ev-head", "mean")
+        _assert_same(_heat(b)[0], _expect(run, report.units[4], report.heat.shape[1:]))
+        assert b.console_errors() == []
