@@ -33,6 +33,16 @@ def _is_vision_language(model: Any) -> bool:
     ) or find_adapter(model)[1] is not None
 
 
+def _check_generation(convention: str, max_new_tokens: Any, generate_kwargs: Mapping[str, Any]) -> None:
+    """Refuse a convention, a length or a decoding the capture cannot follow (before anything is processed)."""
+    if convention not in _CONVENTIONS:
+        raise ValueError(f"convention={convention!r} is not one of {_CONVENTIONS}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    if generate_kwargs.get("num_beams", 1) != 1:
+        raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -288,12 +298,7 @@ class Probe:
         Raises:
             ValueError: no image; batch larger than one; beam search.
         """
-        if convention not in _CONVENTIONS:
-            raise ValueError(f"convention={convention!r} is not one of {_CONVENTIONS}")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        if generate_kwargs.get("num_beams", 1) != 1:
-            raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
+        _check_generation(convention, max_new_tokens, generate_kwargs)
         from .analysis.methods import RecordRequest, get_method
 
         if isinstance(methods, str):  # one method named as a string, not its letters
@@ -382,12 +387,7 @@ class Probe:
             raise UnsupportedModelError(f"{family}: batched generation is not supported for this family (its batched "
                                         "generate is not checked to give each item what it gives alone); call "
                                         "probe.generate per item")
-        if convention not in _CONVENTIONS:
-            raise ValueError(f"convention={convention!r} is not one of {_CONVENTIONS}")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
-        if generate_kwargs.get("num_beams", 1) != 1:
-            raise ValueError("beam search is not supported: each step must extend one sequence (use num_beams=1)")
+        _check_generation(convention, max_new_tokens, generate_kwargs)
         items = list(items)
         if not items:
             raise ValueError("generate_batch needs at least one item")
