@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -56,10 +55,6 @@ def llava_probe(config_name: str, device: str, dtype_name: str):
         tokenizer=tokenizer, patch_size=patch, vision_feature_select_strategy="default", chat_template=LLAVA_TEMPLATE,
         num_additional_image_tokens=1)
     return Probe(model, processor), sum(p.numel() for p in model.parameters())
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _status_kib(field: str) -> int:

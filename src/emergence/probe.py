@@ -411,7 +411,8 @@ class Probe:
                 raise ValueError(f"item {k} has no prompt")
             pils, videos, inputs = self._resolve_inputs(image, prompt, None, video)
             layout = self._media_layout(inputs, pils, videos)
-            request = RecordRequest(prompt=prompt, images=pils, videos=videos, model_inputs=self._model_inputs(inputs),
+            own = self._model_inputs(inputs) if recorders or convention == "self" else {}  # read after the batch
+            request = RecordRequest(prompt=prompt, images=pils, videos=videos, model_inputs=own,
                                     capture={"keep": keep, "layers": layers, "storage_dtype": storage_dtype,
                                              "frames": None, "mechanism": mechanism},
                                     convention=convention, generic_prompt=generic_prompt)

@@ -88,8 +88,8 @@ def _attention(run: Any, budget_mb: float) -> tuple[dict[str, Any], str | None]:
         att = att.float()[:, None, None]
     t, n_layers, n_heads, v = (int(s) for s in att.shape)
     return {"shape": [t, n_layers, n_heads, v], "data": _half(att), "stored": run.keep,
-            "embedded": "heads" if n_heads > 1 or run.keep == "heads" and note is None else
-                        ("layer means" if n_layers > 1 or run.keep == "layers" else "answer mean")}, note
+            "embedded": "heads" if run.keep == "heads" and note is None else
+                        "layer means" if run.keep in ("heads", "layers") else "answer mean"}, note
 
 
 def _part(layout: Any, members: np.ndarray) -> dict[str, Any]:
