@@ -3,7 +3,9 @@ builds on)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,45 @@ from .registry import register_adapter
 from .generic import grid_view
 from .tiles import runs
 
-__all__ = ["FuyuAdapter"]
+__all__ = ["FuyuAdapter", "tensor_patchify"]
+
+
+@contextlib.contextmanager
+def tensor_patchify(image_processor: Any) -> Iterator[None]:
+    """While active, ``image_processor.patchify_image`` accepts torch tensors.
+
+    ``FuyuProcessor`` hands the image processor's output, torch tensors, to ``patchify_image``; the PIL backend's
+    ``patchify_image`` (the one ``AutoProcessor`` picks without torchvision) is written for numpy arrays and fails on
+    them (transformers 5.25). Detected by behaviour: a 1-patch tensor is patchified; where that works (the
+    torchvision backend, a fixed release) nothing changes. The instance attribute set here is removed on exit.
+    """
+    import torch
+
+    original = getattr(image_processor, "patchify_image", None)
+    if original is None or "patchify_image" in vars(image_processor):
+        yield
+        return
+    patch = size_dict(getattr(image_processor, "patch_size", None))
+    probe = torch.zeros(1, 3, int(patch.get("height", 1)), int(patch.get("width", 1)))
+    try:
+        original(image=probe)
+        works = True
+    except (TypeError, AttributeError):
+        works = False
+    if works:
+        yield
+        return
+
+    def patchify(image: Any, patch_size: Any = None) -> Any:
+        if isinstance(image, torch.Tensor):
+            return torch.from_numpy(np.ascontiguousarray(original(image=image.numpy(), patch_size=patch_size)))
+        return original(image=image, patch_size=patch_size)
+
+    image_processor.patchify_image = patchify
+    try:
+        yield
+    finally:
+        del image_processor.patchify_image
 
 
 class FuyuAdapter(Adapter):
@@ -34,6 +74,15 @@ class FuyuAdapter(Adapter):
     def build_prompt(self, processor: Any, prompt: str) -> str:
         # FuyuProcessor puts the image placeholders before the text itself; prompts end with a newline
         return prompt if prompt.endswith("\n") else prompt + "\n"
+
+    def process(self, processor: Any, image: Any, text: str) -> Mapping[str, Any]:
+        with tensor_patchify(getattr(processor, "image_processor", None)):
+            return super().process(processor, image, text)
+
+    def process_media(self, processor: Any, images: list[Any], videos: list[list[Any]], text: str
+                      ) -> Mapping[str, Any]:
+        with tensor_patchify(getattr(processor, "image_processor", None)):
+            return super().process_media(processor, images, videos, text)
 
     def layout(self, ctx: LayoutContext) -> VisualLayout:
         positions = ctx.image_positions()

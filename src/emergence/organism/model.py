@@ -4,14 +4,18 @@ and chat template, saved as an ordinary HF model folder."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .world import BACKGROUNDS, COLOURS, COLS, PARTS, ROWS, SHAPES, SIZES
 
-__all__ = ["ORGANISM_DIR", "PROMPT", "VOCABULARY", "build_model", "build_processor", "load_organism"]
+__all__ = ["DESIGNS", "FUYU_DIR", "ORGANISM_DIR", "PROMPT", "VOCABULARY", "OrganismDesign", "build_model",
+           "build_processor", "load_organism", "organism_dir"]
 
 ORGANISM_DIR = Path(__file__).resolve().parent / "weights"
+FUYU_DIR = Path(__file__).resolve().parent / "weights_fuyu"
 PROMPT = "describe the image"
 IMAGE_SIZE = 64
 PATCH = 8
@@ -82,16 +86,58 @@ def build_model(processor: Any, seed: int = 0, width: int = 192, layers: int = 3
     return model
 
 
-def load_organism(path: str | os.PathLike | None = None, device: str | None = None) -> tuple[Any, Any]:
-    """The shipped organism (or one saved at ``path``): ``(model, processor)``, model in eval mode."""
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+@dataclass(frozen=True)
+class OrganismDesign:
+    """One organism architecture: where its shipped weights live and how a fresh one is built."""
 
-    folder = Path(path) if path is not None else ORGANISM_DIR
+    name: str
+    folder: Path
+    build_processor: Callable[[], Any]
+    build_model: Callable[..., Any]  # (processor, seed=, layers=) -> model
+    layers: int  # the shipped decoder depth
+    summary: str
+
+
+def _fuyu_processor() -> Any:
+    from .fuyu import build_fuyu_processor
+
+    return build_fuyu_processor()
+
+
+def _fuyu_model(processor: Any, seed: int = 0, layers: int = 4) -> Any:
+    from .fuyu import build_fuyu_model
+
+    return build_fuyu_model(processor, seed=seed, layers=layers)
+
+
+DESIGNS: dict[str, OrganismDesign] = {
+    "llava": OrganismDesign("llava", ORGANISM_DIR, build_processor, build_model, 3,
+                            "LLaVA: patch embedding tower + MLP projector + 3-layer Llama decoder (1.58M parameters)"),
+    "fuyu": OrganismDesign("fuyu", FUYU_DIR, _fuyu_processor, _fuyu_model, 4,
+                           "Fuyu: image patches through one linear layer into a 4-layer Persimmon decoder, no vision "
+                           "encoder (1.84M parameters)"),
+}
+
+
+def organism_dir(design: str = "llava") -> Path:
+    """The folder of the shipped organism of ``design`` (``"llava"`` or ``"fuyu"``)."""
+    if design not in DESIGNS:
+        raise ValueError(f"organism design {design!r}: the shipped designs are {sorted(DESIGNS)}")
+    return DESIGNS[design].folder
+
+
+def load_organism(path: str | os.PathLike | None = None, device: str | None = None,
+                  design: str = "llava") -> tuple[Any, Any]:
+    """The shipped organism of ``design`` (or one saved at ``path``, of either design): ``(model, processor)``,
+    model in eval mode."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    folder = Path(path) if path is not None else organism_dir(design)
     if not (folder / "config.json").exists():
         raise FileNotFoundError(
             f"no organism at {str(folder)!r}: train one with `python -m emergence.organism.train --out {folder}`"
         )
-    model = LlavaForConditionalGeneration.from_pretrained(folder, attn_implementation="sdpa").eval()
+    model = AutoModelForImageTextToText.from_pretrained(folder, attn_implementation="sdpa").eval()
     if device is not None:
         model = model.to(device)
     return model, AutoProcessor.from_pretrained(folder)

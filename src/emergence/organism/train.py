@@ -1,6 +1,6 @@
 """Train the model organism on shapes-world captions only (no grounding supervision).
 
-    python -m emergence.organism.train --out OUT [--steps N] [--batch-size B] [--seed S]
+    python -m emergence.organism.train --out OUT [--design llava|fuyu] [--steps N] [--batch-size B] [--seed S]
 
 Reproducible from the seed on CPU (the shipped weights: `--seed 0` with the defaults): with the same torch build and
 thread count (`training_args.json` records both; pass ``--threads``) a run repeats the shipped one to the bit on the
@@ -31,15 +31,20 @@ __all__ = ["train", "main"]
 TRAIN_WORLD_SEED = 1_000  # evaluation uses other seeds
 
 
-def _prompt(processor: Any) -> str:
+def _prompt(processor: Any, design: str = "llava") -> str:
     from .model import PROMPT
 
+    if design == "fuyu":
+        return PROMPT + "\n"  # FuyuAdapter.build_prompt: the processor adds the image and the answer mark
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def make_batch(processor: Any, scenes: list, prompt: str) -> dict[str, Any]:
-    """Inputs and caption-only labels for a list of scenes."""
+def make_batch(processor: Any, scenes: list, prompt: str, design: str = "llava") -> dict[str, Any]:
+    """Inputs and caption-only labels for a list of scenes: the prompt as the toolkit builds it for that design,
+    then the caption and ``</s>``; labels only on the caption and ``</s>``."""
+    if design == "fuyu":
+        return _fuyu_batch(processor, scenes, prompt)
     texts = [f"{prompt} {s.caption} </s>" for s in scenes]
     batch = processor(images=[s.image for s in scenes], text=texts, padding=True, return_tensors="pt")
     prompt_len = len(processor(images=scenes[0].image, text=prompt, return_tensors="pt")["input_ids"][0])
@@ -50,13 +55,40 @@ def make_batch(processor: Any, scenes: list, prompt: str) -> dict[str, Any]:
     return batch
 
 
+def _fuyu_batch(processor: Any, scenes: list, prompt: str) -> dict[str, Any]:
+    # FuyuProcessor ends the text with its beginning-of-answer mark; the caption follows it, right-padded
+    import torch
+
+    from ..adapters.single_transformer import tensor_patchify
+
+    with tensor_patchify(processor.image_processor):
+        enc = processor(images=[s.image for s in scenes], text=[prompt] * len(scenes), return_tensors="pt")
+    tok = processor.tokenizer
+    prefix = tok.convert_tokens_to_ids("\u2581")
+    answers = []
+    for scene in scenes:
+        ids = tok(scene.caption, add_special_tokens=False)["input_ids"]
+        answers.append((ids[1:] if ids and ids[0] == prefix else ids) + [tok.eos_token_id])
+    width = max(len(a) for a in answers)
+    tail = torch.full((len(scenes), width), tok.pad_token_id, dtype=enc["input_ids"].dtype)
+    tail_mask = torch.zeros_like(tail)
+    for row, ids in enumerate(answers):
+        tail[row, :len(ids)] = torch.tensor(ids)
+        tail_mask[row, :len(ids)] = 1
+    input_ids = torch.cat([enc["input_ids"], tail], dim=1)
+    labels = torch.cat([torch.full_like(enc["input_ids"], -100), tail.masked_fill(tail_mask == 0, -100)], dim=1)
+    return {"input_ids": input_ids, "attention_mask": torch.cat([enc["attention_mask"], tail_mask], dim=1),
+            "image_patches": enc["image_patches"], "labels": labels}
+
+
 def train(
     out: str | os.PathLike,
     steps: int = 2000,
     batch_size: int = 48,
     lr: float = 1.5e-3,
     seed: int = 0,
-    layers: int = 3,
+    layers: int | None = None,
+    design: str = "llava",
     save_every: int = 250,
     log_every: int = 10,
     resume: bool = False,
@@ -64,21 +96,27 @@ def train(
     quiet: bool = False,
     stop_at: int | None = None,
 ) -> list[dict[str, float]]:
-    """Train and save the organism to ``out``. Returns the logged records (step, loss, lr, elapsed).
+    """Train and save an organism of ``design`` (``"llava"``: the shipped one; ``"fuyu"``: organism B) to ``out``.
+    ``layers``: decoder layers (default: 3 for LLaVA, 4 for Fuyu). Returns the logged records (step, loss, lr,
+    elapsed).
 
     ``stop_at``: return after that many steps without saving a model (the schedule still follows ``steps``), e.g. to
     check that a run reproduces the first steps of a logged one.
     """
     import torch
 
-    from .model import build_model, build_processor
+    from .model import DESIGNS
     from .world import ShapesWorld
 
+    if design not in DESIGNS:
+        raise ValueError(f"design={design!r}: organism designs are {sorted(DESIGNS)}")
+    spec = DESIGNS[design]
+    layers = spec.layers if layers is None else layers
     with torch_threads(threads):
         out = claim_output_dir(out, "organism")
         ckpt = out / "checkpoint.pt"
-        processor = build_processor()
-        model = build_model(processor, seed=seed, layers=layers)
+        processor = spec.build_processor()
+        model = spec.build_model(processor, seed=seed, layers=layers)
         model.train()
         optim = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
         warmup = max(1, min(200, steps // 10))
@@ -101,7 +139,7 @@ def train(
         elif log_path.exists():
             log_path.unlink()
         world = ShapesWorld(seed=TRAIN_WORLD_SEED + seed)
-        prompt = _prompt(processor)
+        prompt = _prompt(processor, design)
         bar = ProgressLine(steps, start_step, unit="steps", per="s", enabled=not quiet)
         t0 = time.perf_counter()
         running = None
@@ -109,7 +147,7 @@ def train(
             if stop_at is not None and step >= stop_at:
                 return records
             scenes = [world.scene(step * batch_size + i) for i in range(batch_size)]
-            batch = make_batch(processor, scenes, prompt)
+            batch = make_batch(processor, scenes, prompt, design)
             for group in optim.param_groups:
                 group["lr"] = lr_at(step)
             loss = model(**batch).loss
@@ -141,7 +179,8 @@ def train(
         ckpt.unlink(missing_ok=True)
         # the thread count fixes the order of floating-point sums: the same seed on another count trains another model
         atomic_write_json(out / "training_args.json",
-                          {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "layers": layers,
+                          {"design": design, "steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+                           "layers": layers,
                            "world_seed": TRAIN_WORLD_SEED + seed, "threads": torch.get_num_threads(),
                            "torch": torch.__version__})
         return records
@@ -150,17 +189,19 @@ def train(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--design", default="llava", choices=["llava", "fuyu"],
+                        help="llava: the shipped organism; fuyu: organism B, one transformer reading patches")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--lr", type=float, default=1.5e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--layers", type=int, default=3, help="decoder layers")
+    parser.add_argument("--layers", type=int, default=None, help="decoder layers (default: 3 llava, 4 fuyu)")
     parser.add_argument("--save-every", type=int, default=250)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     args = parser.parse_args(argv)
     train(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed, layers=args.layers,
-          save_every=args.save_every, resume=args.resume, threads=args.threads)
+          design=args.design, save_every=args.save_every, resume=args.resume, threads=args.threads)
     return 0
 
 
