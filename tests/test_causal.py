@@ -13,7 +13,7 @@ from conftest import FAMILIES, N_NEW
 
 from emergence import Probe
 from emergence.capture import AttentionCapture
-from emergence.causal import ablate_heads, answer_effects, knockout
+from emergence.causal import ablate_heads, answer_effects, knockout, output_projection
 from emergence.errors import CaptureError
 
 
@@ -22,30 +22,31 @@ def _forward(model, inputs, **kw):
         return model(**inputs, **kw)
 
 
-@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "fuyu"])  # o_proj, o_proj, dense
 def test_ablating_heads_zeroes_exactly_their_slice_and_nothing_stays_hooked(family, image):
     model, processor = FAMILIES[family]()
     probe = Probe(model, processor)
     inputs = probe.prepare(image, "describe the image")
     attn = probe.attention_modules[0]
+    proj = output_projection(attn)
     seen = {}
-    handle = attn.o_proj.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0].detach().clone()))
+    handle = proj.register_forward_pre_hook(lambda m, a: seen.__setitem__("x", a[0].detach().clone()))
     try:
         base = _forward(model, inputs).logits
         unchanged = seen["x"]
         with ablate_heads(probe, [(attn.layer_idx, 1)]):
             ablated = _forward(model, inputs).logits
             handle.remove()  # ours ran before the ablation's hook; read the projection's input after it instead
-            handle = attn.o_proj.register_forward_hook(lambda m, a, o: seen.__setitem__("x", a[0].detach().clone()))
+            handle = proj.register_forward_hook(lambda m, a, o: seen.__setitem__("x", a[0].detach().clone()))
             _forward(model, inputs)
     finally:
         handle.remove()
-    dim = attn.o_proj.in_features // probe.model.config.get_text_config().num_attention_heads
+    dim = proj.in_features // probe.model.config.get_text_config().num_attention_heads
     expected = unchanged.clone()
     expected[..., dim:2 * dim] = 0
     assert torch.equal(seen["x"], expected)
     assert not torch.equal(base, ablated)
-    assert not attn.o_proj._forward_pre_hooks
+    assert not proj._forward_pre_hooks
     torch.testing.assert_close(_forward(model, inputs).logits, base, rtol=0, atol=0)  # nothing stays
     with pytest.raises(ValueError, match="head 99"):
         with ablate_heads(probe, [(attn.layer_idx, 99)]):

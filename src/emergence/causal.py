@@ -3,8 +3,8 @@
 Two interventions, each a scoped context manager that leaves the model exactly as it was on exit:
 
 - :func:`ablate_heads` zeroes chosen heads' contribution (their slice of the input of the attention module's output
-  projection ``o_proj``), or replaces it by its mean over reference inputs (:func:`head_means`), so the rest of the
-  network never sees what those heads read;
+  projection, ``o_proj`` / ``dense`` / ``out_proj``), or replaces it by its mean over reference inputs
+  (:func:`head_means`), so the rest of the network never sees what those heads read;
 - :func:`knockout` blocks attention from every text position after the image to chosen visual tokens (all layers and
   heads, or the layers / heads given), through the model's own attention function: the mask of those keys becomes
   ``-inf`` for those queries, so the softmax renormalises over the rest.
@@ -37,6 +37,25 @@ __all__ = ["ablate_heads", "answer_effects", "answer_log_probs", "free_answer", 
            "run_inputs"]
 
 
+#: names of an attention module's output projection, which reads the heads' outputs concatenated ``[..., H * D]``
+#: (Llama-style ``o_proj``; Persimmon / Fuyu, Phi ``dense``; CLIP-style ``out_proj``)
+OUTPUT_PROJECTIONS = ("o_proj", "dense", "out_proj")
+
+
+def output_projection(module: nn.Module) -> nn.Module:
+    """The attention module's output projection (the first of :data:`OUTPUT_PROJECTIONS` it has).
+
+    Raises:
+        UnsupportedModelError: it has none (a fused projection cannot be cut by head).
+    """
+    for name in OUTPUT_PROJECTIONS:
+        proj = getattr(module, name, None)
+        if isinstance(proj, nn.Module):
+            return proj
+    raise UnsupportedModelError(f"{type(module).__name__} has no output projection ({', '.join(OUTPUT_PROJECTIONS)}): "
+                                "its heads cannot be ablated one by one here")
+
+
 def _modules(probe_or_model: Any) -> tuple[nn.Module, list[nn.Module]]:
     model = getattr(probe_or_model, "model", probe_or_model)
     modules = getattr(probe_or_model, "attention_modules", None)
@@ -52,12 +71,13 @@ def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]], mode: st
                  means: dict[int, torch.Tensor] | None = None) -> Iterator[None]:
     """Remove the contribution of ``heads`` (``(layer, head)`` pairs, language-model layer indices) while inside.
 
-    The attention module's output projection ``o_proj`` receives the heads' outputs concatenated ``[..., H * D]``;
-    a scoped pre-hook sets each chosen head's ``D`` columns, before the projection, to 0 (``mode="zero"``) or to
-    their mean over reference inputs (``mode="mean"``, ``means`` from :func:`head_means`: layer -> ``[H * D]``).
+    The attention module's output projection (``o_proj``, ``dense`` or ``out_proj``) receives the heads' outputs
+    concatenated ``[..., H * D]``; a scoped pre-hook sets each chosen head's ``D`` columns, before the projection,
+    to 0 (``mode="zero"``) or to their mean over reference inputs (``mode="mean"``, ``means`` from
+    :func:`head_means`: layer -> ``[H * D]``).
 
     Raises:
-        UnsupportedModelError: an attention module has no ``o_proj`` (a fused projection cannot be cut by head).
+        UnsupportedModelError: an attention module has no output projection (a fused one cannot be cut by head).
         ValueError: a layer or head index that the model does not have; ``mode="mean"`` without that layer's mean.
     """
     if mode not in ("zero", "mean"):
@@ -81,10 +101,7 @@ def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]], mode: st
     try:
         for layer, hs in chosen.items():
             module = by_layer[layer]
-            proj = getattr(module, "o_proj", None)
-            if not isinstance(proj, nn.Module):
-                raise UnsupportedModelError(f"{type(module).__name__} has no o_proj: its heads cannot be ablated one "
-                                            "by one here")
+            proj = output_projection(module)
             n_heads = num_attention_heads(module, model)
             dim = proj.in_features // n_heads if hasattr(proj, "in_features") else module.head_dim
             cols = torch.cat([torch.arange(h * dim, (h + 1) * dim) for h in hs])
@@ -93,8 +110,8 @@ def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]], mode: st
             width = n_heads * dim
             if fill is not None and tuple(fill.shape) != (width,):
                 raise ValueError(f"means[{layer}] has shape {tuple(fill.shape)}, but layer {layer}'s heads feed "
-                                 f"[{width}] values to o_proj: compute the means with head_means(probe, runs) on "
-                                 "this model")
+                                 f"[{width}] values to its output projection: compute the means with "
+                                 "head_means(probe, runs) on this model")
 
             def replace(_m: nn.Module, args: tuple[Any, ...], cols: torch.Tensor = cols,
                         fill: torch.Tensor | None = fill) -> tuple[Any, ...]:
@@ -111,7 +128,7 @@ def ablate_heads(probe_or_model: Any, heads: Sequence[tuple[int, int]], mode: st
 
 
 def head_means(probe: Any, runs: Sequence[Any]) -> dict[int, torch.Tensor]:
-    """Each captured layer's mean ``o_proj`` input ``[H * D]`` (every head's output) over all positions of one
+    """Each captured layer's mean output-projection input ``[H * D]`` (every head's output) over all positions of one
     teacher-forced forward per run (its prompt and answer): the reference for ``ablate_heads(mode="mean")``."""
     sums: dict[int, torch.Tensor] = {}
     counts = 0
@@ -125,7 +142,7 @@ def head_means(probe: Any, runs: Sequence[Any]) -> dict[int, torch.Tensor]:
 
     try:
         for module in probe.attention_modules:
-            handles.append(module.o_proj.register_forward_pre_hook(make(module.layer_idx)))
+            handles.append(output_projection(module).register_forward_pre_hook(make(module.layer_idx)))
         for run in runs:
             full, _ = teacher_forced(probe, run)
             with torch.no_grad(), probe.upstream_fixes():
