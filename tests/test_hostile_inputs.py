@@ -344,7 +344,7 @@ def test_probe_specs_reach_only_the_explicit_builtin_table(tmp_path):
     assert set(BUILTIN_MODELS) == {"tiny_llava"}
     spec_file = tmp_path / "x.toml"
     spec_file.write_text('name = "x"\nhf_id = "builtin:tiny_qwen2_vl"\narchitecture = "Qwen2VLForConditionalGeneration"\n')
-    with pytest.raises(ValueError, match="unknown builtin model 'builtin:tiny_qwen2_vl'; built-in models: builtin:tiny_llava"):
+    with pytest.raises(ValueError, match="unknown builtin model 'builtin:tiny_qwen2_vl'; built-in models: builtin:organism, builtin:organism-fuyu, builtin:tiny_llava"):
         load_probe(load_spec(str(spec_file)))
     assert load_probe(load_spec("tiny-random-llava")).name == "builtin:tiny_llava"
 

@@ -86,6 +86,19 @@ def _add_model_args(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--local-model", help="with --probe: load this local folder instead of the spec's hub id")
 
 
+def _add_organism_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--organism", choices=["llava", "fuyu"], default="llava",
+                        help="which shipped organism: llava (vision tower + decoder, default) | fuyu (one transformer "
+                             "reading image patches); --model overrides it with a folder")
+
+
+def _organism_model(args: argparse.Namespace) -> str:
+    """The organism folder a study runs on: ``--model`` if given, else the shipped one of ``--organism``."""
+    from .organism.model import organism_dir
+
+    return str(args.model) if args.model else str(organism_dir(args.organism))
+
+
 def _add_study_args(parser: argparse.ArgumentParser, seed: int, calib_seed: int, calib: str, k: str, figure: str,
                     n: int = 200) -> None:
     """The options of an organism study with test and calibration scenes."""
@@ -95,6 +108,7 @@ def _add_study_args(parser: argparse.ArgumentParser, seed: int, calib_seed: int,
     parser.add_argument("--calib-n", type=_positive_int, default=100, help="number of calibration scenes")
     parser.add_argument("--k", type=_positive_int, default=3, help=k)
     parser.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
+    _add_organism_arg(parser)
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--figure", default=None, help=f"write {figure} (PNG) here")
 
@@ -112,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--max-new-tokens", type=_positive_int, default=64)
     demo.add_argument("--seed", type=int, default=2024, help="shapes-world seed of the demo scene")
     demo.add_argument("--index", type=int, default=0, help="scene index in that world")
+    demo.add_argument("--organism", choices=["llava", "fuyu"], default="llava",
+                      help="llava (default) | fuyu: the single-transformer organism")
     demo.set_defaults(func=_cmd_demo)
 
     run = sub.add_parser("run", help="generate for one image and prompt with attention capture; save the run")
@@ -244,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=7, help="world seed of the held-out scenes (training used 1000)")
     ev.add_argument("--n", type=_positive_int, default=500, help="number of scenes")
     ev.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
+    _add_organism_arg(ev)
     ev.add_argument("--out", default=None, help="write the results as JSON here")
     ev.add_argument("--no-per-head", action="store_true", help="skip the per layer x head table")
     ev.set_defaults(func=_cmd_organism_eval)
@@ -252,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--n", type=_positive_int, default=200, help="number of scenes")
     gr.add_argument("--segmenter", type=_segmenter, default="classical", help="classical (default) | sam2[:<folder>] | sam2-official")
     gr.add_argument("--model", default=None, help="organism folder (default: the shipped one)")
+    _add_organism_arg(gr)
     gr.add_argument("--protocol", choices=["emergence", "pixfoundation"], default="emergence",
                     help="emergence (words, first with IoU >= 0.5) | pixfoundation (noun chunks by the world's "
                          "grammar, PixFoundation's when unit)")
@@ -268,6 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
                     figure="the methods figure", n=300)
     cm.add_argument("--segmenter", type=_segmenter, default="classical")
     cm.set_defaults(func=_cmd_organism_compare_maps)
+    se = org_sub.add_parser("seeds", help="every training seed of both organism designs on the same held-out "
+                                          "scenes: mean and spread per design, side by side")
+    se.add_argument("--llava", nargs="+", default=None, metavar="FOLDER",
+                    help="LLaVA organism folders, one per training seed (default: the shipped one)")
+    se.add_argument("--fuyu", nargs="+", default=None, metavar="FOLDER",
+                    help="Fuyu organism folders, one per training seed (default: the shipped one)")
+    se.add_argument("--eval-seeds", type=int, nargs="+", default=[7, 11], help="world seeds for captions and pointing")
+    se.add_argument("--eval-n", type=_positive_int, default=300, help="scenes per evaluation world seed")
+    se.add_argument("--ground-seed", type=int, default=2718)
+    se.add_argument("--ground-n", type=_positive_int, default=200)
+    se.add_argument("--causal-seed", type=int, default=31)
+    se.add_argument("--causal-n", type=_positive_int, default=100)
+    se.add_argument("--out", default=None, help="write the results as JSON here (rewritten after each model; a rerun "
+                                                "with the same settings resumes from it)")
+    se.add_argument("--figure", default=None, help="write the side-by-side figure (PNG) here")
+    se.add_argument("--controls", action="store_true",
+                    help="also measure each design's untrained initialisation (reported beside, not in the mean)")
+    se.set_defaults(func=_cmd_organism_seeds)
     gs = org_sub.add_parser("gcg-set", help="write organism scenes as a GCG split in GranD-f's layout")
     gs.add_argument("--out", required=True, help="new or empty folder")
     gs.add_argument("--seed", type=int, default=47, help="world seed (training used 1000)")
@@ -413,12 +449,28 @@ def _cmd_organism_causal(args: argparse.Namespace, parser: argparse.ArgumentPars
     from .studies.causal import evaluate_causal, format_causal, plot_causal, save_causal
 
     result = evaluate_causal(seed=args.seed, n=args.n, calib_seed=args.calib_seed, calib_n=args.calib_n, k=args.k,
-                             model=args.model, progress=True)
+                             model=_organism_model(args), progress=True)
     print(format_causal(result))
     if args.out:
         print(f"wrote {save_causal(result, args.out)}")
     if args.figure:
         print(f"wrote {plot_causal(result, args.figure)}")
+    return 0
+
+
+def _cmd_organism_seeds(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .organism.model import organism_dir
+    from .studies.seeds import format_seeds, plot_seeds, study_seeds
+
+    designs = {d: getattr(args, d) or [str(organism_dir(d))] for d in ("llava", "fuyu")}
+    study = study_seeds(designs, eval_seeds=args.eval_seeds, eval_n=args.eval_n, ground_seed=args.ground_seed,
+                        ground_n=args.ground_n, causal_seed=args.causal_seed, causal_n=args.causal_n, out=args.out,
+                        progress=True, controls=args.controls)
+    print(format_seeds(study))
+    if args.out:
+        print(f"wrote {args.out}")
+    if args.figure:
+        print(f"wrote {plot_seeds(study, args.figure)}")
     return 0
 
 
@@ -439,7 +491,7 @@ def _cmd_organism_compare_maps(args: argparse.Namespace, parser: argparse.Argume
     from .studies.compare import compare_maps, format_comparison, save_comparison
 
     comparison = compare_maps(seed=args.seed, n=args.n, calib_seed=args.calib_seed, calib_n=args.calib_n,
-                              k=args.k, segmenter=args.segmenter, model=args.model, progress=True,
+                              k=args.k, segmenter=args.segmenter, model=_organism_model(args), progress=True,
                               figure=args.figure)
     print(format_comparison(comparison))
     if args.out:
@@ -452,7 +504,7 @@ def _cmd_organism_compare_maps(args: argparse.Namespace, parser: argparse.Argume
 def _cmd_organism_ground(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .studies.grounding import evaluate_grounding, format_grounding_result, save_grounding
 
-    grounding = evaluate_grounding(seed=args.seed, n=args.n, segmenter=args.segmenter, model=args.model,
+    grounding = evaluate_grounding(seed=args.seed, n=args.n, segmenter=args.segmenter, model=_organism_model(args),
                                    progress=True, protocol=args.protocol)
     print(format_grounding_result(grounding))
     if args.out:
@@ -461,11 +513,10 @@ def _cmd_organism_ground(args: argparse.Namespace, parser: argparse.ArgumentPars
 
 
 def _cmd_organism_eval(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from .organism.model import ORGANISM_DIR
     from .probe import Probe
     from .studies.evaluate import evaluate, format_table, save
 
-    probe = Probe.from_pretrained(args.model or ORGANISM_DIR, dtype="float32")
+    probe = Probe.from_pretrained(_organism_model(args), dtype="float32")
     result = evaluate(probe, seed=args.seed, n=args.n, per_head=not args.no_per_head)
     print(format_table(result))
     if args.out:
@@ -639,7 +690,7 @@ def _cmd_demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .studies.demo import run_demo
 
     summary, written, seconds = run_demo(args.out, seed=args.seed, index=args.index,
-                                         max_new_tokens=args.max_new_tokens)
+                                         max_new_tokens=args.max_new_tokens, organism=args.organism)
     print(summary)
     print(f"wrote {', '.join(str(p) for p in written)} in {seconds:.1f}s")
     return 0

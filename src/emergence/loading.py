@@ -13,12 +13,14 @@ from typing import Any
 
 from .specs import ProbeSpec, load_spec
 
-__all__ = ["BUILTIN_MODELS", "load_probe", "resolve_probe"]
+__all__ = ["BUILTIN_MODELS", "BUILTIN_ORGANISMS", "load_probe", "resolve_probe"]
 
 _BUILTIN = "builtin:"
 #: ``builtin:<name>`` models a spec may name: an explicit table of :mod:`emergence.testing` builders, so a spec
 #: cannot reach any other function.
 BUILTIN_MODELS = {"tiny_llava": "tiny_llava"}
+#: ``builtin:<name>`` of the shipped model organisms -> their design (:data:`emergence.organism.model.DESIGNS`)
+BUILTIN_ORGANISMS = {"organism": "llava", "organism-fuyu": "fuyu"}
 
 
 def load_probe(spec: ProbeSpec, model: str | os.PathLike | None = None, device: str | None = None,
@@ -32,7 +34,7 @@ def load_probe(spec: ProbeSpec, model: str | os.PathLike | None = None, device: 
         dtype: override the spec's dtype (default: the spec's on GPU, float32 on CPU).
 
     Raises:
-        ValueError: a ``builtin:`` name outside :data:`BUILTIN_MODELS`.
+        ValueError: a ``builtin:`` name outside :data:`BUILTIN_MODELS` and :data:`BUILTIN_ORGANISMS`.
     """
     import torch
 
@@ -41,9 +43,16 @@ def load_probe(spec: ProbeSpec, model: str | os.PathLike | None = None, device: 
     source = str(model) if model is not None else spec.hf_id
     if source.startswith(_BUILTIN):
         name = source[len(_BUILTIN):]
+        if name in BUILTIN_ORGANISMS:
+            from .organism.model import organism_dir
+
+            probe = Probe.from_pretrained(organism_dir(BUILTIN_ORGANISMS[name]), dtype="float32", device=device)
+            probe.name = source
+            return probe
         if name not in BUILTIN_MODELS:
+            known = sorted([*BUILTIN_MODELS, *BUILTIN_ORGANISMS])
             raise ValueError(f"unknown builtin model {source!r}; built-in models: "
-                             f"{', '.join(_BUILTIN + k for k in sorted(BUILTIN_MODELS))}")
+                             f"{', '.join(_BUILTIN + k for k in known)}")
         from . import testing
 
         mdl, proc = getattr(testing, BUILTIN_MODELS[name])(attn_implementation=spec.attn_implementation)

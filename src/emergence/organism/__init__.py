@@ -1,4 +1,5 @@
-"""The model organism: a procedural shapes world and a tiny LLaVA trained on its captions only.
+"""The model organisms: a procedural shapes world, and a tiny LLaVA and a tiny Fuyu (one transformer reading image
+patches, ``design="fuyu"``) trained on its captions only.
 
     from emergence.organism import ShapesWorld, load_organism
     model, processor = load_organism()          # the shipped weights (an ordinary HF model folder)
@@ -8,7 +9,7 @@ This package is the specimen (its world, model, training and how to read its cap
 live in :mod:`emergence.studies`.
 """
 
-from .model import ORGANISM_DIR, load_organism
+from .model import DESIGNS, FUYU_DIR, ORGANISM_DIR, load_organism, organism_dir
 from .world import (
     BACKGROUNDS,
     CATEGORIES,
@@ -26,6 +27,8 @@ __all__ = [
     "BACKGROUNDS",
     "CATEGORIES",
     "COLOURS",
+    "DESIGNS",
+    "FUYU_DIR",
     "ORGANISM_DIR",
     "PARTS",
     "SHAPES",
@@ -35,4 +38,5 @@ __all__ = [
     "ShapeObject",
     "ShapesWorld",
     "load_organism",
+    "organism_dir",
 ]

@@ -114,8 +114,13 @@ def _recall(generated: list[str], scene: Any) -> dict[str, list[float]]:
 
 
 def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n: int = 100, k: int = 3,
-                    model: str | os.PathLike | None = None, progress: bool = False) -> CausalEval:
-    """The study of the module docstring on ``n`` scenes of ``ShapesWorld(seed)``."""
+                    model: str | os.PathLike | None = None, progress: bool = False,
+                    conditions: tuple[str, ...] = CONDITIONS) -> CausalEval:
+    """The study of the module docstring on ``n`` scenes of ``ShapesWorld(seed)``.
+
+    ``conditions``: a subset of :data:`CONDITIONS` (``"none"`` is always run: the others are measured against it).
+    Without a head condition no head is ranked and no calibration scene is captioned (``ranking`` is empty).
+    """
     import dataclasses
 
     import torch
@@ -128,27 +133,41 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
     from .scenes import caption_words, word_pointing
     from ..organism.model import ORGANISM_DIR, PROMPT
 
-    if calib_seed == seed:
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        raise ValueError(f"unknown conditions {unknown}; the conditions are {list(CONDITIONS)}")
+    chosen = tuple(c for c in CONDITIONS if c in conditions or c == "none")
+    heads_needed = any(not c.startswith("knockout") and c != "none" for c in chosen)
+    if calib_seed == seed and heads_needed:
         raise ValueError(f"calib_seed={calib_seed} equals seed: rank the heads on other scenes than the test scenes")
     start = time.perf_counter()
     probe = Probe.from_pretrained(model or ORGANISM_DIR, dtype="float32")
-    calib = evaluate(probe, seed=calib_seed, n=calib_n, per_head=True)
-    scores = np.mean([np.asarray(v) for v in calib.per_head.values()], axis=0)  # [L, H]
-    n_layers, n_heads = scores.shape
-    if not 1 <= k <= scores.size // 2:
-        raise ValueError(f"k={k} must lie in 1..{scores.size // 2} (half of the {scores.size} heads)")
-    order = np.argsort(-scores.reshape(-1), kind="stable")
     layers = probe.attention_modules
-    pairs = [(layers[i // n_heads].layer_idx, int(i % n_heads)) for i in order]
-    ranking = [(lay, h, float(scores.reshape(-1)[i])) for (lay, h), i in zip(pairs, order)]
-    top, bottom = pairs[:k], pairs[-k:]
-    calib_world = ShapesWorld(calib_seed)
-    reference_runs = [probe.generate(calib_world.scene(j).image, PROMPT, max_new_tokens=64, keep="mean")
-                      for j in range(min(20, calib_n))]
-    means = head_means(probe, reference_runs)
+    n_layers = len(layers)
+    ranking: list[tuple[int, int, float]] = []
+    top = bottom = []
+    means = None
+    if heads_needed:
+        calib = evaluate(probe, seed=calib_seed, n=calib_n, per_head=True)
+        scores = np.mean([np.asarray(v) for v in calib.per_head.values()], axis=0)  # [L, H]
+        n_layers, n_heads = scores.shape
+        if not 1 <= k <= scores.size // 2:
+            raise ValueError(f"k={k} must lie in 1..{scores.size // 2} (half of the {scores.size} heads)")
+        order = np.argsort(-scores.reshape(-1), kind="stable")
+        pairs = [(layers[i // n_heads].layer_idx, int(i % n_heads)) for i in order]
+        ranking = [(lay, h, float(scores.reshape(-1)[i])) for (lay, h), i in zip(pairs, order)]
+        top, bottom = pairs[:k], pairs[-k:]
+        calib_world = ShapesWorld(calib_seed)
+        reference_runs = [probe.generate(calib_world.scene(j).image, PROMPT, max_new_tokens=64, keep="mean")
+                          for j in range(min(20, calib_n))]
+        means = head_means(probe, reference_runs)
+    else:
+        from ..capture.engine import num_attention_heads
+
+        n_heads = num_attention_heads(layers[0], probe.model)
 
     world = ShapesWorld(seed)
-    acc: dict[str, dict[str, list[float]]] = {c: {} for c in CONDITIONS}
+    acc: dict[str, dict[str, list[float]]] = {c: {} for c in chosen}
     knocked: dict[str, list[int]] = {"inside": [], "outside": []}
 
     def add(cond: str, key: str, value: float) -> None:
@@ -172,7 +191,7 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
         knocked["outside"].append(len(outside))
         first_text = int(run.layout.positions.max()) + 1
         positions = run.layout.positions
-        conditions = {
+        interventions = {
             "none": contextlib.nullcontext,
             "top-k": lambda: ablate_heads(probe, top),
             "random-k": lambda: ablate_heads(probe, random_heads),
@@ -184,7 +203,9 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
             "knockout outside": lambda: knockout(probe, positions[outside], first_text),
         }
         base_lp = None
-        for cond, make in conditions.items():
+        for cond, make in interventions.items():
+            if cond not in chosen:
+                continue
             if cond in BLOCKING:
                 with make():  # no maps: blocking zeroes that attention by construction
                     lp = answer_log_probs(probe, run, inputs)
@@ -214,7 +235,7 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
                     add(cond, f"recall {kind}", v)
         if progress and (i + 1) % 20 == 0:
             print(f"  {i + 1}/{n} scenes, {time.perf_counter() - start:.0f} s", flush=True)
-    table = {c: {key: float(np.mean(v)) for key, v in acc[c].items()} for c in CONDITIONS}
+    table = {c: {key: float(np.mean(v)) for key, v in acc[c].items()} for c in chosen}
     return CausalEval(seed=seed, n=n, calib_seed=calib_seed, calib_n=calib_n, k=k, ranking=ranking, table=table,
                       knocked={key: float(np.mean(v)) for key, v in knocked.items()},
                       seconds=time.perf_counter() - start)
@@ -228,15 +249,16 @@ def format_causal(result: CausalEval) -> str:
     """The README's Markdown table."""
     head = "| condition | " + " | ".join(COLUMNS) + " |"
     lines = [head, "| --- |" + " ---: |" * len(COLUMNS)]
-    for cond in CONDITIONS:
-        row = result.table.get(cond, {})
+    for cond in (c for c in CONDITIONS if c in result.table):
+        row = result.table[cond]
         cells = [("—" if key not in row else f"{row[key]:+.3f}" if key.startswith("dlogp") else f"{row[key]:.3f}")
                  for key in COLUMNS]
         lines.append(f"| {cond} | " + " | ".join(cells) + " |")
     top = ", ".join(f"L{lay}H{h} ({s:.2f})" for lay, h, s in result.ranking[:result.k])
     bottom = ", ".join(f"L{lay}H{h} ({s:.2f})" for lay, h, s in result.ranking[-result.k:])
-    lines += ["", f"Heads ranked on {result.calib_n} calibration scenes (seed {result.calib_seed}) by pointing "
-              f"accuracy: top-{result.k} {top}; bottom-{result.k} {bottom}. Knockout blocks on average "
+    ranked = (f"Heads ranked on {result.calib_n} calibration scenes (seed {result.calib_seed}) by pointing "
+              f"accuracy: top-{result.k} {top}; bottom-{result.k} {bottom}. " if result.ranking else "")
+    lines += ["", f"{ranked}Knockout blocks on average "
               f"{result.knocked.get('inside', 0):.1f} visual tokens inside the objects and "
               f"{result.knocked.get('outside', 0):.1f} outside. {result.n} test scenes (seed {result.seed}), "
               f"{result.seconds:.0f} s."]
@@ -259,5 +281,6 @@ def plot_causal(result: CausalEval, path: str | os.PathLike) -> Path:
     from ..plotting.base import save_figure
     from ..plotting.studies import plot_causal as draw
 
-    fig = draw(result.table, CONDITIONS, KINDS, f"Causal checks on the organism: {result.n} scenes, k = {result.k}")
+    fig = draw(result.table, [c for c in CONDITIONS if c in result.table], KINDS,
+               f"Causal checks on the organism: {result.n} scenes, k = {result.k}")
     return save_figure(fig, path, dpi=110)

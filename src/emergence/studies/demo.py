@@ -50,9 +50,10 @@ def _emergence_lines(run: Any, scene: Any, figure: Path) -> list[str]:
             "", report.table[cols].round(3).to_string()]
 
 
-def run_demo(out: str | os.PathLike, seed: int = 2024, index: int = 0, max_new_tokens: int = 64
-             ) -> tuple[str, list[Path], float]:
-    """Caption scene ``index`` of ``ShapesWorld(seed)`` with the shipped organism and write ``image.png``,
+def run_demo(out: str | os.PathLike, seed: int = 2024, index: int = 0, max_new_tokens: int = 64,
+             organism: str = "llava") -> tuple[str, list[Path], float]:
+    """Caption scene ``index`` of ``ShapesWorld(seed)`` with the shipped organism of design ``organism``
+    (``"llava"`` or ``"fuyu"``) and write ``image.png``,
     ``figure.png`` (per-token heatmaps), ``masks.png`` (the analyzer's figure), ``summary.txt`` and ``run/`` into the
     folder ``out`` (new, empty, or an earlier demo's).
 
@@ -66,24 +67,28 @@ def run_demo(out: str | os.PathLike, seed: int = 2024, index: int = 0, max_new_t
     from ..plotting.base import save_figure
     from ..plotting.runs import plot_token_heatmaps
     from ..analysis import run_summary
-    from ..organism.model import ORGANISM_DIR, PROMPT
+    from ..organism.model import PROMPT, organism_dir
 
+    folder = organism_dir(organism)
     start = time.perf_counter()
     out = claim_output_dir(out, "demo")
     scene = None
-    if (ORGANISM_DIR / "config.json").exists():
+    if (folder / "config.json").exists():
         from ..probe import Probe
         from ..organism.world import ShapesWorld
 
-        probe = Probe.from_pretrained(ORGANISM_DIR, dtype="float32")
+        probe = Probe.from_pretrained(folder, dtype="float32")
         scene = ShapesWorld(seed).scene(index)
         image, prompt, gen_kwargs = scene.image, PROMPT, {}
         params = sum(p.numel() for p in probe.model.parameters())
+        kind = "LLaVA" if organism == "llava" else "Fuyu (one transformer reading image patches)"
         note = (
-            f"The model organism: a {params / 1e6:.2f}M-parameter LLaVA trained here on shapes-world captions only (no\n"
-            "grounding supervision). Heatmaps: attention of the row that predicts each word, layer and head mean,\n"
+            f"The model organism: a {params / 1e6:.2f}M-parameter {kind} trained here on shapes-world captions only\n"
+            "(no grounding supervision). Heatmaps: attention of the row that predicts each word, layer and head mean,\n"
             "minus the mean over the answer's tokens.\n\n"
         )
+    elif organism != "llava":
+        raise FileNotFoundError(f"no {organism} organism weights at {str(folder)!r}")
     else:
         from ..loading import load_probe
         from ..specs import load_spec
