@@ -224,7 +224,8 @@ def evaluate_causal(seed: int = 31, n: int = 200, calib_seed: int = 29, calib_n:
             if cond == "none":
                 base_lp = lp
             delta = (lp - base_lp).numpy()
-            add(cond, "dlogp all", float(delta[token_idx].mean()))
+            if token_idx:  # an answer with no caption word (an untrained model) has nothing to score
+                add(cond, "dlogp all", float(delta[token_idx].mean()))
             for kind, picked in by_kind.items():
                 if picked:
                     add(cond, f"dlogp {kind}", float(delta[picked].mean()))
