@@ -15,7 +15,7 @@ from conftest import FAMILIES, noise_image
 
 from emergence import Probe
 from emergence.adapters.registry import adapters_in_order
-from emergence.errors import UnsupportedModelError
+from emergence.errors import CaptureError, UnsupportedModelError
 
 ATOL = 1e-5
 BATCHED = ["llava", "llava_next", "qwen2_vl", "qwen2_5_vl", "idefics3", "gemma3_fallback", "gemma3_pan_and_scan", "internvl", "llava_next_video", "qwen2_5_omni", "qwen3_vl", "qwen3_vl_moe", "qwen3_5",
@@ -206,3 +206,54 @@ def test_a_sweep_of_a_family_that_cannot_batch_is_refused_before_any_item(tmp_pa
     processor.save_pretrained(tmp_path / "m")
     with pytest.raises(UnsupportedModelError, match="batch_size=2: batched generation is not supported"):
         run_sweep(_sweep(tmp_path / "x", batch_size=2, model=str(tmp_path / "m")), progress=False)
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_a_batch_capture_session_around_your_own_generate_gives_each_items_run(family):
+    """probe.capture_batch: the user runs model.generate on session.inputs; runs() == generate_batch == alone."""
+    model, processor = FAMILIES[family]()
+    probe = Probe(model, processor)
+    items = _items(3)
+    session = probe.capture_batch(items, storage_dtype=torch.float32)
+    with session, torch.no_grad():
+        out = model.generate(**session.inputs, max_new_tokens=6, do_sample=False,
+                             pad_token_id=session.pad_token_id)
+    runs = session.runs(out)
+    batched = probe.generate_batch(items, max_new_tokens=6, storage_dtype=torch.float32)
+    alone = _alone(probe, items, max_new_tokens=6, storage_dtype=torch.float32)
+    for run, same, ref in zip(runs, batched, alone):
+        assert torch.equal(run.token_ids, ref.token_ids) and torch.equal(run.token_ids, same.token_ids)
+        assert torch.equal(run.attention, same.attention)  # the very same computation as generate_batch
+        torch.testing.assert_close(run.attention, ref.attention, rtol=0, atol=ATOL)
+        assert run.layout.to_dict() == ref.layout.to_dict()
+    with pytest.raises(CaptureError, match="runs"):
+        session.run(out)
+
+
+def test_a_batch_capture_session_refuses_what_it_did_not_record():
+    model, processor = FAMILIES["llava"]()
+    probe = Probe(model, processor)
+    items = _items(3)
+    session = probe.capture_batch(items)
+    with pytest.raises(CaptureError, match="leave the"):
+        session.runs(torch.zeros(3, 4, dtype=torch.long))
+    with session, torch.no_grad():
+        out = model.generate(**session.inputs, max_new_tokens=4, do_sample=False, pad_token_id=session.pad_token_id)
+    with pytest.raises(CaptureError, match="padded prompts"):
+        session.runs(out[:2])  # a batch of two is not the session's three
+    tampered = out.clone()
+    first = session.inputs["input_ids"].shape[1]  # the first new token is fed back; the last one never is
+    tampered[0, first] = (tampered[0, first] + 1) % model.config.get_text_config().vocab_size
+    with pytest.raises(CaptureError, match="not the ones generated"):
+        session.runs(tampered)
+    other = probe.capture_batch(items)
+    inputs = dict(other.inputs)
+    inputs["input_ids"] = inputs["input_ids"].flip(0)  # the prompts swapped between rows
+    inputs["attention_mask"] = inputs["attention_mask"].flip(0)
+    with other, torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=4, do_sample=False, pad_token_id=other.pad_token_id)
+    with pytest.raises(CaptureError, match="session's"):
+        other.runs(out)
+    fuyu = Probe(*FAMILIES["fuyu"]())
+    with pytest.raises(UnsupportedModelError, match="Fuyu"):
+        fuyu.capture_batch(items)

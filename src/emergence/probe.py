@@ -380,17 +380,10 @@ class Probe:
             ValueError: no items; an item without image or prompt; beam search.
         """
         from .analysis.methods import MapMethod, RecordRequest, get_method
-        from .batching import answer_lengths, collate_left
+        from .batching import answer_lengths
 
-        family = self.adapter.family or type(self.model).__name__
-        if not self.adapter.batched:
-            raise UnsupportedModelError(f"{family}: batched generation is not supported for this family (its batched "
-                                        "generate is not checked to give each item what it gives alone); call "
-                                        "probe.generate per item")
+        self._check_batched()
         _check_generation(convention, max_new_tokens, generate_kwargs)
-        items = list(items)
-        if not items:
-            raise ValueError("generate_batch needs at least one item")
         if isinstance(methods, str):
             methods = [methods]
         recorders = list({m.name: m for m in map(get_method, methods) if m.needs}.values())
@@ -399,18 +392,7 @@ class Probe:
                 raise UnsupportedModelError(f"map method {method.name!r} reads the model during a batch-of-one "
                                             "generation; record it with probe.generate per item")
         prepared = []
-        for k, item in enumerate(items):
-            if isinstance(item, Mapping):
-                image, prompt, video = item.get("image"), item.get("prompt"), item.get("video")
-            elif isinstance(item, (tuple, list)) and len(item) == 2:
-                (image, prompt), video = item, None
-            else:
-                raise ValueError(f"item {k} must be (image, prompt) or a mapping with image / prompt / video, got "
-                                 f"{type(item).__name__}")
-            if prompt is None:
-                raise ValueError(f"item {k} has no prompt")
-            pils, videos, inputs = self._resolve_inputs(image, prompt, None, video)
-            layout = self._media_layout(inputs, pils, videos)
+        for prompt, pils, videos, inputs, layout in self._batch_items(items):
             own = self._model_inputs(inputs) if recorders or convention == "self" else {}  # read after the batch
             request = RecordRequest(prompt=prompt, images=pils, videos=videos, model_inputs=own,
                                     capture={"keep": keep, "layers": layers, "storage_dtype": storage_dtype,
@@ -420,13 +402,7 @@ class Probe:
                 method.check_request(self, request)
             self._warn_context(inputs["input_ids"].shape[1], max_new_tokens)
             prepared.append((prompt, pils, videos, inputs, layout, request))
-        pad_id = getattr(self.tokenizer, "pad_token_id", None)
-        if pad_id is None:
-            pad_id = getattr(self.model.generation_config, "pad_token_id", None)
-        if pad_id is None:
-            raise ValueError("the tokenizer has no pad token, which left padding needs; set tokenizer.pad_token")
-        batch, pads = collate_left([p[3] for p in prepared], int(pad_id))
-        model_inputs = self._model_inputs(batch)
+        model_inputs, pads, pad_id = self._collate([p[3] for p in prepared])
         generate_kwargs.setdefault("do_sample", False)
         generate_kwargs.setdefault("pad_token_id", int(pad_id))
         generate_kwargs["max_new_tokens"] = max_new_tokens
@@ -448,6 +424,7 @@ class Probe:
                                "generate ran extra or fewer forward passes than tokens")
         runs = []
         for b, ((prompt, pils, videos, inputs, layout, request), n) in enumerate(zip(prepared, lengths)):
+            # (capture_batch's runs() builds its runs the same way)
             new_ids = new[b, :n]
             if recorded:
                 attention, item_cap = cap.maps(b)[:n], cap
@@ -461,6 +438,72 @@ class Probe:
                 method.record(self, run, None, request)
             runs.append(run)
         return runs
+
+    def _check_batched(self) -> None:
+        if not self.adapter.batched:
+            family = self.adapter.family or type(self.model).__name__
+            raise UnsupportedModelError(f"{family}: batched generation is not supported for this family (its batched "
+                                        "generate is not checked to give each item what it gives alone); call "
+                                        "probe.generate per item")
+
+    def _batch_items(self, items: Sequence[Any]
+                     ) -> list[tuple[str, list[Image.Image], list[list[Image.Image]], Mapping[str, Any], VisualLayout]]:
+        """Each item of a batch processed alone: ``(prompt, images, videos, inputs, layout)``."""
+        items = list(items)
+        if not items:
+            raise ValueError("a batch needs at least one item")
+        out = []
+        for k, item in enumerate(items):
+            if isinstance(item, Mapping):
+                image, prompt, video = item.get("image"), item.get("prompt"), item.get("video")
+            elif isinstance(item, (tuple, list)) and len(item) == 2:
+                (image, prompt), video = item, None
+            else:
+                raise ValueError(f"item {k} must be (image, prompt) or a mapping with image / prompt / video, got "
+                                 f"{type(item).__name__}")
+            if prompt is None:
+                raise ValueError(f"item {k} has no prompt")
+            pils, videos, inputs = self._resolve_inputs(image, prompt, None, video)
+            out.append((prompt, pils, videos, inputs, self._media_layout(inputs, pils, videos)))
+        return out
+
+    def _collate(self, inputs: Sequence[Mapping[str, Any]]) -> tuple[dict[str, Any], list[int], int]:
+        """Items' processed inputs left-padded into one batch, on the model's device: ``(model inputs, each item's
+        padding, pad id)``."""
+        from .batching import collate_left
+
+        pad_id = getattr(self.tokenizer, "pad_token_id", None)
+        if pad_id is None:
+            pad_id = getattr(self.model.generation_config, "pad_token_id", None)
+        if pad_id is None:
+            raise ValueError("the tokenizer has no pad token, which left padding needs; set tokenizer.pad_token")
+        batch, pads = collate_left(list(inputs), int(pad_id))
+        return self._model_inputs(batch), pads, int(pad_id)
+
+    def capture_batch(self, items: Sequence[Any], *, keep: KeepMode = "heads", layers: Sequence[int] | None = None,
+                      storage_dtype: torch.dtype = torch.float16, mechanism: str | None = None
+                      ) -> BatchCaptureSession:
+        """:meth:`capture` for one batched generation that YOU run (your ``model.generate``, an nnsight context)
+        over several items: enter it, generate once with ``session.inputs`` (the items left-padded into one batch,
+        as :meth:`generate_batch` builds it), leave it, then ``session.runs(sequences)`` gives one
+        :class:`ProbeRun` per item, each what :meth:`generate` gives for that item alone.
+
+        Args:
+            items: as :meth:`generate_batch`.
+            keep, layers, storage_dtype, mechanism: as :meth:`generate`.
+
+        Raises:
+            UnsupportedModelError: a family whose batched generation is not checked (as :meth:`generate_batch`).
+            ValueError: no items, an item without image or prompt, a tokenizer without a pad token.
+        """
+        self._check_batched()
+        prepared = self._batch_items(items)
+        model_inputs, pads, pad_id = self._collate([p[3] for p in prepared])
+        positions = [p[4].shifted(pad).positions for p, pad in zip(prepared, pads)]
+        cap = AttentionCapture(self.model, positions, keep=keep, layers=layers, storage_dtype=storage_dtype,
+                               modules=self.attention_modules, cross_attention=self.adapter.cross_attention,
+                               mechanism=self._mechanism(mechanism))  # type: ignore[arg-type]
+        return BatchCaptureSession(self, cap, prepared, model_inputs, pads, pad_id)
 
     def _make_run(self, new_ids: torch.Tensor, attention: torch.Tensor, layout: VisualLayout, cap: AttentionCapture,
                   convention: str, prompt: str, input_ids: torch.Tensor, pils: list[Image.Image],
@@ -821,6 +864,94 @@ class CaptureSession:
         kwargs = {"max_new_tokens": len(new_ids)}
         return self.probe._make_run(new_ids, attention, self.layout, self.capture, "predicting", self.prompt,
                                     input_ids, self._pils, self._videos, kwargs)
+
+
+class BatchCaptureSession(CaptureSession):
+    """What :meth:`Probe.capture_batch` returns: a context manager around one batched generation that you run, then
+    :meth:`runs` for one :class:`ProbeRun` per item.
+
+    Attributes:
+        inputs: the items' processed inputs, left-padded into one batch (``pad_token_id`` is the pad id to pass to
+            ``generate``); on the model's device.
+        layouts: each item's own layout (positions in its unpadded prompt).
+        pad_token_id: the id the prompts are padded with.
+    """
+
+    def __init__(self, probe: Probe, cap: AttentionCapture, prepared: list[Any], inputs: Mapping[str, Any],
+                 pads: list[int], pad_id: int) -> None:
+        super().__init__(probe, cap, prepared[0][4], inputs, "", [], [])
+        self._prepared, self._pads, self.pad_token_id = prepared, pads, pad_id
+        self.layouts = [p[4] for p in prepared]
+
+    def _watch(self, _module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ids = kwargs.get("input_ids", args[0] if args and isinstance(args[0], torch.Tensor) else None)
+        shaped = next((v for v in (ids, kwargs.get("inputs_embeds")) if isinstance(v, torch.Tensor)), None)
+        self._batches.append(int(shaped.shape[0]) if shaped is not None else 1)
+        if len(self._batches) > 1:
+            if isinstance(ids, torch.Tensor):
+                self._fed.append(ids[:, -1:].detach().cpu())
+            return
+        own = self.inputs["input_ids"]
+        if isinstance(ids, torch.Tensor) and (ids.shape != own.shape or not torch.equal(ids, own.to(ids.device))):
+            self._foreign = "its prompt ids differ from the session's batch"
+        for name in (*self.probe.adapter.pixel_inputs, "pixel_values_videos"):
+            given, mine = kwargs.get(name), self.inputs.get(name)
+            if isinstance(given, torch.Tensor) and isinstance(mine, torch.Tensor) and given.numel() == mine.numel():
+                if not torch.equal(given.flatten(), mine.to(given.device, given.dtype).flatten()):
+                    self._foreign = "its pixel values differ from the session's (other images?)"
+
+    def run(self, sequences: torch.Tensor) -> ProbeRun:
+        raise CaptureError("a batch session gives one run per item: call session.runs(sequences)")
+
+    def runs(self, sequences: torch.Tensor, eos_token_id: int | Sequence[int] | None = None) -> list[ProbeRun]:
+        """One :class:`ProbeRun` per item from what the generation inside returned: ``sequences`` ``[B, P + T]``
+        (the padded prompts, then the new ids). Each item's answer ends at its first end-of-sequence token
+        (``eos_token_id``, default the model's generation config), which it keeps; nothing after it is kept.
+
+        Raises:
+            CaptureError: the session is still open; the sequences are not the batch generated inside (batch size,
+                prompt ids, fed-back tokens); the recorded steps do not match the new tokens.
+        """
+        from .batching import answer_lengths
+
+        if not self._done:
+            raise CaptureError("leave the `with session:` block before asking for the runs")
+        if hasattr(sequences, "sequences"):
+            sequences = sequences.sequences
+        sequences = torch.as_tensor(sequences)
+        if sequences.is_floating_point() or sequences.is_complex() or sequences.dtype == torch.bool:
+            raise CaptureError(f"sequences must be token ids (an integer tensor [B, P + T]), got dtype "
+                               f"{sequences.dtype}: pass what generate returned")
+        own = self.inputs["input_ids"].cpu()
+        batch, prompt_len = own.shape
+        if sequences.ndim != 2 or sequences.shape[0] != batch or not torch.equal(sequences[:, :prompt_len].cpu(),
+                                                                                 own):
+            raise CaptureError(f"sequences do not start with the session's {batch} padded prompts: pass what the "
+                               "generation inside the session returned")
+        if any(b != batch for b in self._batches):
+            raise CaptureError(f"the generation inside the session ran batches of {sorted(set(self._batches))}, not "
+                               f"{batch}: generate once with session.inputs, num_beams=1, num_return_sequences=1")
+        if self._foreign:
+            raise CaptureError(f"the generation inside the session was not given the session's inputs ({self._foreign}"
+                               "): generate with session.inputs")
+        new = sequences[:, prompt_len:].cpu()
+        if self.capture.num_steps != new.shape[1]:
+            raise CaptureError(f"recorded {self.capture.num_steps} steps for {new.shape[1]} new tokens: generate "
+                               "exactly once inside the session, with these inputs")
+        if self._fed:
+            fed = torch.cat(self._fed, dim=1)
+            if not torch.equal(fed, new[:, :fed.shape[1]].to(fed.dtype)):
+                raise CaptureError("the ids given to runs() are not the ones generated inside the session")
+        if eos_token_id is None:
+            eos_token_id = getattr(self.probe.model.generation_config, "eos_token_id", None)
+        eos = [] if eos_token_id is None else ([eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id))
+        out = []
+        for b, ((prompt, pils, videos, inputs, layout), n) in enumerate(zip(self._prepared, answer_lengths(new, eos))):
+            run = self.probe._make_run(new[b, :n], self.capture.maps(b)[:n], layout, self.capture, "predicting",
+                                       prompt, inputs["input_ids"], pils, videos, {"max_new_tokens": new.shape[1]})
+            run.meta["batch"] = {"size": batch, "index": b, "padding": int(self._pads[b])}
+            out.append(run)
+        return out
 
 
 #: the attribute names of vision encoders in transformers' image-text-to-text classes
