@@ -2,7 +2,8 @@
 
     python -m emergence.organism.train --out OUT [--design llava|fuyu] [--steps N] [--batch-size B] [--seed S]
 
-Reproducible from the seed on CPU (the shipped weights: `--seed 0` with the defaults): with the same torch build and
+Reproducible from the seed on CPU (each shipped folder's ``training_args.json`` holds the values it was trained with;
+the shipped LLaVA organism is ``--seed 1`` with the defaults): with the same torch build and
 thread count (`training_args.json` records both; pass ``--threads``) a run repeats the shipped one to the bit on the
 same kind of CPU. Another thread count sums in another order and trains a different model (README: how much its
 figures move). Checkpoints every ``--save-every`` steps (atomic) so a killed run resumes with ``--resume``. Logs one
