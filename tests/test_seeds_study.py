@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -83,5 +84,19 @@ def test_study_measures_each_folder_resumes_and_reports_controls_apart(tmp_path,
     again = study_seeds({"llava": [ORGANISM_DIR], "fuyu": [fuyu]}, controls=True, **small)
     assert calls == []  # everything came from the file
     assert again.models == study.models and again.controls == study.controls
+
+    # the same weights in another folder: taken from the file, named by the new folder (relative to the working
+    # directory, so a committed study names no machine's paths); the same weights twice are one seed, refused
+    moved = shutil.copytree(fuyu, tmp_path / "moved_fuyu")
+    monkeypatch.chdir(tmp_path)
+    calls.clear()
+    again = study_seeds({"llava": [ORGANISM_DIR], "fuyu": [moved]}, controls=True, **small)
+    assert calls == [] and again.models["fuyu"][0]["folder"] == "moved_fuyu"
+    assert again.models["fuyu"][0]["metrics"] == study.models["fuyu"][0]["metrics"]
+    with pytest.raises(ValueError, match="same weights"):
+        study_seeds({"llava": [ORGANISM_DIR], "fuyu": [fuyu, moved]}, **small)
+
+    calls.clear()
     study_seeds({"llava": [ORGANISM_DIR]}, **{**small, "causal_n": 1})  # another setting starts over
     assert calls == [str(ORGANISM_DIR.resolve())]
+

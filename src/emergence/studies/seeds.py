@@ -25,7 +25,8 @@ learned grounding (with the classical segmenter and the best word of a long answ
 model is already high).
 
 Each model's metrics are written into the output JSON as soon as they are measured, so a killed study resumes
-where it stopped (models are keyed by their folder and the SHA-256 of their weights; a changed setting starts over).
+where it stopped (models are keyed by the SHA-256 of their weights, so a folder that moved is not measured again;
+a changed setting starts over).
 """
 
 from __future__ import annotations
@@ -146,6 +147,15 @@ def untrained_organism(design: str, out: str | os.PathLike, seed: int = 0) -> Pa
     return folder
 
 
+def _label(folder: Path) -> str:
+    """How a folder is named in the study's JSON: relative to the working directory when inside it (so a committed
+    study names no machine's paths), else absolute."""
+    try:
+        return folder.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(folder)
+
+
 @dataclass
 class SeedsStudy:
     """The result of :func:`study_seeds`: ``models[design]`` = one record per folder (``folder``, ``digest``,
@@ -190,7 +200,7 @@ def study_seeds(designs: Mapping[str, Sequence[str | os.PathLike]], eval_seeds: 
     With ``out``, the JSON is rewritten after each model and a study with the same settings resumes from it.
 
     Raises:
-        ValueError: a design with no folder, or a folder given twice.
+        ValueError: a design with no folder, or a folder (or the same weights) given twice.
         FileNotFoundError: a folder without weights.
     """
     from ..files import write_result_json
@@ -209,15 +219,22 @@ def study_seeds(designs: Mapping[str, Sequence[str | os.PathLike]], eval_seeds: 
         except (OSError, ValueError):
             old = {}
         if old.get("study") == "organism seeds" and old.get("settings") == settings:
-            done = {(m["folder"], m["digest"]): m for ms in old.get("models", {}).values() for m in ms}
-            done.update({("untrained " + d, m["digest"]): m for d, m in old.get("controls", {}).items()})
+            done = {m["digest"]: m for ms in old.get("models", {}).values() for m in ms}
+            done.update({m["digest"]: m for m in old.get("controls", {}).values()})
     study = SeedsStudy(settings=settings)
     start = time.perf_counter()
 
+    seen: dict[str, str] = {}
+
     def measure(design: str, folder: Path, key: str) -> dict[str, Any]:
         digest = _weights_digest(folder)
-        record = done.get((key, digest))
-        if record is None:
+        if digest in seen:
+            raise ValueError(f"{key!r} and {seen[digest]!r} hold the same weights: each seed is one trained model")
+        seen[digest] = key
+        record = done.get(digest)
+        if record is not None:
+            record = dict(record, folder=key)  # the same weights, perhaps moved: measured once
+        else:
             t0 = time.perf_counter()
             metrics = model_metrics(folder, eval_seeds, eval_n, ground_seed, ground_n, causal_seed, causal_n)
             args_path = folder / "training_args.json"
@@ -237,7 +254,7 @@ def study_seeds(designs: Mapping[str, Sequence[str | os.PathLike]], eval_seeds: 
         study.models[design] = []
         for f in fs:
             folder = Path(f).resolve()
-            study.models[design].append(measure(design, folder, str(folder)))
+            study.models[design].append(measure(design, folder, _label(folder)))
             save()
     if controls:
         import tempfile
