@@ -431,6 +431,35 @@ def test_analyze_end_to_end_on_the_organism(organism, sam2_folder):
     assert sam.embedding_calls == 1 and sam_report.masks.shape == (len(table), 3, 64, 64)
 
 
+def test_analyze_batch_equals_analyze_and_decodes_the_runs_of_one_image_together(organism, sam2_folder):
+    """Two templates of one scene (the image loaded twice: equal pixels, other objects) and another scene: each report
+    is analyze()'s for its item, the repeated image is embedded once and its runs' prompts share decoder calls (the
+    word prompts of both runs in one call, their layer prompts in another), identical prompts decoded once."""
+    from emergence.analysis import analyze_batch
+
+    probe, world = organism
+    a, b = world.scene(3), world.scene(6)
+    runs = [probe.generate(a.image.copy(), "describe the image", max_new_tokens=48),
+            probe.generate(a.image.copy(), f"describe {a.referring_expressions()[0].text}", max_new_tokens=48),
+            probe.generate(b.image, "describe the image", max_new_tokens=48)]
+    gts = [a.objects[0].mask, a.referring_expressions()[0].mask, b.objects[0].mask]
+    for seg_spec in ("classical", f"sam2:{sam2_folder}"):
+        together_seg = build_segmenter(seg_spec)
+        reports = analyze_batch(list(zip(runs, gts)), segmenter=together_seg)
+        for run, gt, report in zip(runs, gts, reports):
+            alone = analyze(run, gt_mask=gt, segmenter=build_segmenter(seg_spec))
+            pd.testing.assert_frame_equal(report.table, alone.table)
+            assert np.array_equal(report.masks, alone.masks) and report.layer_ious == alone.layer_ious
+            assert json.dumps(report.summary(), default=str) == json.dumps(alone.summary(), default=str)
+            assert report.automatic == alone.automatic
+        if seg_spec != "classical":
+            assert together_seg.embedding_calls == 2
+            # per image: one call for its words' 1-point prompts, one for its layer prompts
+            assert together_seg.decode_calls == 4
+    with pytest.raises(EmergenceError, match="64x64"):
+        analyze_batch([(runs[0], gts[0]), (runs[2], np.zeros((32, 48), bool))], segmenter="classical")
+
+
 def test_analyze_rejects_bad_inputs(organism):
     probe, world = organism
     scene = world.scene(0)

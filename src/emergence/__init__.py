@@ -30,6 +30,7 @@ _LAZY = {
     "load_spec": ("emergence.specs", "load_spec"),
     "load_probe": ("emergence.loading", "load_probe"),
     "analyze": ("emergence.analysis", "analyze"),
+    "analyze_batch": ("emergence.analysis", "analyze_batch"),
     "EmergenceReport": ("emergence.analysis", "EmergenceReport"),
 }
 
@@ -42,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .layouts import View, VisualLayout
     from .probe import Probe
     from .run import ProbeRun
-    from .analysis import EmergenceReport, analyze
+    from .analysis import EmergenceReport, analyze, analyze_batch
     from .loading import load_probe
     from .specs import ProbeSpec, load_spec
 

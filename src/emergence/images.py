@@ -38,7 +38,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import EmergenceError, ImageLoadError
 
-__all__ = ["ImageLike", "MaskError", "image_size", "load_image", "load_mask"]
+__all__ = ["ImageLike", "MaskError", "image_digest", "image_size", "load_image", "load_mask"]
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 
@@ -141,6 +141,15 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
         w, h = im.size
         orientation = im.getexif().get(0x0112, 1)
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def image_digest(image: Image.Image) -> bytes:
+    """An identity of an image's pixels: equal for two images with the same size, mode and pixels (two loads of one
+    file), different otherwise. Used to embed an image once and to decode the prompts of its samples together."""
+    import hashlib
+
+    return hashlib.blake2b(image.tobytes(), digest_size=16, person=b"emergence-img").digest() + \
+        repr((image.size, image.mode)).encode()
 
 
 def load_image(image: ImageLike | Any) -> Image.Image:

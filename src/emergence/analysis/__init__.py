@@ -5,7 +5,14 @@
     report.table, report.best, report.emergence, report.plot()
 """
 
-from .analyze import AnalysisOptions, EmergenceReport, EmptyGroundTruthWarning, analyze, ground_truth_mask
+from .analyze import (
+    AnalysisOptions,
+    EmergenceReport,
+    EmptyGroundTruthWarning,
+    analyze,
+    analyze_batch,
+    ground_truth_mask,
+)
 from .concepts import CATEGORIES, HTTPJudge, LexiconJudge, classify
 from .grouping import Unit, phrase_units, token_units, units, word_units
 from .heads import head_scores, top_heads
@@ -27,7 +34,7 @@ from .summary import run_summary
 from .segmenters import ClassicalSegmenter, OfficialSam2Segmenter, Sam2Segmenter, Segmenter, build_segmenter, segment_prompts
 
 __all__ = [
-    "analyze", "AnalysisOptions", "EmergenceReport", "EmptyGroundTruthWarning", "ground_truth_mask",
+    "analyze", "analyze_batch", "AnalysisOptions", "EmergenceReport", "EmptyGroundTruthWarning", "ground_truth_mask",
     "CATEGORIES", "HTTPJudge", "LexiconJudge", "classify",
     "Unit", "units", "token_units", "word_units", "phrase_units",
     "head_scores", "top_heads",

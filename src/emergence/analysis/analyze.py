@@ -38,7 +38,7 @@ from .protocols import Protocol, get_protocol, last_best, pixfoundation_bin
 from .prompts import PointPrompt, PromptOptions, make_prompt, scale_prompt
 from .segmenters import Segmenter, build_segmenter, segment_prompts
 
-__all__ = ["analyze", "AnalysisOptions", "EmergenceReport", "EmptyGroundTruthWarning", "MaskError", "ground_truth_mask"]
+__all__ = ["analyze", "analyze_batch", "AnalysisOptions", "EmergenceReport", "EmptyGroundTruthWarning", "MaskError", "ground_truth_mask"]
 
 
 _UNSET = object()
@@ -435,6 +435,56 @@ def analyze(
         ValueError, EmergenceError, MaskError: bad options, image or ground truth (the message names the value).
     """
     opts = _resolve_options(options, option_values)
+    job = _prepare(run, gt_mask, opts, image=image, frame=frame, nlp=nlp)
+    return _segment_and_score([job], build_segmenter(segmenter), opts, judge or LexiconJudge(),
+                              mllm_judge=mllm_judge, expression=expression)[0]
+
+
+def analyze_batch(
+    items: Sequence[tuple[Any, Any]],
+    segmenter: str | Segmenter | None = "sam2",
+    options: AnalysisOptions | None = None,
+    *,
+    judge: Judge | None = None,
+    nlp: Any = None,
+    **option_values: Any,
+) -> list[EmergenceReport]:
+    """:func:`analyze` over several runs at once: ``items`` = ``[(run, gt_mask), ...]`` (each run over one image or
+    frame). Runs of the same image (equal pixels: a benchmark's templates of one sample) share its embedding and
+    their point prompts are decoded together, each distinct prompt once, in batched calls; so are their single-layer
+    prompts. Each report is what :func:`analyze` gives for its item (with SAM2, masks from a batched decoder call
+    may differ from a smaller call's in float rounding; the classical segmenter is exact per prompt).
+
+    Returns:
+        One :class:`EmergenceReport` per item, in order.
+
+    Raises:
+        as :func:`analyze`, for the first item that fails (check items alone to find which).
+    """
+    opts = _resolve_options(options, option_values)
+    jobs = [_prepare(run, gt_mask, opts, nlp=nlp) for run, gt_mask in items]
+    return _segment_and_score(jobs, build_segmenter(segmenter), opts, judge or LexiconJudge())
+
+
+@dataclass
+class _Job:
+    """One run, ready to segment: its image and ground truth, units, maps on the working grid and prompts."""
+
+    run: Any
+    image: Any
+    size: tuple[int, int]
+    gt: np.ndarray | None
+    units: list[Unit]
+    kind: str
+    work: tuple[int, int]
+    heat: np.ndarray
+    prompts: list[PointPrompt]
+
+
+def _prepare(run: Any, gt_mask: Any, opts: AnalysisOptions, image: Any = None, frame: int | None = None,
+             nlp: Any = None) -> _Job:
+    """Check the inputs, make the units, render each unit's map on the working grid and turn it into a prompt in
+    original pixels."""
     if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
         run, image = run.select(image=int(image), frame=frame), None
     elif frame is not None:
@@ -452,22 +502,59 @@ def analyze(
     work = working_size(size, opts.max_side)
     heat = _render_units(run, unit_list, opts, work)
     prompts = [scale_prompt(make_prompt(h, opts.prompt), work, size) for h in heat]
-    seg = build_segmenter(segmenter)
-    seg.set_image(image)
-    if unit_list:
-        masks, scores = segment_prompts(seg, prompts)
+    return _Job(run, image, size, gt, list(unit_list), kind_used, work, heat, prompts)
+
+
+def _segment_together(seg: Segmenter, prompt_lists: Sequence[Sequence[PointPrompt]], size: tuple[int, int]
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Decode every list's prompts in one :func:`segment_prompts` call on the image last set; ``(masks [N, K, H, W],
+    scores [N, K])`` per list (empty lists get empty arrays)."""
+    flat = [p for ps in prompt_lists for p in ps]
+    if flat:
+        masks, scores = segment_prompts(seg, flat)
     else:
         masks, scores = np.zeros((0, 1, *size), bool), np.zeros((0, 1), np.float32)
-    table = _score_table(run, unit_list, prompts, heat, masks, scores, gt, work, judge or LexiconJudge(), protocol)
-    report = EmergenceReport(
-        run=run, image=image, units=unit_list, unit_kind=kind_used, table=table, heat=heat, masks=masks,
-        scores=scores, prompts=prompts, gt=gt, tau=float(opts.tau), options=_options_record(opts, seg),
-    )
-    if unit_list:
-        report.automatic = _choose_without_ground_truth(report, mllm_judge, expression)
-    if gt is not None and unit_list and opts.layer_emergence and run.keep != "mean" and opts.method.layered:
-        report.layer_ious = _layer_ious(report, seg, opts, work)
-    return report
+    out, start = [], 0
+    for ps in prompt_lists:
+        out.append((masks[start: start + len(ps)], scores[start: start + len(ps)]))
+        start += len(ps)
+    return out
+
+
+def _segment_and_score(jobs: Sequence[_Job], seg: Segmenter, opts: AnalysisOptions, judge: Judge,
+                       mllm_judge: Any = None, expression: str | None = None) -> list[EmergenceReport]:
+    """Segment the jobs' prompts image by image (the jobs of one image together, on one embedding), score the units,
+    choose without ground truth and find the emergence layer; one report per job, in order."""
+    from ..images import image_digest
+
+    protocol = get_protocol(opts.protocol)
+    groups: dict[bytes, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(image_digest(job.image), []).append(i)
+    reports: list[EmergenceReport | None] = [None] * len(jobs)
+    for members in groups.values():
+        seg.set_image(jobs[members[0]].image)
+        decoded = _segment_together(seg, [jobs[i].prompts for i in members], jobs[members[0]].size)
+        for i, (masks, scores) in zip(members, decoded):
+            job = jobs[i]
+            table = _score_table(job.run, job.units, job.prompts, job.heat, masks, scores, job.gt, job.work, judge,
+                                 protocol)
+            report = EmergenceReport(
+                run=job.run, image=job.image, units=job.units, unit_kind=job.kind, table=table, heat=job.heat,
+                masks=masks, scores=scores, prompts=job.prompts, gt=job.gt, tau=float(opts.tau),
+                options=_options_record(opts, seg),
+            )
+            if job.units:
+                report.automatic = _choose_without_ground_truth(report, mllm_judge, expression)
+            reports[i] = report
+        layered = [i for i in members if jobs[i].gt is not None and jobs[i].units and opts.layer_emergence
+                   and jobs[i].run.keep != "mean" and opts.method.layered]
+        asked = [_layer_prompts(reports[i], opts, jobs[i].work) for i in layered]
+        decoded = _segment_together(seg, [prompts for _, prompts in asked], jobs[members[0]].size)
+        for i, (layer_list, _), (lmasks, _) in zip(layered, asked, decoded):
+            lious = mask_ious(lmasks, reports[i].gt, absent=protocol.absent).max(1)
+            reports[i].layer_ious = {int(layer): float(v) for layer, v in zip(layer_list, lious)}
+    return reports  # type: ignore[return-value]
 
 
 def _resolve_options(options: AnalysisOptions | None, values: dict[str, Any]) -> AnalysisOptions:
@@ -501,11 +588,11 @@ def _check_inputs(run: Any, image: Any, gt_mask: Any) -> tuple[Any, tuple[int, i
                       "protocol 'emergence' a unit is correct when its mask covers less than half the image, under "
                       "'pixfoundation' only when its mask is empty (and there is no when unit). If the object is in "
                       "the image, the mask file did not load as intended (see emergence.images for the mask rules).",
-                      EmptyGroundTruthWarning, stacklevel=3)
+                      EmptyGroundTruthWarning, stacklevel=4)
     elif gt is not None and gt.mean() >= 0.9:
         warnings.warn(f"the ground-truth mask covers {100 * gt.mean():.0f}% of the image. If the object is the "
                       "small dark part, the mask is inverted: masks count nonzero pixels as the object (see "
-                      "emergence.images); pass ~mask.", stacklevel=3)
+                      "emergence.images); pass ~mask.", stacklevel=4)
     return image, size, gt
 
 
@@ -578,9 +665,11 @@ def _choose_without_ground_truth(report: EmergenceReport, mllm_judge: Any, expre
     return out
 
 
-def _layer_ious(report: EmergenceReport, seg: Any, opts: AnalysisOptions, work: tuple[int, int]) -> dict[int, float]:
-    """``{layer: IoU}`` of the emergence unit (the best unit when none emerges), each layer's map on its own (with
-    ``(layer, head)`` pairs, each layer with its own chosen heads)."""
+def _layer_prompts(report: EmergenceReport, opts: AnalysisOptions, work: tuple[int, int]
+                   ) -> tuple[list[int], list[PointPrompt]]:
+    """The layers, and the prompt of each one's single-layer map of the emergence unit (the best unit when none
+    emerges; with ``(layer, head)`` pairs, each layer with its own chosen heads), whose masks give
+    ``report.layer_ious``."""
     run, size = report.run, tuple(report.gt.shape)
     target = report.emergence if report.emergence is not None else report.best
     unit = report.units[int(target.name)]
@@ -596,6 +685,4 @@ def _layer_ious(report: EmergenceReport, seg: Any, opts: AnalysisOptions, work: 
             lm = opts.method.maps(run, opts.map_options(layers=[layer]))
         layer_heat.append(_unit_maps(lm, [unit])[0])
     lh = run.layout.render(torch.stack(layer_heat), size=work).reshape(len(layer_list), *work)
-    lmasks, _ = segment_prompts(seg, [scale_prompt(make_prompt(h, opts.prompt), work, size) for h in lh])
-    lious = mask_ious(lmasks, report.gt, absent=report.protocol.absent).max(1)
-    return {int(layer): float(v) for layer, v in zip(layer_list, lious)}
+    return [int(x) for x in layer_list], [scale_prompt(make_prompt(h, opts.prompt), work, size) for h in lh]

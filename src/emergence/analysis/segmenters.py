@@ -33,7 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from ..errors import EmergenceError, check_device, require
-from ..images import load_image
+from ..images import image_digest, load_image
 from .prompts import PointPrompt, PromptBatch
 
 __all__ = [
@@ -322,14 +322,11 @@ class Sam2Segmenter:
         return ((x - mean) / std).to(device=self.device, dtype=dtype)
 
     def set_image(self, image: Any) -> None:
-        import hashlib
-
         import torch
 
         image = load_image(image)
         self._size = (image.height, image.width)
-        digest = hashlib.blake2b(image.tobytes(), digest_size=16, person=b"emergence-sam2").digest() + \
-            repr((image.size, image.mode)).encode()
+        digest = image_digest(image)
         cached = self._cache.pop(digest, None)
         if cached is not None:
             self._cache[digest] = self._embeddings = cached  # most recent last

@@ -291,15 +291,36 @@ class Worker:
 
         return self._phrase(format_vqa(self.vqa_t[template], sample.question, sample.options))
 
+    def _analysis_options(self) -> dict[str, Any]:
+        return dict(segmenter=self.segmenter, units=self.config.units, protocol=self.config.protocol,
+                    tau=self.config.tau, judge=self.judge, nlp=self.nlp, method=self.config.map_method,
+                    heads=None if self.config.heads is None else list(self.config.heads))
+
     def _analyze(self, run: Any, gt: Any) -> Any:
         from ..analysis import EmptyGroundTruthWarning, analyze
 
         with warnings.catch_warnings():  # an empty ground truth is flagged in the row ("absent")
             warnings.simplefilter("ignore", EmptyGroundTruthWarning)
-            return analyze(run, gt_mask=gt, segmenter=self.segmenter, units=self.config.units,
-                           protocol=self.config.protocol, tau=self.config.tau, judge=self.judge, nlp=self.nlp,
-                           method=self.config.map_method,
-                           heads=None if self.config.heads is None else list(self.config.heads))
+            return analyze(run, gt_mask=gt, **self._analysis_options())
+
+    def _analyze_together(self, runs: list[Any], gts: list[Any]) -> list[Any]:
+        """Reports of several runs, the runs of one image decoded together (``analyze_batch``); if that fails, each
+        run alone, so that a failing run is an exception in its own place (returned, not raised)."""
+        from ..analysis import EmptyGroundTruthWarning, analyze_batch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmptyGroundTruthWarning)
+            try:
+                return analyze_batch(list(zip(runs, gts)), **self._analysis_options())
+            except Exception:  # noqa: BLE001 - find the failing run: each one alone
+                pass
+        out: list[Any] = []
+        for run, gt in zip(runs, gts):
+            try:
+                out.append(self._analyze(run, gt))
+            except Exception as exc:  # noqa: BLE001 - becomes that item's error row
+                out.append(exc)
+        return out
 
     def _row(self, task: str, template: str, index: int, sample: Any) -> dict[str, Any]:
         row: dict[str, Any] = {"key": f"{task}/{template}/{sample.id}", "task": task, "template": template,
@@ -377,10 +398,12 @@ class Worker:
                 and type(method).recording is MapMethod.recording)
 
     def batched_chunk(self, items: list[tuple[str, str, int]]) -> list[tuple[dict, list[dict], dict[str, Any]]]:
-        """The chunk's items, generated ``batch_size`` at a time: items of one task are grouped by image size and
-        prompt length (little padding), in a fixed order (the same chunk always makes the same batches); results come
-        back in the chunk's order. An item that fails alone becomes its error row; a batch whose generation fails is
-        redone one item at a time, so one bad item costs only itself."""
+        """The chunk's items, generated ``batch_size`` at a time: items of one task are grouped by image size, sample
+        and prompt length (little padding), in a fixed order (the same chunk always makes the same batches); results come
+        back in the chunk's order. The runs of one batch are analyzed
+        together (``analyze_batch``: the prompts of the runs of one image decoded in shared calls). An item that fails
+        alone becomes its error row; a batch whose generation (or joint analysis) fails is redone one item at a time,
+        so one bad item costs only itself."""
         import torch
 
         results: list[Any] = [None] * len(items)
@@ -398,8 +421,8 @@ class Worker:
                 results[k] = self._failed(row, sample, exc)
                 continue
             jobs[task].append((k, sample, row, image, prompt, gt))
-        for task, todo in jobs.items():
-            todo.sort(key=lambda j: (j[3].size, len(j[4]), j[0]))
+        for task, todo in jobs.items():  # a sample's templates side by side: their prompts are segmented together
+            todo.sort(key=lambda j: (j[3].size, j[2]["index"], len(j[4]), j[0]))
             for start in range(0, len(todo), self.config.batch_size):
                 group = todo[start: start + self.config.batch_size]
                 torch.manual_seed(self.config.seed)
@@ -411,12 +434,15 @@ class Worker:
                     for k, *_ in group:
                         results[k] = self.item(*items[k])
                     continue
-                for (k, sample, row, _image, prompt, gt), run in zip(group, runs):
+                reports = self._analyze_together(runs, [j[5] for j in group]) if task == "grounding" else runs
+                for (k, sample, row, _image, prompt, gt), run, report in zip(group, runs, reports):
                     try:
+                        if isinstance(report, Exception):
+                            raise report
                         if task == "vqa":
                             results[k] = self._vqa_result(row, sample, prompt, run)
                         else:
-                            results[k] = self._ground_result(row, sample, prompt, run, self._analyze(run, gt), gt)
+                            results[k] = self._ground_result(row, sample, prompt, run, report, gt)
                     except Exception as exc:  # noqa: BLE001 - becomes the item's error row
                         results[k] = self._failed(row, sample, exc)
         return results
