@@ -9,7 +9,9 @@ init of real sizes (bench/capture_overhead.py's), with a real LLaVA processor (2
 EOS is suppressed so every item writes ``--new-tokens`` tokens. The organism is the shipped model on shapes scenes,
 through ``run_sweep`` itself (``SweepConfig.batch_size``), so store writes are counted too. Also reported: the peak
 resident memory above the start per item (CPU) / peak allocated (CUDA), and whether every item of a batched run
-equals its batch-of-one run (ids identical; largest attention difference).
+equals its batch-of-one run (ids identical; largest attention difference). A second table splits the LLaVA-shaped
+items' seconds into prefill, decode and analysis, and gives the ceiling they set on batching: the speed-up over batch
+1 if every decode step were free.
 """
 
 from __future__ import annotations
@@ -88,20 +90,34 @@ def _llava_child(args, batch: int, queue) -> None:
     else:
         Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
         start = _status_kib("VmRSS") * 1024
-    t0 = time.perf_counter()
-    runs = []
+    def sync() -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def generate(group, **gen_kw):
+        return probe.generate_batch(group, **gen_kw) if batch > 1 else [probe.generate(*group[0], **gen_kw)]
+
+    t0 = sync()
+    runs, gen_s, analyze_s = [], 0.0, 0.0
     for k in range(0, len(items), batch):
-        group = items[k: k + batch]
-        got = probe.generate_batch(group, **kw) if batch > 1 else [probe.generate(*group[0], **kw)]
+        t = sync()
+        got = generate(items[k: k + batch], **kw)
+        gen_s += sync() - t
+        t = sync()
         for run, mask in zip(got, masks[k: k + batch]):
             analyze(run, mask, segmenter="classical", units="words")
+        analyze_s += sync() - t
         runs += got
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
+    seconds = sync() - t0
     peak = (torch.cuda.max_memory_allocated() if cuda else _status_kib("VmHWM") * 1024) - start
+    t = sync()  # where the time goes: the prefill alone (one new token), batched the same way; not in `seconds`
+    for k in range(0, len(items), batch):
+        generate(items[k: k + batch], max_new_tokens=1)
+    prefill_s = sync() - t
     queue.put({"seconds": seconds, "peak": peak, "params": n_params, "ids": [r.token_ids.tolist() for r in runs],
-               "attention": [r.attention.numpy() for r in runs]})
+               "attention": [r.attention.numpy() for r in runs], "generate_s": gen_s, "analyze_s": analyze_s,
+               "prefill_s": prefill_s})
 
 
 def llava_rows(args) -> list[dict]:
@@ -126,8 +142,66 @@ def llava_rows(args) -> list[dict]:
         rows.append({"setting": f"{args.config} ({r['params'] / 1e6:.0f}M params, {args.dtype}, {args.device})",
                      "batch": batch, "seconds": r["seconds"], "per_hour": args.items / r["seconds"] * 3600,
                      "peak_mib": r["peak"] / 2**20, "per_item_mib": r["peak"] / 2**20 / batch, "ids_identical": same,
-                     "max_diff": diff})
+                     "max_diff": diff, "phases": {k: r[k] / args.items for k in ("prefill_s", "generate_s",
+                                                                                   "analyze_s")}})
     return rows
+
+
+def print_gemm(config_name: str, device: str, dtype_name: str, batches: list[int]) -> None:
+    """What one decode step's matrix products cost with ``batch`` rows against one row: the decoder's MLP weight
+    (``intermediate x hidden``) applied to ``[batch, hidden]``, median of 50 calls. Decoding amortises over a batch at
+    most by ``batch / cost ratio``."""
+    import statistics
+
+    import torch
+
+    from capture_overhead import CONFIGS
+
+    text = CONFIGS[config_name]["text"]
+    dtype = getattr(torch, dtype_name)
+    weight = torch.randn(text["intermediate_size"], text["hidden_size"], device=device, dtype=dtype)
+    cost = {}
+    for rows in sorted({1, *batches}):
+        x = torch.randn(rows, text["hidden_size"], device=device, dtype=dtype)
+        times = []
+        for i in range(60):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            torch.nn.functional.linear(x, weight)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i >= 10:
+                times.append(time.perf_counter() - t)
+        cost[rows] = statistics.median(times)
+    print()
+    print(f"# one decode step's matrix product ({text['intermediate_size']} x {text['hidden_size']} weight, {dtype_name},"
+          f" {device}): cost with N rows / cost with 1 row, and the most a batch can amortise decoding (N / ratio)")
+    print("| rows | ms | cost / 1 row | N / ratio |")
+    print("| ---: | ---: | ---: | ---: |")
+    for rows, t in cost.items():
+        print(f"| {rows} | {1000 * t:.3f} | {t / cost[1]:.2f} | {rows * cost[1] / t:.1f} |")
+
+
+def print_phases(rows: list[dict], new_tokens: int) -> None:
+    """Seconds per item of each phase, and the ceiling they put on batching: the speed-up over batch 1 if decoding
+    cost nothing, (batch 1's seconds per item) / (prefill + analysis per item at that batch size)."""
+    llava = [r for r in rows if "phases" in r]
+    if not llava:
+        return
+    first = llava[0]
+    per_item_1 = 3600 / first["per_hour"]
+    print()
+    print(f"# where the time goes (LLaVA-shaped, seconds per item; decode = generate - prefill, {new_tokens - 1} "
+          "steps after the prefill)")
+    print("| batch | prefill | decode | decode step per item (ms) | analyze | ceiling: x batch 1 with free decoding |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in llava:
+        ph = r["phases"]
+        decode = ph["generate_s"] - ph["prefill_s"]
+        ceiling = per_item_1 / (ph["prefill_s"] + ph["analyze_s"])
+        print(f"| {r['batch']} | {ph['prefill_s']:.3f} | {decode:.3f} | {1000 * decode / max(new_tokens - 1, 1):.1f} "
+              f"| {ph['analyze_s']:.3f} | {ceiling:.2f} |")
 
 
 def organism_rows(args) -> list[dict]:
@@ -191,6 +265,8 @@ def main() -> int:
         print(f"| {r['setting']} | {r['batch']} | {r['seconds']:.1f} | {r['per_hour']:.0f} | "
               f"{r['per_hour'] / base[r['setting']]:.2f} | {mem if mem != '—' else '— | —'} | "
               f"{'yes' if r['ids_identical'] else 'NO'}{diff} |")
+    print_phases(rows, args.new_tokens)
+    print_gemm(args.config, args.device, args.dtype, args.batches)
     return 0
 
 
