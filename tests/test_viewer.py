@@ -124,8 +124,16 @@ def test_a_page_over_its_budget_holds_the_layer_means_and_says_so(pil_organism, 
             ref = _expect(run, units[k], heat.shape)
             # the layer means are rounded to float16 once: each value within 2**-11 of the largest layer-mean
             # attention, and a mean-subtracted map (a difference of two such values) within twice that
-            assert np.abs(heat - ref).max() <= 2 ** -10 * raw
-            assert np.unravel_index(int(heat.argmax()), heat.shape) == np.unravel_index(int(ref.argmax()), ref.shape)
+            bound = 2 ** -10 * raw
+            assert np.abs(heat - ref).max() <= bound
+            # so the page's peak is the library's unless another pixel of the library's map comes within twice
+            # that bound of its peak (a near-tie: "striped" on this scene peaks at two background corners 1.6e-6
+            # apart); then it is one of the near-tied pixels
+            page_peak = np.unravel_index(int(heat.argmax()), heat.shape)
+            ref_peak = np.unravel_index(int(ref.argmax()), ref.shape)
+            if np.sort(ref.ravel())[-2] < ref.max() - 2 * bound:
+                assert page_peak == ref_peak
+            assert ref[page_peak] >= ref.max() - 2 * bound
         assert b.console_errors() == []
 
 

@@ -328,11 +328,12 @@
     R.units.forEach((u, i) => { if (u.iou !== null) path += (path ? "L" : "M") + xs(i).toFixed(1) + "," + ys(u.iou).toFixed(1); });
     let out = `<line x1="${pad}" x2="${W - pad}" y1="${ys(R.tau)}" y2="${ys(R.tau)}" class="ev-tau"/>`;
     out += `<path d="${path}" class="ev-line"/>`;
+    // the emergence line goes under the dots, so that the emergence word's dot on it stays clickable
+    if (R.emergence !== null) out += `<line x1="${xs(R.emergence)}" x2="${xs(R.emergence)}" y1="4" y2="${base - pad + 4}" class="ev-emline"/>`;
     R.units.forEach((u, i) => {
       if (u.iou === null) return;
       out += `<circle cx="${xs(i)}" cy="${ys(u.iou)}" r="${i === state.word ? 5 : 3}" class="${u.emergence ? "ev-emerge" : "ev-dot"}" data-word="${i}"/>`;
     });
-    if (R.emergence !== null) out += `<line x1="${xs(R.emergence)}" x2="${xs(R.emergence)}" y1="4" y2="${base - pad + 4}" class="ev-emline"/>`;
     DATA.words.forEach((w, i) => {
       const label = w.text.trim().replace(/&/g, "&amp;").replace(/</g, "&lt;");
       out += `<text class="ev-tick${i === state.word ? " ev-tick-on" : ""}" transform="translate(${xs(i) + 3},${base - pad + 12}) rotate(60)">${label}</text>`;
