@@ -458,6 +458,9 @@ def test_analyze_batch_equals_analyze_and_decodes_the_runs_of_one_image_together
             assert together_seg.decode_calls == 4
     with pytest.raises(EmergenceError, match="64x64"):
         analyze_batch([(runs[0], gts[0]), (runs[2], np.zeros((32, 48), bool))], segmenter="classical")
+    with pytest.raises(TypeError, match="item 1 is ProbeRun"):
+        analyze_batch([(runs[0], gts[0]), runs[1]], segmenter="classical")
+    assert analyze_batch([], segmenter="classical") == []
 
 
 def test_analyze_rejects_bad_inputs(organism):

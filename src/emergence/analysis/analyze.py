@@ -462,6 +462,11 @@ def analyze_batch(
         as :func:`analyze`, for the first item that fails (check items alone to find which).
     """
     opts = _resolve_options(options, option_values)
+    items = list(items)
+    for k, item in enumerate(items):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError(f"analyze_batch items are (run, gt_mask) pairs (gt_mask may be None); item {k} is "
+                            f"{type(item).__name__}")
     jobs = [_prepare(run, gt_mask, opts, nlp=nlp) for run, gt_mask in items]
     return _segment_and_score(jobs, build_segmenter(segmenter), opts, judge or LexiconJudge())
 
@@ -491,8 +496,8 @@ def _prepare(run: Any, gt_mask: Any, opts: AnalysisOptions, image: Any = None, f
         run = run.select(frame=frame)
     if run.layout.is_composite:
         raise EmergenceError(f"this run holds {len(run.layout.parts)} images / video frames; analyze one: "
-                             "analyze(run, gt_mask, image=k) or frame=f (gt_mask is that image's or frame's ground "
-                             "truth)")
+                             "analyze(run, gt_mask, image=k) or frame=f, or run.select(image=k, frame=f) (gt_mask is "
+                             "that image's or frame's ground truth)")
     image, size, gt = _check_inputs(run, image, gt_mask)
     protocol = get_protocol(opts.protocol)
     if protocol.units == "phrases":  # no fallback to words: the protocol is defined on noun chunks
