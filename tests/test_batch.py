@@ -197,6 +197,38 @@ def test_an_item_that_fails_inside_a_batch_is_its_own_error_row(tmp_path):
     assert list(alone["answer"].fillna("")) == list(samples["answer"].fillna(""))
 
 
+def test_a_batch_whose_joint_analysis_fails_is_analyzed_one_run_at_a_time(tmp_path, monkeypatch):
+    """Fault injection: analyze_batch raises for every batch; each run is then analyzed alone, so the sweep's rows
+    are the batch-1 sweep's, and an item whose own analysis fails is its error row only."""
+    import emergence.analysis as analysis
+    from emergence.sweep import load_sweep, run_sweep
+
+    run_sweep(_sweep(tmp_path / "one"), progress=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected: the joint analysis fails")
+
+    real = analysis.analyze
+    seen = []
+
+    def analyze_failing_on_the_third(run, *args, **kwargs):
+        seen.append(run.prompt)
+        if len(seen) == 3:
+            raise RuntimeError("injected: this run's analysis fails")
+        return real(run, *args, **kwargs)
+
+    monkeypatch.setattr(analysis, "analyze_batch", broken)
+    monkeypatch.setattr(analysis, "analyze", analyze_failing_on_the_third)
+    run_sweep(_sweep(tmp_path / "four", batch_size=4), progress=False)
+    one, four = load_sweep(tmp_path / "one")[0], load_sweep(tmp_path / "four")[0]
+    assert list(one["key"]) == list(four["key"])
+    failed = four[four["error"].notna()]
+    assert len(failed) == 1 and "injected: this run's analysis fails" in failed["error"].iloc[0]
+    good = four["error"].isna()
+    assert list(one["answer"][good]) == list(four["answer"][good])
+    assert np.allclose(one["oracle_iou"][good], four["oracle_iou"][good], rtol=0, atol=1e-6)
+
+
 def test_a_sweep_of_a_family_that_cannot_batch_is_refused_before_any_item(tmp_path):
     from emergence.sweep import run_sweep
     from emergence.testing import tiny_vipllava

@@ -38,7 +38,8 @@ from .protocols import Protocol, get_protocol, last_best, pixfoundation_bin
 from .prompts import PointPrompt, PromptOptions, make_prompt, scale_prompt
 from .segmenters import Segmenter, build_segmenter, segment_prompts
 
-__all__ = ["analyze", "analyze_batch", "AnalysisOptions", "EmergenceReport", "EmptyGroundTruthWarning", "MaskError", "ground_truth_mask"]
+__all__ = ["analyze", "analyze_batch", "AnalysisOptions", "EmergenceReport", "EmptyGroundTruthWarning", "MaskError",
+           "ground_truth_mask"]
 
 
 _UNSET = object()
@@ -534,8 +535,8 @@ def _segment_and_score(jobs: Sequence[_Job], seg: Segmenter, opts: AnalysisOptio
 
     protocol = get_protocol(opts.protocol)
     groups: dict[bytes, list[int]] = {}
-    for i, job in enumerate(jobs):
-        groups.setdefault(image_digest(job.image), []).append(i)
+    for i, job in enumerate(jobs):  # (one job needs no grouping: its pixels are not hashed)
+        groups.setdefault(image_digest(job.image) if len(jobs) > 1 else b"", []).append(i)
     reports: list[EmergenceReport | None] = [None] * len(jobs)
     for members in groups.values():
         seg.set_image(jobs[members[0]].image)

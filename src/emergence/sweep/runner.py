@@ -399,11 +399,10 @@ class Worker:
 
     def batched_chunk(self, items: list[tuple[str, str, int]]) -> list[tuple[dict, list[dict], dict[str, Any]]]:
         """The chunk's items, generated ``batch_size`` at a time: items of one task are grouped by image size, sample
-        and prompt length (little padding), in a fixed order (the same chunk always makes the same batches); results come
-        back in the chunk's order. The runs of one batch are analyzed
-        together (``analyze_batch``: the prompts of the runs of one image decoded in shared calls). An item that fails
-        alone becomes its error row; a batch whose generation (or joint analysis) fails is redone one item at a time,
-        so one bad item costs only itself."""
+        and prompt length (little padding), in a fixed order (the same chunk always makes the same batches); results
+        come back in the chunk's order. The runs of one batch are analyzed together (``analyze_batch``: the prompts of
+        the runs of one image decoded in shared calls). An item that fails alone becomes its error row; a batch whose
+        generation (or joint analysis) fails is redone one item at a time, so one bad item costs only itself."""
         import torch
 
         results: list[Any] = [None] * len(items)
