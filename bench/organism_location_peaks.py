@@ -1,6 +1,6 @@
 """Where the map that predicts a location word peaks, for one organism folder: on the object the word names, on
-another object, or on the background of an occupied or an empty slot (row words "top" / "bottom" apart from column
-words "left" / "right").
+another object, or on the background of the named object's slot, of another occupied slot or of an empty slot (row
+words "top" / "bottom" apart from column words "left" / "right").
 
     python bench/organism_location_peaks.py FOLDER [--seed 5] [--n 80]
 
@@ -43,8 +43,13 @@ def peaks(folder: str, seed: int, n: int) -> dict[tuple[str, str], int]:
             else:
                 h, w = heat.shape
                 row, col = ("top" if y < h // 2 else "bottom"), ("left" if x < w // 2 else "right")
-                occupied = any(o.row == row and o.col == col for o in scene.objects)
-                where = "background of an occupied slot" if occupied else "background of an empty slot"
+                named = next(o for o in scene.objects if np.array_equal(wp.mask, o.mask))
+                if (named.row, named.col) == (row, col):
+                    where = "background of the named object's slot"
+                elif any(o.row == row and o.col == col for o in scene.objects):
+                    where = "background of another occupied slot"
+                else:
+                    where = "background of an empty slot"
             counts[("row" if wp.word in ("top", "bottom") else "column", where)] += 1
     return dict(counts)
 
