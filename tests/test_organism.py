@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from emergence import Probe
 from emergence.organism import CATEGORIES, COLOURS, PARTS, ShapesWorld
@@ -177,6 +178,50 @@ def test_shipped_organism_captions_and_grounds_unseen_scenes(organism_probe):
     assert cats["entity"]["accuracy"] >= 0.58
     assert cats["part"]["accuracy"] >= 0.66
     assert cats["state"]["accuracy"] >= 0.70
+
+
+@needs_weights
+def test_eval_scores_the_maps_under_the_normalisation_asked_for(organism_probe, tmp_path):
+    """``normalise`` reaches every scored map: the hits equal an independent recount with raw maps, ``minmax`` gives
+    the same argmax as ``none``, the default is the mean subtraction, and the choice is recorded."""
+    from emergence.analysis import MapOptions, token_maps
+    from emergence.analysis.heads import head_maps, peak_hits
+    from emergence.cli import main
+    from emergence.studies.evaluate import evaluate
+    from emergence.studies.scenes import word_pointing
+
+    seed, n = 97, 6
+    raw = evaluate(organism_probe, seed=seed, n=n, per_head=True, normalise="none")
+    hits = {c: [] for c in CATEGORIES}
+    heads = {c: [] for c in CATEGORIES}
+    for i in range(n):
+        scene = ShapesWorld(seed).scene(i)
+        run = organism_probe.generate(scene.image, PROMPT, max_new_tokens=64, keep="heads")
+        plain = run.attention.float().mean(dim=(1, 2))  # [T, V]: the layer/head mean, nothing subtracted
+        per = run.attention.float().permute(1, 2, 0, 3)  # [L, H, T, V]
+        for wp in word_pointing(run, scene, plain):
+            hits[wp.category].append(wp.hit)
+            grid = run.layout.render(per[:, :, wp.token].reshape(-1, per.shape[-1]))
+            heads[wp.category].append(peak_hits(grid, wp.mask).reshape(per.shape[:2]))
+        assert torch.equal(head_maps(run, "none"), per)
+        assert torch.allclose(token_maps(run, MapOptions(normalise="none")), plain, atol=1e-7)
+    for c, r in raw.categories.items():
+        assert r["n"] == len(hits[c]) and r["accuracy"] == pytest.approx(np.mean(hits[c]), abs=1e-12), c
+        np.testing.assert_allclose(raw.per_head[c], np.mean(heads[c], axis=0).round(4), atol=1e-12)
+    minmax = evaluate(organism_probe, seed=seed, n=n, per_head=False, normalise="minmax")
+    assert {c: r["accuracy"] for c, r in minmax.categories.items()} == {c: r["accuracy"] for c, r in
+                                                                        raw.categories.items()}
+    default = evaluate(organism_probe, seed=seed, n=n, per_head=False)
+    centred = evaluate(organism_probe, seed=seed, n=n, per_head=False, normalise="mean_subtract")
+    assert default.to_dict() | {"seconds": 0} == centred.to_dict() | {"seconds": 0}
+    assert default.normalise == "mean_subtract"
+    # the two normalisations disagree on some word here, so the option is not a no-op
+    assert any(default.categories[c]["accuracy"] != raw.categories[c]["accuracy"] for c in raw.categories)
+    with pytest.raises(ValueError, match="'centre'"):
+        evaluate(organism_probe, seed=seed, n=1, normalise="centre")
+    assert main(["organism", "eval", "--seed", str(seed), "--n", "2", "--no-per-head", "--normalise", "none",
+                 "--out", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["normalise"] == "none"
 
 
 @pytest.mark.slow

@@ -263,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_organism_arg(ev)
     ev.add_argument("--out", default=None, help="write the results as JSON here")
     ev.add_argument("--no-per-head", action="store_true", help="skip the per layer x head table")
+    ev.add_argument("--normalise", default="mean_subtract", choices=["mean_subtract", "none", "minmax"],
+                    help="how each map is normalised across the answer before its argmax: mean_subtract (default, "
+                         "minus the answer's mean map) | none | minmax (the same hits as none)")
     ev.set_defaults(func=_cmd_organism_eval)
     gr = org_sub.add_parser("ground", help="the analyzer on organism scenes (referring expressions as prompts)")
     gr.add_argument("--seed", type=int, default=11, help="world seed of the scenes (training used 1000)")
@@ -517,7 +520,7 @@ def _cmd_organism_eval(args: argparse.Namespace, parser: argparse.ArgumentParser
     from .studies.evaluate import evaluate, format_table, save
 
     probe = Probe.from_pretrained(_organism_model(args), dtype="float32")
-    result = evaluate(probe, seed=args.seed, n=args.n, per_head=not args.no_per_head)
+    result = evaluate(probe, seed=args.seed, n=args.n, per_head=not args.no_per_head, normalise=args.normalise)
     print(format_table(result))
     if args.out:
         print(f"wrote {save(result, args.out)}")

@@ -5,6 +5,11 @@ reference caption word with a referent, take the attention row that predicts tha
 and heads, subtract the mean map over the answer's tokens, render it on the image and check whether its argmax pixel
 falls inside the word's referent mask. The random baseline is the probability that a uniformly random pixel does
 (the mask's area fraction). The same is computed for every single layer x head.
+
+``normalise="none"`` scores the averaged maps as they are, without the subtraction (``"minmax"`` rescales each map
+and so gives the same argmax, the same hits). Subtracting the answer's mean removes what every row looks at (sinks,
+the objects in general); on the organisms it helps background words and costs the words whose rows look at the
+objects as most rows do, location words most (docs/organism.md, "Which normalisation pointing uses").
 """
 
 from __future__ import annotations
@@ -13,14 +18,20 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..organism.world import CATEGORIES, ShapesWorld
 from .scenes import WordPointing, caption_words, word_pointing
 
-__all__ = ["OrganismEval", "WordPointing", "caption_words", "evaluate", "format_table", "word_pointing"]
+if TYPE_CHECKING:
+    from ..analysis.token_maps import Normalise
+
+NORMALISE_MODES = ("mean_subtract", "none", "minmax")
+
+__all__ = ["NORMALISE_MODES", "OrganismEval", "WordPointing", "caption_words", "evaluate", "format_table",
+           "word_pointing"]
 
 
 @dataclass
@@ -34,6 +45,8 @@ class OrganismEval:
             ``ratio`` = accuracy / baseline.
         per_head: per category, ``[L, H]`` pointing accuracy of each single layer x head map.
         examples: a few (reference, generated) caption pairs.
+        normalise: how each map was normalised across the answer before its argmax (``mean_subtract``, the
+            default, ``none`` or ``minmax``).
     """
 
     seed: int
@@ -43,18 +56,30 @@ class OrganismEval:
     per_head: dict[str, list[list[float]]] = field(default_factory=dict)
     examples: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    normalise: str = "mean_subtract"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "seed": self.seed, "n": self.n, "exact_caption": self.exact_caption, "categories": self.categories,
             "per_head": self.per_head, "examples": self.examples, "seconds": self.seconds,
+            "normalise": self.normalise,
         }
 
 
-def evaluate(probe: Any, seed: int, n: int, max_new_tokens: int = 64, per_head: bool = True) -> OrganismEval:
-    """Caption ``n`` scenes of ``ShapesWorld(seed)`` with ``probe`` and score them (see module docstring)."""
+def evaluate(probe: Any, seed: int, n: int, max_new_tokens: int = 64, per_head: bool = True,
+             normalise: Normalise = "mean_subtract") -> OrganismEval:
+    """Caption ``n`` scenes of ``ShapesWorld(seed)`` with ``probe`` and score them (see module docstring).
+
+    ``normalise``: ``mean_subtract`` (default: each map minus the answer's mean map), ``none`` or ``minmax``; it
+    applies to the layer/head-mean maps and to every single layer x head map.
+    """
+    from ..analysis import MapOptions, token_maps
     from ..analysis.heads import head_maps, peak_hits
     from ..organism.model import PROMPT
+
+    if normalise not in NORMALISE_MODES:
+        raise ValueError(f"normalise={normalise!r} is not one of {', '.join(map(repr, NORMALISE_MODES))}")
+    options = MapOptions(normalise=normalise)
 
     world = ShapesWorld(seed)
     start = time.perf_counter()
@@ -71,9 +96,9 @@ def evaluate(probe: Any, seed: int, n: int, max_new_tokens: int = 64, per_head: 
         if len(examples) < 5:
             examples.append((scene.caption, run.text.strip()))
         if per_head:
-            maps = head_maps(run)  # [L, H, T, V], each layer x head centred over the answer
+            maps = head_maps(run, normalise)  # [L, H, T, V], each layer x head normalised over the answer
             layers, heads = maps.shape[:2]
-        for wp in word_pointing(run, scene):
+        for wp in word_pointing(run, scene, token_maps(run, options)):
             hits[wp.category].append(float(wp.hit))
             base[wp.category].append(float(wp.mask.mean()))
             if per_head:
@@ -86,13 +111,15 @@ def evaluate(probe: Any, seed: int, n: int, max_new_tokens: int = 64, per_head: 
             categories[c] = {"n": len(hits[c]), "accuracy": acc, "baseline": bl, "ratio": acc / bl if bl else 0.0}
     per_head_out = {c: np.mean(v, axis=0).round(4).tolist() for c, v in head_hits.items() if v}
     return OrganismEval(seed=seed, n=n, exact_caption=exact / max(n, 1), categories=categories,
-                        per_head=per_head_out, examples=examples, seconds=time.perf_counter() - start)
+                        per_head=per_head_out, examples=examples, seconds=time.perf_counter() - start,
+                        normalise=normalise)
 
 
 def format_table(result: OrganismEval) -> str:
     """A plain-text report: exact captions, pointing per category vs baseline, best single heads."""
     lines = [
-        f"organism eval: world seed {result.seed}, {result.n} scenes, {result.seconds:.0f} s",
+        f"organism eval: world seed {result.seed}, {result.n} scenes, {result.seconds:.0f} s"
+        + ("" if result.normalise == "mean_subtract" else f", maps normalised: {result.normalise}"),
         f"exact caption: {result.exact_caption:.3f}",
         "",
         f"{'category':<12} {'words':>6} {'pointing':>9} {'random':>7} {'x random':>9}",
