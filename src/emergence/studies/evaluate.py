@@ -9,7 +9,7 @@ falls inside the word's referent mask. The random baseline is the probability th
 ``normalise="none"`` scores the averaged maps as they are, without the subtraction (``"minmax"`` rescales each map
 and so gives the same argmax, the same hits). Subtracting the answer's mean removes what every row looks at (sinks,
 the objects in general); on the organisms it helps background words and costs the words whose rows look at the
-objects as most rows do, location words most (docs/organism.md, "Which normalisation pointing uses").
+objects as most rows do, location and state words most (docs/organism.md, "Which normalisation pointing uses").
 """
 
 from __future__ import annotations
