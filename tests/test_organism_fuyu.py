@@ -219,3 +219,45 @@ def test_organism_commands_take_the_fuyu_organism(tmp_path, capsys):
     assert result["n"] == 3 and result["categories"]
     assert main(["demo", "--organism", "fuyu", "--out", str(tmp_path / "demo")]) == 0
     assert "Fuyu" in (tmp_path / "demo" / "summary.txt").read_text()
+
+
+@needs_weights
+def test_fuyu_capture_is_the_same_when_the_processor_returns_pixel_values(fuyu_probe):
+    """FuyuProcessor announces `pixel_values` in place of the legacy `image_patches`; with the new output the probe
+    generates the same ids and captures the same attention and layout, and a training batch gives the same loss (so
+    the announced switch changes nothing here)."""
+    import inspect
+
+    probe = Probe.from_pretrained(FUYU_DIR, dtype="float32")
+    if "return_legacy_image_output" not in inspect.signature(type(probe.processor).__call__).parameters:
+        pytest.skip("this transformers' FuyuProcessor has no return_legacy_image_output switch")
+    legacy_call = type(probe.processor).__call__
+    seen: list[list[str]] = []
+
+    class NewOutput(type(probe.processor)):
+        def __call__(self, *args, **kwargs):
+            kwargs.setdefault("return_legacy_image_output", False)
+            out = legacy_call(self, *args, **kwargs)
+            seen.append(sorted(out))
+            return out
+
+    probe.processor.__class__ = NewOutput
+    scene = ShapesWorld(3).scene(0)
+    old = fuyu_probe.generate(scene.image, PROMPT, max_new_tokens=40, keep="heads")
+    new = probe.generate(scene.image, PROMPT, max_new_tokens=40, keep="heads")
+    assert seen and all("pixel_values" in keys and "image_patches" not in keys for keys in seen), seen
+    assert torch.equal(old.token_ids, new.token_ids) and old.text == new.text
+    assert torch.equal(old.attention, new.attention)
+    np.testing.assert_array_equal(old.layout.token_boxes(), new.layout.token_boxes())
+    # training batches too: the same loss from either output
+    from emergence.organism.train import _prompt, make_batch
+
+    scenes = [ShapesWorld(5).scene(i) for i in range(3)]
+    legacy = build_fuyu_processor()
+    batch_old = make_batch(legacy, scenes, _prompt(legacy, "fuyu"), "fuyu")
+    legacy.__class__ = type("NewOutputProcessor", (NewOutput,), {})
+    batch_new = make_batch(legacy, scenes, _prompt(legacy, "fuyu"), "fuyu")
+    assert "image_patches" in batch_old and "pixel_values" in batch_new and "image_patches" not in batch_new
+    with torch.no_grad():
+        loss_old, loss_new = fuyu_probe.model(**batch_old).loss, fuyu_probe.model(**batch_new).loss
+    assert torch.equal(loss_old, loss_new)

@@ -78,8 +78,10 @@ def _fuyu_batch(processor: Any, scenes: list, prompt: str) -> dict[str, Any]:
         tail_mask[row, :len(ids)] = 1
     input_ids = torch.cat([enc["input_ids"], tail], dim=1)
     labels = torch.cat([torch.full_like(enc["input_ids"], -100), tail.masked_fill(tail_mask == 0, -100)], dim=1)
+    # FuyuProcessor's legacy `image_patches`, or the `pixel_values` it announces in their place: the model takes both
+    key = "image_patches" if "image_patches" in enc else "pixel_values"
     return {"input_ids": input_ids, "attention_mask": torch.cat([enc["attention_mask"], tail_mask], dim=1),
-            "image_patches": enc["image_patches"], "labels": labels}
+            key: enc[key], "labels": labels}
 
 
 def train(
