@@ -1,0 +1,189 @@
+"""Which location words the caption so far already decides, and where their maps point.
+
+    python bench/organism_location_determined.py FOLDER [FOLDER ...] [--seed 9] [--n 300] [--knockout] [--out FILE.json]
+
+The shapes world names its objects in slot order, column-major from the left (top left, bottom left, top right,
+bottom right). Given the slots already named and, for a column word, the row word just written, the grammar leaves a
+list of **candidate** slots for the object the location word names. Each scored location word is one of:
+
+- **determined**: every candidate gives the same word (e.g. "bottom" after an object at the top right, or "right"
+  after "at the bottom" when the bottom left was named before); a reader of the caption alone knows it;
+- **first candidate**: the object sits in the first candidate slot, so an object there decides the word;
+- **later candidate**: the object sits in a later candidate, so the word is decided by the first candidate slot
+  being empty (e.g. "right" after "at the bottom" as the first object: the bottom left is empty).
+
+Printed per folder: pointing of each kind (with its random baseline, the mean fraction of the image the named objects
+cover, and its count), the pointing per slot, and for missed words of the later-candidate kind how often the map's
+peak lies in the first candidate's (empty) slot. The split is computed from the reference caption; scenes whose
+generated caption is not exact count too (words aligned as ``emergence organism eval`` aligns them). Maps are the
+ones pointing scores: the layer/head mean minus the answer's mean map.
+
+``--knockout`` adds a causal check of where each word's evidence lies. In one teacher-forced forward per slot, every
+text position after the image is blocked from the visual tokens whose cell centre lies in that slot (a quarter of
+the image; :func:`emergence.causal.knockout`); the change of each location word's log-probability against the
+unblocked forward is averaged per kind of word and per kind of slot blocked: the named object's slot, the first
+candidate's slot (later-candidate words only: for first-candidate words it is the named slot), every other slot, and
+the whole image (every token of the image blocked, row-end tokens included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import sys
+from typing import Any
+
+import numpy as np
+
+ORDER = [("top", "left"), ("bottom", "left"), ("top", "right"), ("bottom", "right")]  # column-major slot order
+
+
+def word_kind(previous: tuple[str, str] | None, slot: tuple[str, str], column: bool) -> tuple[str, tuple[str, str]]:
+    """``(kind, first candidate slot)`` of a location word (module docstring): ``previous`` is the slot named before
+    (``None`` for the first object), ``slot`` the named object's, ``column`` whether it is the column word."""
+    start = 0 if previous is None else ORDER.index(previous) + 1
+    candidates = [s for s in ORDER[start:] if not column or s[0] == slot[0]]
+    if slot not in candidates:
+        raise ValueError(f"slot {slot} cannot follow {previous} in column-major order")
+    if len({s[1] if column else s[0] for s in candidates}) == 1:
+        return "determined", candidates[0]
+    return ("first candidate" if candidates[0] == slot else "later candidate"), candidates[0]
+
+
+def quadrant(y: int, x: int, size: int) -> tuple[str, str]:
+    return ("top" if y < size // 2 else "bottom"), ("left" if x < size // 2 else "right")
+
+
+def slot_tokens(run: Any) -> dict[tuple[str, str], np.ndarray]:
+    """Per slot, the indices into ``[V]`` of the visual tokens whose cell centre lies in it."""
+    boxes = run.layout.token_boxes()  # [V, 4] (x0, y0, x1, y1), NaN outside the grid
+    h, w = run.layout.image_size
+    out: dict[tuple[str, str], list[int]] = {s: [] for s in ORDER}
+    for v, (x0, y0, x1, y1) in enumerate(boxes):
+        if not np.isnan(x0):
+            out[quadrant(int((y0 + y1) / 2), int((x0 + x1) / 2), min(h, w))].append(v)
+    return {s: np.asarray(v, dtype=np.int64) for s, v in out.items()}
+
+
+def location_words(folder: str, seed: int, n: int, knockouts: bool = False) -> list[dict[str, Any]]:
+    """One record per scored location word: slot, word kind (module docstring), hit, mask fraction and, with
+    ``knockouts``, the change of its log-probability when each slot's visual tokens are blocked."""
+    from emergence import Probe
+    from emergence.analysis import argmax_point, token_maps
+    from emergence.causal import answer_log_probs, knockout, run_inputs
+    from emergence.organism import ShapesWorld
+    from emergence.organism.model import PROMPT
+    from emergence.studies.scenes import word_pointing
+
+    probe = Probe.from_pretrained(folder, dtype="float32")
+    world, out = ShapesWorld(seed), []
+    for i in range(n):
+        scene = world.scene(i)
+        run = probe.generate(scene.image, PROMPT, max_new_tokens=64, keep="heads")
+        slots = [(o.row, o.col) for o in scene.objects]
+        maps = token_maps(run)
+        dlogp: dict[tuple[str, str], np.ndarray] = {}
+        if knockouts:
+            inputs = run_inputs(probe, run)
+            base = answer_log_probs(probe, run, inputs).numpy()
+            first_text = int(run.layout.positions.max()) + 1
+            blocks = dict(slot_tokens(run))
+            blocks["image"] = np.arange(run.layout.num_tokens)
+            for slot, tokens in blocks.items():
+                with knockout(probe, run.layout.positions[tokens], first_text):
+                    dlogp[slot] = answer_log_probs(probe, run, inputs).numpy() - base
+        for wp in word_pointing(run, scene, maps):
+            if wp.category != "location":
+                continue
+            k = next(j for j, o in enumerate(scene.objects) if np.array_equal(wp.mask, o.mask))
+            column = wp.word in ("left", "right")
+            kind, first = word_kind(slots[k - 1] if k else None, slots[k], column)
+            x, y = argmax_point(run.layout.render(maps[wp.token]))
+            record = {"slot": "-".join(slots[k]), "word": "column" if column else "row", "kind": kind,
+                      "hit": float(wp.hit), "random": float(wp.mask.mean()),
+                      "peak in first candidate": quadrant(int(y), int(x), wp.mask.shape[0]) == first}
+            if dlogp:
+                record["dlogp named slot"] = float(dlogp[slots[k]][wp.token])
+                if kind == "later candidate":
+                    record["dlogp first candidate's slot"] = float(dlogp[first][wp.token])
+                others = [s for s in ORDER if s not in (slots[k], first)]
+                record["dlogp other slots"] = float(np.mean([dlogp[s][wp.token] for s in others]))
+                record["dlogp image"] = float(dlogp["image"][wp.token])
+            out.append(record)
+    return out
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, float]:
+    groups: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
+    for r in records:
+        groups["all"].append(r)
+        groups[r["kind"]].append(r)
+        groups[f"{r['word']} {r['kind']}"].append(r)
+        groups[f"slot {r['slot']}"].append(r)
+    out: dict[str, float] = {}
+    for name, rs in sorted(groups.items()):
+        out[f"pointing {name}"] = float(np.mean([r["hit"] for r in rs]))
+        out[f"random {name}"] = float(np.mean([r["random"] for r in rs]))
+        out[f"words {name}"] = float(len(rs))
+        for key in ("dlogp named slot", "dlogp first candidate's slot", "dlogp other slots", "dlogp image"):
+            vals = [r[key] for r in rs if key in r]
+            if vals:
+                out[f"{key} {name}"] = float(np.mean(vals))
+    missed = [r for r in records if r["kind"] == "later candidate" and not r["hit"]]
+    out["later-candidate misses"] = float(len(missed))
+    out["later-candidate misses peaking in the first candidate"] = float(sum(r["peak in first candidate"]
+                                                                             for r in missed))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+")
+    parser.add_argument("--seed", type=int, default=9)
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--knockout", action="store_true", help="add the slot knockouts (module docstring)")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    results = {}
+    for folder in args.folders:
+        results[folder] = summarise(location_words(folder, args.seed, args.n, args.knockout))
+    print(f"# world seed {args.seed}, {args.n} scenes; pointing (x random) [words]")
+    cols = ["all", "first candidate", "later candidate", "determined"]
+    print("| folder | " + " | ".join(cols) + " |")
+    print("| --- |" + " ---: |" * len(cols))
+    for folder, s in results.items():
+        cells = []
+        for c in cols:
+            if f"pointing {c}" not in s:
+                cells.append("-")
+                continue
+            p, r, w = s[f"pointing {c}"], s[f"random {c}"], int(s[f"words {c}"])
+            cells.append(f"{p:.3f} ({p / r:.1f}) [{w}]")
+        print(f"| {folder} | " + " | ".join(cells) + " |")
+    slots = ["-".join(s) for s in ORDER]
+    print("\n| folder | " + " | ".join(slots) + " |")
+    print("| --- |" + " ---: |" * len(slots))
+    for folder, s in results.items():
+        print(f"| {folder} | " + " | ".join(f"{s[f'pointing slot {c}']:.3f}" for c in slots) + " |")
+    print("\n| folder | later-candidate misses | their peak in the first candidate's slot |")
+    print("| --- | ---: | ---: |")
+    for folder, s in results.items():
+        print(f"| {folder} | {int(s['later-candidate misses'])} | "
+              f"{int(s['later-candidate misses peaking in the first candidate'])} |")
+    if args.knockout:
+        print("\n| folder | kind | dlogp, named slot blocked | first candidate's slot | other slots | whole image |")
+        print("| --- | --- | ---: | ---: | ---: | ---: |")
+        for folder, s in results.items():
+            for kind in ("first candidate", "later candidate", "determined"):
+                cells = [s.get(f"{key} {kind}") for key in
+                         ("dlogp named slot", "dlogp first candidate's slot", "dlogp other slots", "dlogp image")]
+                print(f"| {folder} | {kind} | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump({"seed": args.seed, "n": args.n, "results": results}, fh, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
