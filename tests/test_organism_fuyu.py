@@ -159,7 +159,8 @@ def test_shipped_fuyu_organism_captions_and_points_on_unseen_scenes(fuyu_probe):
     them: exact 0.917; pointing appearance 0.86, entity 0.68, part 0.79, location 0.36 (3.6x random), state 0.37. The
     bounds guard that behaviour a few points under it. Issue 30's bars (exact >= 0.90, >= 5x random for colour,
     shape, part and location words) are met by colour, shape and part words, NOT by location words (3.2-4.8x over
-    the three seeds, README): the organism often looks at the empty slots before the next object's row word."""
+    the three seeds, README): a quarter of them are decided by the caption so far, and where an empty slot decides
+    one, the organism reads that slot and its map peaks there (docs/organism.md, "What decides a location word")."""
     from emergence.studies.evaluate import evaluate
 
     result = evaluate(fuyu_probe, seed=31337, n=60, per_head=False)
