@@ -1,6 +1,6 @@
 """Which location words the caption so far already decides, and where their maps point.
 
-    python bench/organism_location_determined.py FOLDER [FOLDER ...] [--seed 9] [--n 300] [--knockout] [--out FILE.json]
+    python bench/organism_location_determined.py FOLDER [FOLDER ...] [--seed 9] [--n 300] [--knockout [--own-row]] [--out FILE.json]
 
 The shapes world names its objects in slot order, column-major from the left (top left, bottom left, top right,
 bottom right). Given the slots already named and, for a column word, the row word just written, the grammar leaves a
@@ -24,6 +24,10 @@ the image; :func:`emergence.causal.knockout`); the change of each location word'
 unblocked forward is averaged per kind of word and per kind of slot blocked: the named object's slot, the first
 candidate's slot (later-candidate words only: for first-candidate words it is the named slot), every other slot, and
 the whole image (every token of the image blocked, row-end tokens included).
+
+``--own-row`` adds the same blocks of the named slot and of the first candidate's slot for the word's own row only
+(the row that predicts it, the row whose attention is the word's map): earlier rows still read the slot, so the
+change measures what that row itself takes from it.
 """
 
 from __future__ import annotations
@@ -66,12 +70,14 @@ def slot_tokens(run: Any) -> dict[tuple[str, str], np.ndarray]:
     return {s: np.asarray(v, dtype=np.int64) for s, v in out.items()}
 
 
-def location_words(folder: str, seed: int, n: int, knockouts: bool = False) -> list[dict[str, Any]]:
+def location_words(folder: str, seed: int, n: int, knockouts: bool = False, own_row: bool = False
+                   ) -> list[dict[str, Any]]:
     """One record per scored location word: slot, word kind (module docstring), hit, mask fraction and, with
     ``knockouts``, the change of its log-probability when each slot's visual tokens are blocked."""
     from emergence import Probe
     from emergence.analysis import argmax_point, token_maps
     from emergence.causal import answer_log_probs, knockout, run_inputs
+    from emergence.capture.replay import teacher_forced
     from emergence.organism import ShapesWorld
     from emergence.organism.model import PROMPT
     from emergence.studies.scenes import word_pointing
@@ -83,13 +89,14 @@ def location_words(folder: str, seed: int, n: int, knockouts: bool = False) -> l
         run = probe.generate(scene.image, PROMPT, max_new_tokens=64, keep="heads")
         slots = [(o.row, o.col) for o in scene.objects]
         maps = token_maps(run)
-        dlogp: dict[tuple[str, str], np.ndarray] = {}
+        dlogp: dict[Any, np.ndarray] = {}
         if knockouts:
             inputs = run_inputs(probe, run)
             base = answer_log_probs(probe, run, inputs).numpy()
             first_text = int(run.layout.positions.max()) + 1
-            blocks = dict(slot_tokens(run))
+            blocks: dict[Any, np.ndarray] = dict(slot_tokens(run))
             blocks["image"] = np.arange(run.layout.num_tokens)
+            rows = teacher_forced(probe, run, inputs)[1]  # [T] positions of the rows that predict each answer token
             for slot, tokens in blocks.items():
                 with knockout(probe, run.layout.positions[tokens], first_text):
                     dlogp[slot] = answer_log_probs(probe, run, inputs).numpy() - base
@@ -110,6 +117,14 @@ def location_words(folder: str, seed: int, n: int, knockouts: bool = False) -> l
                 others = [s for s in ORDER if s not in (slots[k], first)]
                 record["dlogp other slots"] = float(np.mean([dlogp[s][wp.token] for s in others]))
                 record["dlogp image"] = float(dlogp["image"][wp.token])
+                if own_row:
+                    own = {"dlogp named slot, own row": slots[k]}
+                    if kind == "later candidate":
+                        own["dlogp first candidate's slot, own row"] = first
+                    for key, slot in own.items():
+                        with knockout(probe, run.layout.positions[blocks[slot]], int(rows[wp.token])):
+                            lp = answer_log_probs(probe, run, inputs).numpy()
+                        record[key] = float(lp[wp.token] - base[wp.token])
             out.append(record)
     return out
 
@@ -126,7 +141,8 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, float]:
         out[f"pointing {name}"] = float(np.mean([r["hit"] for r in rs]))
         out[f"random {name}"] = float(np.mean([r["random"] for r in rs]))
         out[f"words {name}"] = float(len(rs))
-        for key in ("dlogp named slot", "dlogp first candidate's slot", "dlogp other slots", "dlogp image"):
+        for key in ("dlogp named slot", "dlogp first candidate's slot", "dlogp other slots", "dlogp image",
+                    "dlogp named slot, own row", "dlogp first candidate's slot, own row"):
             vals = [r[key] for r in rs if key in r]
             if vals:
                 out[f"{key} {name}"] = float(np.mean(vals))
@@ -143,11 +159,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=9)
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--knockout", action="store_true", help="add the slot knockouts (module docstring)")
+    parser.add_argument("--own-row", action="store_true", help="with --knockout: also block the word's own row only")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     results = {}
     for folder in args.folders:
-        results[folder] = summarise(location_words(folder, args.seed, args.n, args.knockout))
+        results[folder] = summarise(location_words(folder, args.seed, args.n, args.knockout, args.own_row))
     print(f"# world seed {args.seed}, {args.n} scenes; pointing (x random) [words]")
     cols = ["all", "first candidate", "later candidate", "determined"]
     print("| folder | " + " | ".join(cols) + " |")
@@ -178,6 +195,14 @@ def main() -> int:
             for kind in ("first candidate", "later candidate", "determined"):
                 cells = [s.get(f"{key} {kind}") for key in
                          ("dlogp named slot", "dlogp first candidate's slot", "dlogp other slots", "dlogp image")]
+                print(f"| {folder} | {kind} | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+    if args.own_row:
+        print("\n| folder | kind | dlogp, named slot blocked for the own row | first candidate's slot, own row |")
+        print("| --- | --- | ---: | ---: |")
+        for folder, s in results.items():
+            for kind in ("first candidate", "later candidate", "determined"):
+                cells = [s.get(f"{key} {kind}") for key in
+                         ("dlogp named slot, own row", "dlogp first candidate's slot, own row")]
                 print(f"| {folder} | {kind} | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
     if args.out:
         with open(args.out, "w") as fh:
