@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import sys
 from typing import Any
 
@@ -153,6 +154,16 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def print_knockouts(results: dict[str, dict[str, float]], headers: list[str], keys: list[str]) -> None:
+    """One Markdown row per folder and kind of word: the mean change of log-probability under each block."""
+    print("\n| folder | kind | " + " | ".join(f"dlogp, {h} blocked" for h in headers) + " |")
+    print("| --- | --- |" + " ---: |" * len(keys))
+    for folder, s in results.items():
+        for kind in ("first candidate", "later candidate", "determined"):
+            cells = [s.get(f"{key} {kind}") for key in keys]
+            print(f"| {folder} | {kind} | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folders", nargs="+")
@@ -189,24 +200,16 @@ def main() -> int:
         print(f"| {folder} | {int(s['later-candidate misses'])} | "
               f"{int(s['later-candidate misses peaking in the first candidate'])} |")
     if args.knockout:
-        print("\n| folder | kind | dlogp, named slot blocked | first candidate's slot | other slots | whole image |")
-        print("| --- | --- | ---: | ---: | ---: | ---: |")
-        for folder, s in results.items():
-            for kind in ("first candidate", "later candidate", "determined"):
-                cells = [s.get(f"{key} {kind}") for key in
-                         ("dlogp named slot", "dlogp first candidate's slot", "dlogp other slots", "dlogp image")]
-                print(f"| {folder} | {kind} | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+        print_knockouts(results, ["named slot", "first candidate's slot", "other slots", "whole image"],
+                        ["dlogp named slot", "dlogp first candidate's slot", "dlogp other slots", "dlogp image"])
     if args.own_row:
-        print("\n| folder | kind | dlogp, named slot blocked for the own row | first candidate's slot, own row |")
-        print("| --- | --- | ---: | ---: |")
-        for folder, s in results.items():
-            for kind in ("first candidate", "later candidate", "determined"):
-                cells = [s.get(f"{key} {kind}") for key in
-                         ("dlogp named slot, own row", "dlogp first candidate's slot, own row")]
-                print(f"| {folder} | {kind} | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+        print_knockouts(results, ["named slot, own row", "first candidate's slot, own row"],
+                        ["dlogp named slot, own row", "dlogp first candidate's slot, own row"])
     if args.out:
-        with open(args.out, "w") as fh:
+        tmp = f"{args.out}.tmp"
+        with open(tmp, "w") as fh:
             json.dump({"seed": args.seed, "n": args.n, "results": results}, fh, indent=1)
+        os.replace(tmp, args.out)
     return 0
 
 
