@@ -1,6 +1,7 @@
 """Which location words the caption so far already decides, and where their maps point.
 
-    python bench/organism_location_determined.py FOLDER [FOLDER ...] [--seed 9] [--n 300] [--knockout [--own-row]] [--out FILE.json]
+    python bench/organism_location_determined.py FOLDER [FOLDER ...] [--seed 9] [--n 300] [--knockout [--own-row]] [--normalise none]
+        [--out FILE.json]
 
 The shapes world names its objects in slot order, column-major from the left (top left, bottom left, top right,
 bottom right). Given the slots already named and, for a column word, the row word just written, the grammar leaves a
@@ -16,7 +17,8 @@ Printed per folder: pointing of each kind (with its random baseline, the mean fr
 cover, and its count), the pointing per slot, and for missed words of the later-candidate kind how often the map's
 peak lies in the first candidate's (empty) slot. The split is computed from the reference caption; scenes whose
 generated caption is not exact count too (words aligned as ``emergence organism eval`` aligns them). Maps are the
-ones pointing scores: the layer/head mean minus the answer's mean map.
+ones pointing scores: the layer/head mean minus the answer's mean map (``--normalise none``: nothing subtracted,
+as ``emergence organism eval --normalise none``).
 
 ``--knockout`` adds a causal check of where each word's evidence lies. In one teacher-forced forward per slot, every
 text position after the image is blocked from the visual tokens whose cell centre lies in that slot (a quarter of
@@ -71,12 +73,12 @@ def slot_tokens(run: Any) -> dict[tuple[str, str], np.ndarray]:
     return {s: np.asarray(v, dtype=np.int64) for s, v in out.items()}
 
 
-def location_words(folder: str, seed: int, n: int, knockouts: bool = False, own_row: bool = False
-                   ) -> list[dict[str, Any]]:
+def location_words(folder: str, seed: int, n: int, knockouts: bool = False, own_row: bool = False,
+                   normalise: str = "mean_subtract") -> list[dict[str, Any]]:
     """One record per scored location word: slot, word kind (module docstring), hit, mask fraction and, with
     ``knockouts``, the change of its log-probability when each slot's visual tokens are blocked."""
     from emergence import Probe
-    from emergence.analysis import argmax_point, token_maps
+    from emergence.analysis import MapOptions, argmax_point, token_maps
     from emergence.causal import answer_log_probs, knockout, run_inputs
     from emergence.capture.replay import teacher_forced
     from emergence.organism import ShapesWorld
@@ -89,7 +91,7 @@ def location_words(folder: str, seed: int, n: int, knockouts: bool = False, own_
         scene = world.scene(i)
         run = probe.generate(scene.image, PROMPT, max_new_tokens=64, keep="heads")
         slots = [(o.row, o.col) for o in scene.objects]
-        maps = token_maps(run)
+        maps = token_maps(run, MapOptions(normalise=normalise))
         dlogp: dict[Any, np.ndarray] = {}
         if knockouts:
             inputs = run_inputs(probe, run)
@@ -171,12 +173,14 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--knockout", action="store_true", help="add the slot knockouts (module docstring)")
     parser.add_argument("--own-row", action="store_true", help="with --knockout: also block the word's own row only")
+    parser.add_argument("--normalise", default="mean_subtract", choices=["mean_subtract", "none"])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     results = {}
     for folder in args.folders:
-        results[folder] = summarise(location_words(folder, args.seed, args.n, args.knockout, args.own_row))
-    print(f"# world seed {args.seed}, {args.n} scenes; pointing (x random) [words]")
+        results[folder] = summarise(location_words(folder, args.seed, args.n, args.knockout, args.own_row,
+                                                   args.normalise))
+    print(f"# world seed {args.seed}, {args.n} scenes, normalise {args.normalise}; pointing (x random) [words]")
     cols = ["all", "first candidate", "later candidate", "determined"]
     print("| folder | " + " | ".join(cols) + " |")
     print("| --- |" + " ---: |" * len(cols))
@@ -208,7 +212,7 @@ def main() -> int:
     if args.out:
         tmp = f"{args.out}.tmp"
         with open(tmp, "w") as fh:
-            json.dump({"seed": args.seed, "n": args.n, "results": results}, fh, indent=1)
+            json.dump({"seed": args.seed, "n": args.n, "normalise": args.normalise, "results": results}, fh, indent=1)
         os.replace(tmp, args.out)
     return 0
 
