@@ -58,8 +58,9 @@ def word_kind(previous: tuple[str, str] | None, slot: tuple[str, str], column: b
     return ("first candidate" if candidates[0] == slot else "later candidate"), candidates[0]
 
 
-def quadrant(y: int, x: int, size: int) -> tuple[str, str]:
-    return ("top" if y < size // 2 else "bottom"), ("left" if x < size // 2 else "right")
+def quadrant(y: int, x: int, height: int, width: int) -> tuple[str, str]:
+    """The slot (quarter of the image) that pixel ``(x, y)`` lies in."""
+    return ("top" if y < height // 2 else "bottom"), ("left" if x < width // 2 else "right")
 
 
 def slot_tokens(run: Any) -> dict[tuple[str, str], np.ndarray]:
@@ -69,7 +70,7 @@ def slot_tokens(run: Any) -> dict[tuple[str, str], np.ndarray]:
     out: dict[tuple[str, str], list[int]] = {s: [] for s in ORDER}
     for v, (x0, y0, x1, y1) in enumerate(boxes):
         if not np.isnan(x0):
-            out[quadrant(int((y0 + y1) / 2), int((x0 + x1) / 2), min(h, w))].append(v)
+            out[quadrant(int((y0 + y1) / 2), int((x0 + x1) / 2), h, w)].append(v)
     return {s: np.asarray(v, dtype=np.int64) for s, v in out.items()}
 
 
@@ -112,7 +113,7 @@ def location_words(folder: str, seed: int, n: int, knockouts: bool = False, own_
             x, y = argmax_point(run.layout.render(maps[wp.token]))
             record = {"slot": "-".join(slots[k]), "word": "column" if column else "row", "kind": kind,
                       "hit": float(wp.hit), "random": float(wp.mask.mean()),
-                      "peak in first candidate": quadrant(int(y), int(x), wp.mask.shape[0]) == first}
+                      "peak in first candidate": quadrant(int(y), int(x), *wp.mask.shape) == first}
             if dlogp:
                 record["dlogp named slot"] = float(dlogp[slots[k]][wp.token])
                 if kind == "later candidate":
@@ -176,6 +177,8 @@ def main() -> int:
     parser.add_argument("--normalise", default="mean_subtract", choices=["mean_subtract", "none"])
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if args.own_row and not args.knockout:
+        parser.error("--own-row adds to the --knockout blocks: pass both")
     results = {}
     for folder in args.folders:
         results[folder] = summarise(location_words(folder, args.seed, args.n, args.knockout, args.own_row,
