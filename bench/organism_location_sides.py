@@ -16,6 +16,10 @@ measure the change of its log-probability (nats) against the unblocked forward (
   later visual token can read them either;
 - **image**: the text blocked from every visual token.
 
+Where the image starts the sequence (Fuyu), the slot holding the first patch cannot be blocked from every query (that
+patch would have no key left; :func:`emergence.causal.knockout` refuses), so the *every query* change of a group
+holding such words is NaN, not measured.
+
 Printed and written: pointing (with its random baseline) of fixed and free, row and column words; and per word kind
 (row / column) and side of its object (top / bottom, left / right), the pointing, the three changes and how often the
 word's map peaks in a slot after the object's own in raster order (rows top to bottom, left to right). Maps are the
@@ -69,6 +73,7 @@ def location_words(folder: str, seed: int, n: int, normalise: str = "mean_subtra
     from emergence import Probe
     from emergence.analysis import MapOptions, argmax_point, token_maps
     from emergence.causal import answer_log_probs, knockout, run_inputs
+    from emergence.errors import CaptureError
     from emergence.organism import ShapesWorld
     from emergence.organism.model import PROMPT
     from emergence.studies.scenes import word_pointing
@@ -89,8 +94,11 @@ def location_words(folder: str, seed: int, n: int, normalise: str = "mean_subtra
         for slot in set(slots):
             with knockout(probe, positions[tokens[slot]], first_text):
                 text[slot] = answer_log_probs(probe, run, inputs).numpy() - base
-            with knockout(probe, positions[tokens[slot]], first_image):
-                every[slot] = answer_log_probs(probe, run, inputs).numpy() - base
+            try:
+                with knockout(probe, positions[tokens[slot]], first_image):
+                    every[slot] = answer_log_probs(probe, run, inputs).numpy() - base
+            except CaptureError:  # the image starts the sequence (Fuyu): its first patch would have no key left
+                every[slot] = np.full_like(base, np.nan)
         with knockout(probe, positions, first_text):
             image = answer_log_probs(probe, run, inputs).numpy() - base
         fixed = fixed_words(scene.objects)
@@ -127,7 +135,7 @@ def summary(records: list[dict[str, Any]]) -> dict[str, float]:
         for field in ("hit", "random") + (("peak after own slot", "dlogp own slot, text", "dlogp own slot, every query",
                                            "dlogp image") if key.split()[0] in ("row", "column") else ()):
             name = "pointing" if field == "hit" else field
-            out[f"{name} {key}"] = float(np.mean([float(r[field]) for r in rs]))
+            out[f"{name} {key}"] = float(np.mean([float(r[field]) for r in rs]))  # NaN where one is not measured
     return out
 
 
@@ -160,8 +168,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             from emergence.files import atomic_write_json
 
+            clean = {f: {k: (None if np.isnan(v) else v) for k, v in r.items()} for f, r in results.items()}
             atomic_write_json(args.out, {"seed": args.seed, "n": args.n, "normalise": args.normalise,
-                                         "results": results})
+                                         "results": clean})  # null: not measured
     return 0
 
 
