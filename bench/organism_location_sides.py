@@ -7,8 +7,9 @@ run it with the patched ``world.py`` first on ``PYTHONPATH``); on the shipped wo
 fixes more words than the *fixed* kind below counts (``bench/organism_location_determined.py`` splits those).
 
 Each scored location word is *fixed* when the slots the caption has not named yet allow only one value of it (for a
-column word: only one free slot in the object's row), else *free*. For every word, four teacher-forced forwards
-measure the change of its log-probability (nats) against the unblocked forward (:func:`emergence.causal.knockout`):
+column word: only one free slot in the object's row), else *free*. Teacher-forced forwards of each scene (one
+unblocked, two per occupied slot, one with the whole image blocked) measure the change of each word's log-probability
+(nats) against the unblocked forward (:func:`emergence.causal.knockout`):
 
 - **own slot, text**: the text positions after the image blocked from the visual tokens whose cell centre lies in the
   object's slot (a quarter of the image);
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import sys
 from typing import Any
