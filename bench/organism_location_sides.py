@@ -37,6 +37,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from organism_location_determined import quadrant as slot_of, slot_tokens  # noqa: E402  (the same slots)
+
 SLOTS = [("top", "left"), ("top", "right"), ("bottom", "left"), ("bottom", "right")]  # raster order
 
 
@@ -50,22 +53,6 @@ def fixed_words(objects: list[Any]) -> dict[tuple[int, str], bool]:
         out[(k, "column")] = sum(r == obj.row for r, _ in free) == 1
         used.add((obj.row, obj.col))
     return out
-
-
-def slot_of(y: int, x: int, height: int, width: int) -> tuple[str, str]:
-    """The slot (quarter of the image) that pixel ``(x, y)`` lies in."""
-    return ("top" if y < height // 2 else "bottom"), ("left" if x < width // 2 else "right")
-
-
-def slot_tokens(run: Any) -> dict[tuple[str, str], np.ndarray]:
-    """Per slot, the indices into ``[V]`` of the visual tokens whose cell centre lies in it."""
-    boxes = run.layout.token_boxes()  # [V, 4] (x0, y0, x1, y1), NaN outside the grid
-    h, w = run.layout.image_size
-    out: dict[tuple[str, str], list[int]] = {s: [] for s in SLOTS}
-    for v, (x0, y0, x1, y1) in enumerate(boxes):
-        if not np.isnan(x0):
-            out[slot_of(int((y0 + y1) / 2), int((x0 + x1) / 2), h, w)].append(v)
-    return {s: np.asarray(v, dtype=np.int64) for s, v in out.items()}
 
 
 def location_words(folder: str, seed: int, n: int, normalise: str = "mean_subtract") -> list[dict[str, Any]]:
