@@ -1,12 +1,13 @@
 """Where the map that predicts a location word peaks, for one organism folder: on the object the word names, on
 another object, or on the background of the named object's slot, of another occupied slot or of an empty slot (row
-words "top" / "bottom" apart from column words "left" / "right").
+words ("top", "bottom") apart from column words ("left", "right")).
 
     python bench/organism_location_peaks.py FOLDER [--seed 5] [--n 80]
 
 The map is the one pointing scores (README): the layer/head mean of the row that predicts the word, minus the
-answer's mean map, rendered on the image; its argmax pixel is classified. Scenes hold 1-3 objects in a 2 x 2 grid of
-slots, so at least one slot is empty.
+answer's mean map, rendered on the image; its argmax pixel is classified. Scenes hold 1-3 objects in a grid of
+slots (the world's ``ROWS`` x ``COLS``: 2 x 2, or 3 x 3 with ``bench/organism_variants/grid3x3.patch``), so at least
+one slot is empty; a pixel's slot is the grid cell it lies in.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def peaks(folder: str, seed: int, n: int) -> dict[tuple[str, str], int]:
     from emergence.analysis import token_maps
     from emergence.organism import ShapesWorld
     from emergence.organism.model import PROMPT
+    from emergence.organism.world import COLS, ROWS
     from emergence.studies.scenes import word_pointing
 
     probe = Probe.from_pretrained(folder, dtype="float32")
@@ -42,7 +44,7 @@ def peaks(folder: str, seed: int, n: int) -> dict[tuple[str, str], int]:
                 where = "another object"
             else:
                 h, w = heat.shape
-                row, col = ("top" if y < h // 2 else "bottom"), ("left" if x < w // 2 else "right")
+                row, col = ROWS[y * len(ROWS) // h], COLS[x * len(COLS) // w]
                 named = next(o for o in scene.objects if np.array_equal(wp.mask, o.mask))
                 if (named.row, named.col) == (row, col):
                     where = "background of the named object's slot"
@@ -50,7 +52,7 @@ def peaks(folder: str, seed: int, n: int) -> dict[tuple[str, str], int]:
                     where = "background of another occupied slot"
                 else:
                     where = "background of an empty slot"
-            counts[("row" if wp.word in ("top", "bottom") else "column", where)] += 1
+            counts[("row" if wp.word in ROWS else "column", where)] += 1
     return dict(counts)
 
 
