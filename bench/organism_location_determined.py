@@ -3,9 +3,10 @@
     python bench/organism_location_determined.py FOLDER [FOLDER ...] [--seed 9] [--n 300] [--knockout [--own-row]] [--normalise none]
         [--out FILE.json]
 
-The shapes world names its objects in slot order, column-major from the left (top left, bottom left, top right,
-bottom right). Given the slots already named and, for a column word, the row word just written, the grammar leaves a
-list of **candidate** slots for the object the location word names. Each scored location word is one of:
+The shapes world names its objects in slot order, column-major from the left (top left, bottom left, top right, bottom
+right; the slots are the world's ``ROWS`` x ``COLS`` grid, so a patched 3 x 3 world runs too). Given the slots already
+named and, for a column word, the row word just written, the grammar leaves a list of **candidate** slots for the object
+the location word names. Each scored location word is one of:
 
 - **determined**: every candidate gives the same word (e.g. "bottom" after an object at the top right, or "right"
   after "at the bottom" when the bottom left was named before); a reader of the caption alone knows it;
@@ -21,11 +22,11 @@ ones pointing scores: the layer/head mean minus the answer's mean map (``--norma
 as ``emergence organism eval --normalise none``).
 
 ``--knockout`` adds a causal check of where each word's evidence lies. In one teacher-forced forward per slot, every
-text position after the image is blocked from the visual tokens whose cell centre lies in that slot (a quarter of
-the image; :func:`emergence.causal.knockout`); the change of each location word's log-probability against the
+text position after the image is blocked from the visual tokens whose cell centre lies in that slot (a quarter of the
+2 x 2 world's image; :func:`emergence.causal.knockout`); the change of each location word's log-probability against the
 unblocked forward is averaged per kind of word and per kind of slot blocked: the named object's slot, the first
-candidate's slot (later-candidate words only: for first-candidate words it is the named slot), every other slot, and
-the whole image (every token of the image blocked, row-end tokens included).
+candidate's slot (later-candidate words only: for first-candidate words it is the named slot), every other slot, and the
+whole image (every token of the image blocked, row-end tokens included).
 
 ``--own-row`` adds the same blocks of the named slot and of the first candidate's slot for the word's own row only
 (the row that predicts it, the row whose attention is the word's map): earlier rows still read the slot, so the
@@ -43,7 +44,9 @@ from typing import Any
 
 import numpy as np
 
-ORDER = [("top", "left"), ("bottom", "left"), ("top", "right"), ("bottom", "right")]  # column-major slot order
+from emergence.organism.world import COLS, ROWS  # the world on PYTHONPATH: 2 x 2, or a patched grid
+
+ORDER = [(r, c) for c in COLS for r in ROWS]  # column-major slot order
 
 
 def word_kind(previous: tuple[str, str] | None, slot: tuple[str, str], column: bool) -> tuple[str, tuple[str, str]]:
@@ -59,8 +62,9 @@ def word_kind(previous: tuple[str, str] | None, slot: tuple[str, str], column: b
 
 
 def quadrant(y: int, x: int, height: int, width: int) -> tuple[str, str]:
-    """The slot (quarter of the image) that pixel ``(x, y)`` lies in."""
-    return ("top" if y < height // 2 else "bottom"), ("left" if x < width // 2 else "right")
+    """The slot (the cell of the world's ``ROWS`` x ``COLS`` grid; a quarter of the 2 x 2 world) that pixel
+    ``(x, y)`` lies in."""
+    return ROWS[y * len(ROWS) // height], COLS[x * len(COLS) // width]
 
 
 def slot_tokens(run: Any) -> dict[tuple[str, str], np.ndarray]:

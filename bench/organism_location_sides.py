@@ -12,7 +12,7 @@ unblocked, two per occupied slot, one with the whole image blocked) measure the 
 (nats) against the unblocked forward (:func:`emergence.causal.knockout`):
 
 - **own slot, text**: the text positions after the image blocked from the visual tokens whose cell centre lies in the
-  object's slot (a quarter of the image);
+  object's slot (a cell of the world's ``ROWS`` x ``COLS`` grid: a quarter of the 2 x 2 world's image);
 - **own slot, every query**: the same tokens blocked from every query from the first visual token on, so that no
   later visual token can read them either;
 - **image**: the text blocked from every visual token.
@@ -22,9 +22,10 @@ patch would have no key left; :func:`emergence.causal.knockout` refuses), so the
 holding such words is NaN, not measured.
 
 Printed and written: pointing (with its random baseline) of fixed and free, row and column words; and per word kind
-(row / column) and side of its object (top / bottom, left / right), the pointing, the three changes and how often the
-word's map peaks in a slot after the object's own in raster order (rows top to bottom, left to right). Maps are the
-ones pointing scores (the layer/head mean minus the answer's mean map; ``--normalise none``: nothing subtracted).
+(row / column) and side of its object (its row or its column: top / bottom, left / right, and middle / centre in a 3 x 3
+world), the pointing, the three changes and how often the word's map peaks in a slot after the object's own in raster
+order (rows top to bottom, left to right). Maps are the ones pointing scores (the layer/head mean minus the answer's
+mean map; ``--normalise none``: nothing subtracted).
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from organism_location_determined import quadrant as slot_of, slot_tokens  # noqa: E402  (the same slots)
+from organism_location_determined import COLS, ROWS, quadrant as slot_of, slot_tokens  # noqa: E402  (the same slots)
 
-SLOTS = [("top", "left"), ("top", "right"), ("bottom", "left"), ("bottom", "right")]  # raster order
+SLOTS = [(r, c) for r in ROWS for c in COLS]  # raster order
 
 
 def fixed_words(objects: list[Any]) -> dict[tuple[int, str], bool]:
@@ -94,7 +95,7 @@ def location_words(folder: str, seed: int, n: int, normalise: str = "mean_subtra
             if wp.category != "location":
                 continue
             k = next(j for j, o in enumerate(scene.objects) if np.array_equal(wp.mask, o.mask))
-            kind = "column" if wp.word in ("left", "right") else "row"
+            kind = "column" if wp.word in COLS else "row"
             x, y = argmax_point(run.layout.render(maps[wp.token]))
             peak = slot_of(int(y), int(x), *wp.mask.shape)
             out.append({
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {key} | {s[f'words {key}']:.0f} | {p:.3f} ({p / r:.1f}) |")
         print("\n| word | side | n | pointing | own slot, text | own slot, every query | image | peak after own slot |")
         print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for kind, side in (("row", "top"), ("row", "bottom"), ("column", "left"), ("column", "right")):
+        for kind, side in [("row", r) for r in ROWS] + [("column", c) for c in COLS]:
             key = f"{kind} {side}"
             if f"words {key}" in s:
                 print(f"| {kind} | {side} | {s[f'words {key}']:.0f} | {s[f'pointing {key}']:.3f} | "
