@@ -47,3 +47,17 @@ def test_sweep_analysis_notebook_runs_a_small_organism_sweep_and_draws_the_repor
     assert "emergence-organism shapes 16 items" in text and "best-unit categories" in text
     images = sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
     assert images >= 4
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_every_notebook_cell_has_its_own_id(name):
+    # nbformat 5.x only warns on a cell without an id (and fills one in when it reads the file); it says that this
+    # will become an error. Read the file itself, so the check does not depend on what the installed nbformat mends.
+    import json
+
+    nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
+    assert (nb["nbformat"], nb["nbformat_minor"]) >= (4, 5), "cell ids need nbformat 4.5"
+    ids = [cell.get("id") for cell in nb["cells"]]
+    missing = [i for i, cell_id in enumerate(ids) if not cell_id]
+    assert not missing, f"{name}: cells {missing} have no id"
+    assert len(set(ids)) == len(ids), f"{name}: repeated cell ids"
