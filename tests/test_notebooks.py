@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,6 @@ def test_sweep_analysis_notebook_runs_a_small_organism_sweep_and_draws_the_repor
 def test_every_notebook_cell_has_its_own_id(name):
     # nbformat 5.x only warns on a cell without an id (and fills one in when it reads the file); it says that this
     # will become an error. Read the file itself, so the check does not depend on what the installed nbformat mends.
-    import json
-
     nb = json.loads((NOTEBOOKS / name).read_text(encoding="utf-8"))
     assert (nb["nbformat"], nb["nbformat_minor"]) >= (4, 5), "cell ids need nbformat 4.5"
     ids = [cell.get("id") for cell in nb["cells"]]
